@@ -1,0 +1,120 @@
+"""The command line: one Fire class whose methods are the commands; it parses, calls and prints.
+
+Every heavy import happens inside a method so that ``mlflow sweep --help`` stays fast (SPEC §6).
+"""
+from __future__ import annotations
+
+import sys
+
+from mlflow_sweep.errors import SweepError
+
+_SWEEP_ID_FLAGS = ("--sweep-id", "--sweep_id")
+
+
+class SweepCLI:
+    """Hyperparameter sweeps for MLflow: init a sweep, run agents, check status, finalize."""
+
+    def init(self, config_file: str) -> None:
+        """Create a sweep from a YAML or JSON file and print its ID.
+
+        The sweep is a parent MLflow run (tag sweep=True) in the file's experiment.
+
+        Args:
+            config_file: path to the sweep configuration (W&B sweep syntax).
+        """
+        from mlflow_sweep import config, tracking
+
+        cfg = config.load_config(config_file)
+        for warning in cfg.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        sweep = tracking.create_sweep(cfg, config_file)
+        print(config.render_config(cfg))
+        print(f"Sweep initialized with ID: {sweep.run_id}")
+
+    def run(self, sweep_id: str | None = None, count: int | None = None, max_failures: int = 5) -> None:
+        """Run an agent: claim trials of the sweep and run them until the sweep is done.
+
+        Start as many agents as you like, on one machine or many; together they run exactly
+        run_cap trials (or the whole grid).
+
+        Args:
+            sweep_id: the sweep's parent run ID; default: the most recently initialized sweep.
+            count: stop this agent after it has run this many trials.
+            max_failures: stop this agent after this many trials in a row have failed.
+        """
+        from mlflow_sweep import agent
+
+        agent.run_agent(_as_id(sweep_id), count=_as_count(count, "--count"),
+                        max_failures=_as_count(max_failures, "--max-failures"))
+
+    def finalize(self, sweep_id: str | None = None) -> None:
+        """Analyse a sweep: parameter importance table, best trial, PNG plots on the parent run.
+
+        Args:
+            sweep_id: the sweep's parent run ID; default: the most recently initialized sweep.
+        """
+        from mlflow_sweep import finalize
+
+        print(finalize.finalize_sweep(_as_id(sweep_id)))
+
+    def status(self, sweep_id: str | None = None) -> None:
+        """Show a sweep's progress: trials by state, run_cap progress, best so far, live agents.
+
+        Args:
+            sweep_id: the sweep's parent run ID; default: the most recently initialized sweep.
+        """
+        from mlflow_sweep import status
+
+        print(status.sweep_status(_as_id(sweep_id)))
+
+
+def _as_id(sweep_id: object) -> str | None:
+    """Sweep IDs are strings even when Fire parsed them as numbers."""
+    return None if sweep_id is None else str(sweep_id)
+
+
+def _as_count(value: object, flag: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        from mlflow_sweep.errors import UsageError
+
+        raise UsageError(f"{flag} must be a whole number of at least 1, but got {value!r}")
+    return value
+
+
+def _quote_sweep_ids(argv: list[str]) -> list[str]:
+    """Make Fire keep ``--sweep-id`` values as typed (``00123`` or ``1e5`` stay strings)."""
+    out: list[str] = []
+    quote_next = False
+    for arg in argv:
+        if quote_next:
+            out.append(repr(arg))
+            quote_next = False
+        elif arg in _SWEEP_ID_FLAGS:
+            out.append(arg)
+            quote_next = True
+        elif arg.startswith(tuple(f + "=" for f in _SWEEP_ID_FLAGS)):
+            flag, _, value = arg.partition("=")
+            out.append(f"{flag}={value!r}")
+        else:
+            out.append(arg)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; our errors become one stderr message and an exit code, never a traceback."""
+    import fire
+
+    args = _quote_sweep_ids(list(sys.argv[1:] if argv is None else argv))
+    try:
+        fire.Fire(SweepCLI, command=args, name="mlflow sweep")
+    except fire.core.FireExit as exc:
+        return 0 if exc.code in (None, 0) else 2
+    except SweepError as exc:
+        print(f"{exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

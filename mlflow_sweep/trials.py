@@ -1,0 +1,70 @@
+"""Shared vocabulary: trial states, the trial record, a sampler's proposal and DONE."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Mapping
+
+
+class TrialState(str, Enum):
+    """Where a trial is in its life; the terminal ones match MLflow run statuses."""
+
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not TrialState.RUNNING
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial of a sweep as the ledger knows it.
+
+    ``params`` uses flat dotted names (``outer.inner``). ``metric`` is the trial's single
+    value under ``metric.summary`` (SPEC §3), or None when it logged none. ``point`` is the
+    grid point index for grid sweeps. ``dead`` marks a trial reaped because its agent
+    went silent (SPEC §4); ``stopped_at`` is the hyperband iteration that stopped it.
+    """
+
+    index: int
+    params: Mapping[str, Any]
+    state: TrialState = TrialState.RUNNING
+    metric: float | None = None
+    point: int | None = None
+    run_id: str | None = None
+    agent_id: str | None = None
+    started: float | None = None
+    ended: float | None = None
+    dead: bool = False
+    stopped_at: int | None = None
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a sampler hands out: the next trial's parameters and, for grid, its point index."""
+
+    params: Mapping[str, Any] = field(default_factory=dict)
+    point: int | None = None
+
+
+class _Done:
+    """The sampler's "nothing left to propose"; a value, not an exception."""
+
+    _instance: _Done | None = None
+
+    def __new__(cls) -> _Done:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "DONE"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+DONE = _Done()
