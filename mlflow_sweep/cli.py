@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _quote_sweep_ids(list(sys.argv[1:] if argv is None else argv))
     try:
-        fire.Fire(SweepCLI, command=args, name="mlflow sweep")
+        fire.Fire(SweepCLI(), command=args, name="mlflow-sweep")
     except fire.core.FireExit as exc:
         return 0 if exc.code in (None, 0) else 2
     except SweepError as exc:
