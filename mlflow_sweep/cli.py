@@ -22,12 +22,12 @@ class SweepCLI:
         Args:
             config_file: path to the sweep configuration (W&B sweep syntax).
         """
-        from mlflow_sweep import config, tracking
+        from mlflow_sweep import agent, config
 
         cfg = config.load_config(config_file)
         for warning in cfg.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        sweep = tracking.create_sweep(cfg, config_file)
+        sweep = agent.init_sweep(cfg, config_file)
         print(config.render_config(cfg))
         print(f"Sweep initialized with ID: {sweep.run_id}")
 
@@ -45,7 +45,8 @@ class SweepCLI:
         from mlflow_sweep import agent
 
         agent.run_agent(_as_id(sweep_id), count=_as_count(count, "--count"),
-                        max_failures=_as_count(max_failures, "--max-failures"))
+                        max_failures=_as_count(max_failures, "--max-failures"),
+                        say=_say, stream=sys.stdout.buffer)
 
     def finalize(self, sweep_id: str | None = None) -> None:
         """Analyse a sweep: parameter importance table, best trial, PNG plots on the parent run.
@@ -66,6 +67,11 @@ class SweepCLI:
         from mlflow_sweep import status
 
         print(status.sweep_status(_as_id(sweep_id)))
+
+
+def _say(message: str) -> None:
+    """Agent progress goes to stderr, so stdout carries only the trials' own output."""
+    print(f"[mlflow-sweep] {message}", file=sys.stderr, flush=True)
 
 
 def _as_id(sweep_id: object) -> str | None:

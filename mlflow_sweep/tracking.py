@@ -1,0 +1,235 @@
+"""The only module that calls MLflow: the parent run, child runs, their params, artifacts and metrics.
+
+Every public function retries briefly on SQLite's "database is locked": with many agents and
+their commands writing one embedded store, SQLite refuses a write that would upgrade a read
+transaction instead of waiting on its busy timeout, so a short backoff is the fix (issue 4).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+
+from mlflow_sweep.errors import TrackingError
+from mlflow_sweep.trials import Trial, TrialState
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from mlflow_sweep.config import Metric, SweepConfig
+
+log = logging.getLogger(__name__)
+
+SWEEP_TAG = "sweep"
+LEDGER_TAG = "sweep.ledger_dir"
+LEDGER_ENV = "MLFLOW_SWEEP_LEDGER_DIR"
+HEARTBEAT_ENV = "MLFLOW_SWEEP_HEARTBEAT_TIMEOUT"
+OUTPUT_ARTIFACT = "output.log"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep as MLflow knows it: the parent run and where its ledger lives."""
+
+    run_id: str
+    experiment_id: str
+    name: str
+    tracking_uri: str
+    ledger_dir: Path
+
+
+def heartbeat_timeout() -> float:
+    """Seconds of agent silence after which its trial is dead (SPEC §4a; default 120)."""
+    raw = os.environ.get(HEARTBEAT_ENV, "120")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise TrackingError(f"{HEARTBEAT_ENV} must be a number of seconds, but got {raw!r}") from None
+    if value <= 0:
+        raise TrackingError(f"{HEARTBEAT_ENV} must be positive, but got {raw!r}")
+    return value
+
+
+def _retrying(func: Callable[..., T]) -> Callable[..., T]:
+    """Retry a tracking call on SQLite lock contention with jittered exponential backoff."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        for attempt in range(8):
+            try:
+                return func(*args, **kwargs)
+            except Exception as exc:  # MlflowException or sqlalchemy OperationalError
+                if "database is locked" not in str(exc) or attempt == 7:
+                    raise
+                delay = 0.05 * 2**attempt * (0.5 + random.random())
+                log.debug("database is locked in %s; retrying in %.2f s", func.__name__, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+@functools.lru_cache(maxsize=1)
+def _client() -> MlflowClient:
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+def tracking_uri() -> str:
+    """The tracking URI in effect (MLFLOW_TRACKING_URI or MLflow's own default store)."""
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+@_retrying
+def create_sweep(config: SweepConfig, config_path: str) -> Sweep:
+    """Create the parent run, log the config file, and return the sweep (ledger not yet written)."""
+    client = _client()
+    experiment_id = _experiment_id(client, config.experiment_name)
+    ledger_root = _ledger_root(client, experiment_id)
+    tags = {SWEEP_TAG: "True", "sweep.method": config.method}
+    run = client.create_run(experiment_id, run_name=config.sweep_name, tags=tags)
+    run_id = run.info.run_id
+    ledger_dir = _ledger_dir(ledger_root, run.info.artifact_uri, run_id)
+    client.set_tag(run_id, LEDGER_TAG, str(ledger_dir))
+    client.log_artifact(run_id, config_path)
+    if config.description:
+        client.set_tag(run_id, "mlflow.note.content", config.description)
+    return Sweep(run_id, experiment_id, run.info.run_name, tracking_uri(), ledger_dir)
+
+
+def _experiment_id(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            raise TrackingError(f"experiment {name!r} is deleted; restore it or choose another experiment_name")
+        return experiment.experiment_id
+    return client.create_experiment(name)
+
+
+def _ledger_root(client: MlflowClient, experiment_id: str) -> Path | None:
+    """MLFLOW_SWEEP_LEDGER_DIR if set; None when the parent's local artifact dir will do."""
+    if os.environ.get(LEDGER_ENV):
+        return Path(os.environ[LEDGER_ENV]).expanduser().resolve()
+    location = client.get_experiment(experiment_id).artifact_location
+    if _local_path(location) is None:
+        raise TrackingError(
+            f"the experiment's artifacts are at {location}, where agents cannot share a lock; "
+            f"set {LEDGER_ENV} to a directory every agent can reach"
+        )
+    return None
+
+
+def _ledger_dir(root: Path | None, artifact_uri: str, run_id: str) -> Path:
+    if root is not None:
+        return root / run_id
+    local = _local_path(artifact_uri)
+    assert local is not None  # _ledger_root checked the experiment's location
+    return local / "sweep"
+
+
+def _local_path(uri: str) -> Path | None:
+    """The filesystem path of a local artifact URI, or None for a remote one."""
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(url2pathname(parsed.path))
+    if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
+        return Path(uri).resolve()
+    return None
+
+
+@_retrying
+def find_sweep(sweep_id: str | None) -> Sweep:
+    """The sweep with this parent run ID, or the most recently initialized one."""
+    client = _client()
+    run = _get_sweep_run(client, sweep_id) if sweep_id else _latest_sweep_run(client)
+    if run.data.tags.get(SWEEP_TAG) != "True":
+        raise TrackingError(f"run {run.info.run_id} is not a sweep (it has no tag sweep=True); "
+                            "pass the ID that 'mlflow sweep init' printed")
+    env_root = os.environ.get(LEDGER_ENV)
+    if env_root:
+        ledger_dir = Path(env_root).expanduser().resolve() / run.info.run_id
+    elif LEDGER_TAG in run.data.tags:
+        ledger_dir = Path(run.data.tags[LEDGER_TAG])
+    else:
+        raise TrackingError(f"sweep {run.info.run_id} has no ledger directory; set {LEDGER_ENV}")
+    return Sweep(run.info.run_id, run.info.experiment_id, run.info.run_name, tracking_uri(), ledger_dir)
+
+
+def _get_sweep_run(client: MlflowClient, sweep_id: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(sweep_id)
+    except MlflowException as exc:
+        if "database is locked" in str(exc):
+            raise
+        raise TrackingError(f"no sweep with ID {sweep_id!r} in the tracking store ({tracking_uri()}); "
+                            "check the ID that 'mlflow sweep init' printed, and MLFLOW_TRACKING_URI") from None
+
+
+def _latest_sweep_run(client: MlflowClient) -> Any:
+    from mlflow.entities import ViewType
+
+    experiment_ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+    runs = client.search_runs(experiment_ids, filter_string=f"tags.{SWEEP_TAG} = 'True'",
+                              order_by=["attributes.start_time DESC"], max_results=1) if experiment_ids else []
+    if not runs:
+        raise TrackingError(f"no sweep found in the tracking store ({tracking_uri()}); "
+                            "run 'mlflow sweep init CONFIG' first, or pass --sweep-id")
+    return runs[0]
+
+
+@_retrying
+def start_trial(sweep: Sweep, trial: Trial) -> tuple[str, Path | None]:
+    """Create the trial's child run with its params; return its ID and local artifact dir if any."""
+    from mlflow.entities import Param
+
+    client = _client()
+    tags = {"mlflow.parentRunId": sweep.run_id, "sweep.id": sweep.run_id, "sweep.trial": str(trial.index)}
+    run = client.create_run(sweep.experiment_id, run_name=f"{sweep.name}-{trial.index}", tags=tags)
+    params = [Param(name, _param_value(value)) for name, value in trial.params.items()]
+    if params:
+        client.log_batch(run.info.run_id, params=params)
+    return run.info.run_id, _local_path(run.info.artifact_uri)
+
+
+def _param_value(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+@_retrying
+def end_trial(run_id: str, state: TrialState, output: Path | None, tags: Mapping[str, str] | None = None) -> None:
+    """Store the trial's captured output (when not already in its artifact dir) and end the run."""
+    client = _client()
+    if output is not None:
+        client.log_artifact(run_id, str(output))
+    for key, value in (tags or {}).items():
+        client.set_tag(run_id, key, value)
+    client.set_terminated(run_id, status=state.value)
+
+
+@_retrying
+def end_run(run_id: str, state: TrialState) -> None:
+    """Mark a run ended with this status (used for trials reaped as dead)."""
+    _client().set_terminated(run_id, status=state.value)
+
+
+@_retrying
+def metric_history(run_id: str, name: str) -> list[float]:
+    """The values a run logged under ``name``, in the order they were logged."""
+    history = _client().get_metric_history(run_id, name)
+    return [m.value for m in sorted(history, key=lambda m: m.timestamp)]
