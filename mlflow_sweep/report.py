@@ -1,0 +1,90 @@
+"""Plain-text finalize output (SPEC §5): the importance table, the best trial and notes; pure strings."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from mlflow_sweep.analysis import CATEGORICAL, Analysis, ParameterResult, category_label, is_number
+
+_COLUMNS = ("Importance", "Permutation Importance", "Pearson", "Spearman")
+
+
+def render_table(analysis: Analysis) -> str:
+    """The SPEC §5 table: a title, a header, one row per parameter sorted by importance.
+
+    Args:
+        analysis: the result of ``analysis.analyse``; empty rows give an empty string.
+    """
+    if not analysis.rows:
+        return ""
+    width = max(len("Parameter"), *(len(r.name) for r in analysis.rows)) + 1
+    title = (f"Parameter importance for {analysis.metric} ({analysis.goal}), "
+             f"{analysis.used} trial{'s' * (analysis.used != 1)}")
+    header = " | ".join([f"{'Parameter':<{width}}", *_COLUMNS])
+    return "\n".join([title, header, *(_row(r, width) for r in analysis.rows)])
+
+
+def _row(row: ParameterResult, width: int) -> str:
+    cells = (row.importance, row.permutation, row.pearson, row.spearman)
+    return " | ".join([f"{row.name:<{width}}",
+                       *(f"{_number(v):>{len(c)}}" for v, c in zip(cells, _COLUMNS))])
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def render_best(analysis: Analysis) -> str:
+    """The best trial: index, run ID, metric value and parameters; or why there is none.
+
+    Args:
+        analysis: the result of ``analysis.analyse``.
+    """
+    best = analysis.best
+    if analysis.metric is None:
+        return "Best trial: none (no metric configured)"
+    if best is None:
+        return f"Best trial: none (no finished trial logged a value for {analysis.metric!r})"
+    lines = [f"Best trial: #{best.index} (run {best.run_id or 'unknown'})",
+             f"  {analysis.metric} = {format_value(best.metric)} ({analysis.goal})"]
+    lines += [f"  {name} = {format_value(value)}" for name, value in best.params.items()]
+    return "\n".join(lines)
+
+
+def render_counts(counts: Mapping[str, int]) -> str:
+    """One line of trials by state, e.g. ``12 trials: 10 finished, 1 failed, 1 killed, 0 running``."""
+    total = sum(counts.values())
+    order = ("finished", "failed", "killed", "running")
+    parts = [f"{counts.get(state, 0)} {state}" for state in order]
+    return f"{total} trial{'s' * (total != 1)}: " + ", ".join(parts)
+
+
+def render_report(analysis: Analysis) -> str:
+    """Everything finalize prints: counts, notes, the table (with a categorical footnote), the best trial.
+
+    Args:
+        analysis: the result of ``analysis.analyse``.
+    """
+    blocks = [render_counts(analysis.counts)]
+    if analysis.notes:
+        blocks.append("\n".join(f"note: {n}" for n in analysis.notes))
+    table = render_table(analysis)
+    if table:
+        blocks.append(table + _categorical_footnote(analysis.rows))
+    blocks.append(render_best(analysis))
+    return "\n\n".join(blocks)
+
+
+def _categorical_footnote(rows: Sequence[ParameterResult]) -> str:
+    names = [r.name for r in rows if r.scale == CATEGORICAL and r.varies]
+    if not names:
+        return ""
+    return (f"\n(categorical: {', '.join(names)} — Pearson/Spearman use each category's mean metric, "
+            "so they give strength, not direction)")
+
+
+def format_value(value: Any) -> str:
+    """A parameter or metric value as a user reads it: numbers to 6 significant digits."""
+    if isinstance(value, float) and is_number(value):
+        return f"{value:.6g}"
+    return category_label(value) if not isinstance(value, (int, float)) else str(value)
+
