@@ -157,8 +157,7 @@ class _Agent:
             if count is not None and ran >= count:
                 reason = f"ran --count {count} trials"
                 break
-            reap_dead(self.ledger)
-            trial = self.ledger.claim(self.decide, self.agent_id)
+            trial = self._claim()
             if trial is None:
                 reason = self._done_reason()
                 break
@@ -174,6 +173,26 @@ class _Agent:
             raise AgentStopped(self.signum, self._stopped_detail())
         self.say(f"agent done: {reason}; ran {ran} trial{'s' * (ran != 1)}, {failed} failed")
         return AgentResult(ran, failed, reason)
+
+    def _claim(self) -> Trial | None:
+        """Claim the next trial; while only other agents' running trials hold the grid, wait.
+
+        A grid point held by a trial whose agent dies comes back after the heartbeat timeout
+        (SPEC §4), so an agent that found the grid taken waits for running trials to end.
+        """
+        while self.signum is None:
+            reap_dead(self.ledger)
+            trial = self.ledger.claim(self.decide, self.agent_id)
+            if trial is not None or not self._grid_points_held():
+                return trial
+            time.sleep(float(os.environ.get(POLL_ENV, "1")))
+        return None
+
+    def _grid_points_held(self) -> bool:
+        trials = self.ledger.state().trials
+        capped = self.config.run_cap is not None and len(trials) >= self.config.run_cap
+        running = any(t.state is TrialState.RUNNING for t in trials)
+        return running and not capped and not target_reached(self.config.metric, trials)
 
     def _done_reason(self) -> str:
         trials = self.ledger.state().trials

@@ -1,0 +1,157 @@
+"""Agent overhead per trial (SPEC §6): everything but the command itself, on a sqlite store.
+
+Runs the real CLI in subprocesses on a fresh store in a temp directory:
+  1. one agent, N trials (default 1,000) of a no-op command: median overhead per trial, and
+     trials 900-1000 against trials 1-100 (must be no slower than 1.5x);
+  2. 4 agents in parallel, 400 trials: duplicates (must be 0), child runs (must be exactly 400),
+     overhead per trial (agents' wall time x 4 / trials, minus the command's own time);
+  3. optionally (--peer VENV) the published mlflow-sweep 0.1.0 installed in VENV, on a 30-trial
+     sweep, and the ratio of its per-trial overhead to ours.
+
+The per-trial cycle is the gap between consecutive child runs' start times; the command's own
+time is the median of launching the same command directly with subprocess.
+
+    python scripts/bench_overhead.py [--trials 1000] [--parallel-trials 400] [--peer /path/to/venv]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+NOOP = "true"
+
+
+def _env(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    return env
+
+
+def _init(root: Path, run_cap: int, python: str = sys.executable) -> str:
+    cfg = root / "sweep.yaml"
+    cfg.write_text(f"method: random\nrun_cap: {run_cap}\ncommand: {NOOP} ${{x}}\n"
+                   "parameters:\n  x: {min: 0.0, max: 1.0}\n")
+    out = subprocess.run([python, "-m", "mlflow_sweep", "init", str(cfg)], cwd=root, env=_env(root),
+                         capture_output=True, text=True, check=True).stdout
+    return out.strip().splitlines()[-1].rsplit(" ", 1)[1]
+
+
+def _child_runs(root: Path, sweep_id: str) -> list:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    exp = client.get_run(sweep_id).info.experiment_id
+    runs = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{sweep_id}'",
+                              max_results=50000, order_by=["attributes.start_time ASC"])
+    return runs
+
+
+def command_time(repeats: int = 200) -> float:
+    """Median seconds to launch and reap the no-op command through the shell, as the agent does."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(["/bin/sh", "-c", f"{NOOP} 0.5"], check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def single_agent(trials: int, cmd: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        sweep_id = _init(root, trials)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "mlflow_sweep", "run", "--sweep-id", sweep_id],
+                       cwd=root, env=_env(root), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wall = time.perf_counter() - start
+        starts = [r.info.start_time / 1000 for r in _child_runs(root, sweep_id)]
+    gaps = [b - a - cmd for a, b in zip(starts, starts[1:])]
+    first, last = gaps[:99], gaps[-100:]
+    return {"wall": wall, "median": statistics.median(gaps), "first100": statistics.median(first),
+            "last100": statistics.median(last)}
+
+
+def parallel_agents(trials: int, agents: int, cmd: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        sweep_id = _init(root, trials)
+        start = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-m", "mlflow_sweep", "run", "--sweep-id", sweep_id],
+                                  cwd=root, env=_env(root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for _ in range(agents)]
+        codes = [p.wait() for p in procs]
+        wall = time.perf_counter() - start
+        runs = _child_runs(root, sweep_id)
+    trial_ids = Counter(r.data.tags["sweep.trial"] for r in runs)
+    duplicates = sum(n - 1 for n in trial_ids.values())
+    per_trial = wall * agents / trials - cmd
+    return {"codes": codes, "runs": len(runs), "duplicates": duplicates, "wall": wall, "per_trial": per_trial}
+
+
+def peer(venv: Path, trials: int) -> float:
+    """Per-trial overhead of the published mlflow-sweep 0.1.0 (its trials must create a run)."""
+    python = venv / "bin" / "python"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "noop.py").write_text("import mlflow\nwith mlflow.start_run():\n    pass\n")
+        cfg = root / "sweep.yaml"
+        cfg.write_text(f"command: {python} noop.py ${{x}}\nmethod: random\nrun_cap: {trials}\n"
+                       "parameters:\n  x: {min: 0.0, max: 1.0}\n")
+        env = _env(root)
+        init = subprocess.run([str(venv / "bin" / "mlflow"), "sweep", "init", str(cfg)], cwd=root, env=env,
+                              capture_output=True, text=True)
+        start = time.perf_counter()
+        subprocess.run([str(venv / "bin" / "mlflow"), "sweep", "run"], cwd=root, env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=3600)
+        wall = time.perf_counter() - start
+        if init.returncode != 0:
+            raise SystemExit(f"peer init failed:\n{init.stderr}")
+    script = _script_time(python, root_script="import mlflow\n")
+    return wall / trials - script
+
+
+def _script_time(python: Path, root_script: str) -> float:
+    """Median time of a trial script that imports mlflow (the peer's command cannot be a no-op)."""
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run([str(python), "-c", root_script], check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=1000)
+    parser.add_argument("--parallel-trials", type=int, default=400)
+    parser.add_argument("--agents", type=int, default=4)
+    parser.add_argument("--peer", type=Path, help="a venv with mlflow-sweep==0.1.0 installed")
+    parser.add_argument("--peer-trials", type=int, default=30)
+    args = parser.parse_args()
+
+    cmd = command_time()
+    print(f"no-op command alone: {cmd * 1000:.1f} ms (subtracted below)")
+    one = single_agent(args.trials, cmd)
+    print(f"1 agent, {args.trials} trials: wall {one['wall']:.1f} s; overhead/trial median "
+          f"{one['median'] * 1000:.1f} ms (target <= 50); trials 1-100 {one['first100'] * 1000:.1f} ms, "
+          f"last 100 {one['last100'] * 1000:.1f} ms, ratio {one['last100'] / one['first100']:.2f} (target <= 1.5)")
+    par = parallel_agents(args.parallel_trials, args.agents, cmd)
+    print(f"{args.agents} agents, {args.parallel_trials} trials: exit codes {par['codes']}, child runs "
+          f"{par['runs']}, duplicates {par['duplicates']}, wall {par['wall']:.1f} s, overhead/trial "
+          f"{par['per_trial'] * 1000:.1f} ms (target <= 100)")
+    if args.peer:
+        theirs = peer(args.peer, args.peer_trials)
+        ours = one["median"]
+        print(f"published mlflow-sweep 0.1.0, {args.peer_trials} trials: overhead/trial {theirs * 1000:.0f} ms; "
+              f"ratio to ours {theirs / ours:.0f}x")
+
+
+if __name__ == "__main__":
+    main()
