@@ -1,0 +1,39 @@
+"""The embedded sqlite store under load: 8 agents and their MLflow-logging commands at once."""
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections import Counter
+
+import pytest
+
+from tests.e2e.agents import agents, child_runs, init_sweep, logs, wait_all
+
+LOGGING_SCRIPT = textwrap.dedent("""
+    import sys
+    import mlflow
+    with mlflow.start_run():
+        mlflow.log_params({"extra_a": 1, "extra_b": 2})
+        for step in range(5):
+            mlflow.log_metric("loss", float(sys.argv[1]) / (step + 1), step=step)
+        mlflow.set_tag("done", "yes")
+""")
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_eight_agents_and_their_scripts_share_one_sqlite_store(store):
+    (store.root / "train.py").write_text(LOGGING_SCRIPT)
+    sweep_id = init_sweep(store, {
+        "method": "random", "run_cap": 16, "metric": {"name": "loss"},
+        "command": f"{sys.executable} train.py ${{x}}",
+        "parameters": {"x": {"min": 0.0, "max": 1.0}},
+    })
+    with agents(store, sweep_id, 8) as procs:
+        codes = wait_all(procs, timeout=540)
+    runs = child_runs(store, sweep_id)
+    text = logs(store)
+    statuses = Counter(r.info.status for r in runs)
+    assert (codes, statuses, "database is locked" in text) == ([0] * 8, Counter(FINISHED=16), False), text
+    assert all(len(store.client().get_metric_history(r.info.run_id, "loss")) == 5 for r in runs)
