@@ -21,8 +21,8 @@ ECHO = "echo x=${x} y=${y}"
 
 def _running_trials(store, sweep_id) -> list[dict]:
     events = ledger_events(store, sweep_id)
-    ended = {e["index"] for e in events if e.get("event") in ("end", "dead")}
-    return [e for e in events if e.get("event") == "start" and e["index"] not in ended]
+    ended = {e["trial"] for e in events if e.get("event") in ("end", "dead")}
+    return [e for e in events if e.get("event") == "start" and e["trial"] not in ended]
 
 
 @pytest.mark.slow
@@ -133,7 +133,7 @@ def test_script_logs_into_the_trial_run_and_metric_reaches_the_ledger(store):
     runs = child_runs(store, sweep_id)
     client = store.client()
     all_runs = client.search_runs([runs[0].info.experiment_id], max_results=100)
-    ends = {e["index"]: e for e in ledger_events(store, sweep_id) if e.get("event") == "end"}
+    ends = {e["trial"]: e for e in ledger_events(store, sweep_id) if e.get("event") == "end"}
     assert proc.returncode == 0, proc.stderr
     assert len(all_runs) == 3  # the parent and one run per trial: never two
     for run in runs:
@@ -209,7 +209,7 @@ def test_sigkilled_agent_trial_is_reaped_and_its_grid_point_reissued(store):
         kill_group(int((store.root / "victim.pgid").read_text()))
     runs = child_runs(store, sweep_id)
     statuses = sorted((r.data.tags["sweep.trial"], r.data.params["x"], r.info.status) for r in runs)
-    dead = [e["index"] for e in ledger_events(store, sweep_id) if e.get("event") == "dead"]
+    dead = [e["trial"] for e in ledger_events(store, sweep_id) if e.get("event") == "dead"]
     expected = [("0", "0", "FAILED"), ("1", "1", "FINISHED"), ("2", "2", "FINISHED"),
                 ("3", "3", "FINISHED"), ("4", "0", "FINISHED")]
     assert (codes, dead, statuses) == ([0, 0], [0], expected), logs(store)
