@@ -1,0 +1,471 @@
+"""Read a sweep file, check it once, and return one frozen SweepConfig (SPEC §2, STYLE §3).
+
+Steps: read YAML or JSON (syntax errors with line:col) → infer each parameter's distribution
+as W&B does → the JSON Schema → the checks a schema cannot express → W&B aliases and defaults.
+Every problem found is reported at once, schema problems first, each group sorted by path.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from mlflow_sweep import distributions, schema
+from mlflow_sweep.distributions import Distribution
+from mlflow_sweep.errors import ConfigError, Problem
+
+DEFAULT_RUN_CAP = 10
+DEFAULT_EXPERIMENT = "Default"
+DEFAULT_PROGRAM_COMMAND = ("${env}", "${interpreter}", "${program}", "${args}")
+MACROS = frozenset({"env", "interpreter", "program", "args", "args_no_hyphens",
+                    "args_no_boolean_flags", "args_no_equals", "args_json", "args_json_file"})
+IGNORED_KEYS = ("controller", "entity", "job", "image_uri", "apiVersion", "kind")
+_ALIASES = (("project", "experiment_name"), ("name", "sweep_name"))
+_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+_ENVVAR = re.compile(r"^envvar:[A-Za-z0-9_]+$")
+_NUMERIC_KEYS = ("min", "max", "mu", "sigma", "q")
+_MAX_GRID_VALUES = 100_000
+
+
+@dataclass(frozen=True)
+class Metric:
+    """The metric a sweep optimizes; ``summary`` picks which logged value counts (SPEC §3)."""
+
+    name: str
+    goal: str = "minimize"
+    target: float | None = None
+    impute: str = "worst"
+    summary: str = "best"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A checked, normalized sweep file; ``raw`` rebuilds an equal config via config_from_dict."""
+
+    parameters: Mapping[str, Distribution]
+    method: str
+    metric: Metric | None
+    run_cap: int | None
+    command: str | tuple[str, ...]
+    program: str | None
+    experiment_name: str
+    sweep_name: str | None
+    seed: int | None
+    early_terminate: Mapping | None
+    description: str | None
+    raw: Mapping
+    source: str
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Param:
+    """One leaf parameter while checking: flat dotted name, path in the file, spec."""
+
+    name: str
+    path: tuple
+    spec: Any
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    """Read and check a YAML or JSON sweep file.
+
+    Args:
+        path: the sweep file; ``.json`` is read as JSON, anything else as YAML.
+    """
+    source = str(path)
+    text = _read_text(Path(path), source)
+    data = _parse_json(text, source) if source.lower().endswith(".json") else _parse_yaml(text, source)
+    return config_from_dict(data, source)
+
+
+def config_from_dict(data: Any, source: str) -> SweepConfig:
+    """Check a parsed sweep file and build its SweepConfig; raises ConfigError listing every problem.
+
+    Args:
+        data: the parsed file (or a config's ``raw``).
+        source: the file name used in messages.
+    """
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {_kind(data)}"
+        raise ConfigError(source, [Problem("", f"the file is {kind}, but must be a mapping with keys "
+                                                 "such as command and parameters")])
+    data = _with_inferred_distributions(data)
+    found = _sorted(schema.validate(data))
+    params = list(_leaves(data.get("parameters"), ("parameters",), ""))
+    dists, semantic = _check_semantics(data, params, found)
+    if found or semantic:
+        raise ConfigError(source, found + _sorted(semantic))
+    return _build(data, dists, source)
+
+
+def render_config(config: SweepConfig) -> str:
+    """The normalized config as plain text, incl. each parameter's inferred distribution."""
+    lines = [f"sweep_name: {config.sweep_name or '(generated)'}",
+             f"experiment_name: {config.experiment_name}",
+             f"method: {config.method}"]
+    if config.metric is not None:
+        lines.append(f"metric: {_describe_metric(config.metric)}")
+    lines.append(f"run_cap: {_describe_run_cap(config)}")
+    lines += [f"{key}: {value}" for key, value in (
+        ("seed", config.seed), ("program", config.program), ("description", config.description))
+        if value is not None]
+    if config.early_terminate:
+        lines.append(f"early_terminate: {_describe_block(config.early_terminate)}")
+    command = config.command if isinstance(config.command, str) else " ".join(config.command)
+    lines += [f"command: {command}", "parameters:"]
+    lines += [f"  {name}: {dist.describe()}" for name, dist in config.parameters.items()]
+    return "\n".join(lines)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def _read_text(path: Path, source: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, [Problem("", "no such file")]) from None
+    except IsADirectoryError:
+        raise ConfigError(source, [Problem("", "is a directory, not a sweep file")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [Problem("", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+    except OSError as exc:
+        raise ConfigError(source, [Problem("", f"cannot be read: {exc.strerror}")]) from None
+
+
+def _parse_json(text: str, source: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source}:{exc.lineno}:{exc.colno}", [Problem("", f"not valid JSON: {exc.msg}")]) from None
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        reason = exc.problem or exc.context or "syntax error"
+        if isinstance(exc, _DuplicateKey):
+            raise ConfigError(where, [Problem("", reason)]) from None
+        raise ConfigError(where, [Problem("", f"not valid YAML: {reason}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [Problem("", f"not valid YAML: {exc}")]) from None
+
+
+class _DuplicateKey(Exception):
+    """Marker base; the real class also derives from yaml's MarkedYAMLError (built lazily)."""
+
+
+@functools.lru_cache(maxsize=None)
+def _loader() -> type:
+    """A safe YAML loader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class DuplicateKeyError(yaml.constructor.ConstructorError, _DuplicateKey):
+        pass
+
+    class Loader(base):  # type: ignore[misc, valid-type]
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+            seen: set = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, (str, int, float, bool)):
+                    continue  # unhashable keys are reported later as non-text keys
+                if key in seen:
+                    raise DuplicateKeyError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
+
+
+# --- inference and leaves --------------------------------------------------------------------
+
+
+def _with_inferred_distributions(data: dict) -> dict:
+    """A copy with ``distribution`` filled in where W&B would infer it."""
+    data = copy.deepcopy(data)
+    for param in _leaves(data.get("parameters"), ("parameters",), ""):
+        spec = param.spec
+        if isinstance(spec, dict) and "distribution" not in spec:
+            inferred = distributions.infer_distribution(spec)
+            if inferred is not None:
+                spec["distribution"] = inferred
+    return data
+
+
+def _leaves(params: Any, path: tuple, prefix: str) -> Iterator[_Param]:
+    """Every leaf parameter in file order; nested groups become dotted names."""
+    if not isinstance(params, dict):
+        return
+    for key, spec in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(spec, dict) and "parameters" in spec:
+            yield from _leaves(spec["parameters"], (*path, key, "parameters"), f"{name}.")
+        else:
+            yield _Param(name, (*path, key), spec)
+
+
+def _groups(params: list[_Param]) -> set[str]:
+    """Dotted names of nested groups, which ``${outer}`` may address whole."""
+    return {".".join(p.name.split(".")[:i]) for p in params for i in range(1, p.name.count(".") + 1)}
+
+
+# --- semantic checks -------------------------------------------------------------------------
+
+
+def _check_semantics(data: dict, params: list[_Param], found: list[Problem]) -> tuple[dict, list[Problem]]:
+    """Checks a schema cannot express; returns the distributions built and the problems."""
+    problems = _foreign_values(data, ())
+    problems += _duplicate_names(params) + _alias_conflicts(data)
+    problems += _command_problems(data, params) + _metric_problems(data)
+    bad = {p.path for p in found}
+    dists: dict[str, Distribution] = {}
+    for param in params:
+        if any(_under(path, schema.format_path(param.path)) for path in bad):
+            continue
+        dist, param_problems = _check_parameter(param, data.get("method"))
+        problems += param_problems
+        if dist is not None:
+            dists[param.name] = dist
+    return dists, problems
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + ".") or path.startswith(prefix + "[")
+
+
+def _check_parameter(param: _Param, method: Any) -> tuple[Distribution | None, list[Problem]]:
+    where = schema.format_path(param.path)
+    spec = param.spec
+    infinite = [k for k in _NUMERIC_KEYS if isinstance(spec.get(k), float) and not math.isfinite(spec[k])]
+    if infinite:
+        return None, [Problem(f"{where}.{k}", f"{spec[k]!r} is not a finite number") for k in infinite]
+    dist = distributions.from_spec(_coerced(spec))
+    problems = [Problem(where, reason) for reason in dist.problems()]
+    if not problems and method == "grid":
+        problems += _grid_problems(where, dist)
+    return dist, problems
+
+
+def _coerced(spec: dict) -> dict:
+    """int_uniform bounds as ints: JSON Schema counts 3.0 as an integer, Python does not."""
+    if spec.get("distribution") != "int_uniform":
+        return spec
+    return {**spec, **{k: int(spec[k]) for k in ("min", "max")}}
+
+
+def _grid_problems(where: str, dist: Distribution) -> list[Problem]:
+    if dist.name == "categorical" and dist.grid_values() is None:
+        return [Problem(where, "probabilities cannot be used with method grid, which tries every value once")]
+    size = _grid_size(dist)
+    if size is not None and size > _MAX_GRID_VALUES:
+        return [Problem(where, f"{dist.describe()} has {size} values, too many for method grid "
+                               f"(at most {_MAX_GRID_VALUES})")]
+    if dist.grid_values() is None:
+        return [Problem(where, f"{dist.describe()} is not finite, but method grid needs a finite set of values",
+                        "use values, value, int_uniform or q_uniform")]
+    return []
+
+
+def _grid_size(dist: Distribution) -> int | None:
+    """The number of grid values, computed without building them (int_uniform 0..1e9 is cheap)."""
+    spec = dist.spec()
+    if dist.name == "int_uniform":
+        return int(spec["max"]) - int(spec["min"]) + 1
+    if dist.name == "q_uniform":
+        return int(abs(spec["max"] - spec["min"]) / spec["q"]) + 1
+    return None
+
+
+def _foreign_values(node: Any, path: tuple) -> list[Problem]:
+    """Values YAML can make that JSON cannot hold (dates, non-text keys); the ledger is JSON."""
+    if isinstance(node, dict):
+        out = [Problem(schema.format_path(path), f"key {k!r} is not text", f"quote it: '{k}'")
+               for k in node if not isinstance(k, str)]
+        return out + [p for k, v in node.items() for p in _foreign_values(v, (*path, str(k)))]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _foreign_values(v, (*path, i))]
+    if isinstance(node, (str, int, float, bool)) or node is None:
+        return []
+    hint = f"quote it: '{node}'" if isinstance(node, date) else None
+    return [Problem(schema.format_path(path), f"{node!r} is a {_kind(node)}, not a JSON value", hint)]
+
+
+def _duplicate_names(params: list[_Param]) -> list[Problem]:
+    first: dict[str, _Param] = {}
+    out = []
+    for param in params:
+        if param.name in first:
+            other = schema.format_path(first[param.name].path)
+            out.append(Problem(schema.format_path(param.path), f"{param.name!r} is already defined at {other}"))
+        first.setdefault(param.name, param)
+    return out
+
+
+def _alias_conflicts(data: dict) -> list[Problem]:
+    return [Problem(alias, f"{data[alias]!r} conflicts with {key} {data[key]!r}", "give only one of them")
+            for alias, key in _ALIASES if alias in data and key in data and data[alias] != data[key]]
+
+
+def _command_problems(data: dict, params: list[_Param]) -> list[Problem]:
+    command = data.get("command")
+    if command is None:
+        return [] if data.get("program") else [Problem("command", "missing (required unless program is given)")]
+    if isinstance(command, str):
+        pieces = [("command", command)]
+    elif isinstance(command, list):
+        pieces = [(f"command[{i}]", part) for i, part in enumerate(command) if isinstance(part, str)]
+    else:
+        return []
+    known = {p.name for p in params} | _groups(params)
+    return [problem for where, text in pieces for problem in _placeholder_problems(where, text, known, data)]
+
+
+def _placeholder_problems(where: str, text: str, known: set[str], data: dict) -> list[Problem]:
+    out = []
+    for name in _PLACEHOLDER.findall(text):
+        if name in known or _ENVVAR.match(name) or (name in MACROS and name != "program"):
+            continue
+        if name == "program":
+            if not data.get("program"):
+                out.append(Problem(where, "${program} is used, but program is not set"))
+            continue
+        out.append(Problem(where, f"${{{name}}} is not a parameter", _unknown_hint(name, known)))
+    return out
+
+
+def _unknown_hint(name: str, known: set[str]) -> str:
+    if name.isupper() and name.replace("_", "").isalnum():
+        return f"for an environment variable write ${name} or ${{envvar:{name}}}"
+    return f"known: {', '.join(sorted(known))}" if known else "no parameters are defined"
+
+
+def _metric_problems(data: dict) -> list[Problem]:
+    out = []
+    if data.get("method") == "bayes" and "metric" not in data:
+        out.append(Problem("metric", "missing (required for method bayes)"))
+    if "early_terminate" in data and "metric" not in data:
+        out.append(Problem("metric", "missing (required for early_terminate)"))
+    return out
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    """Stable sort by path, with list indices in numeric order."""
+    def key(problem: Problem) -> list:
+        return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", problem.path)]
+
+    return sorted(problems, key=key)
+
+
+def _kind(value: Any) -> str:
+    names = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
+    return next((n for t, n in names.items() if type(value) is t), type(value).__name__)
+
+
+# --- building ----------------------------------------------------------------------------------
+
+
+def _build(data: dict, dists: dict[str, Distribution], source: str) -> SweepConfig:
+    raw = _normalized(data, dists)
+    metric = raw.get("metric")
+    command = raw["command"]
+    return SweepConfig(
+        parameters=dists,
+        method=raw["method"],
+        metric=None if metric is None else Metric(**{k: v for k, v in metric.items() if k in _METRIC_FIELDS}),
+        run_cap=raw.get("run_cap"),
+        command=command if isinstance(command, str) else tuple(command),
+        program=raw.get("program"),
+        experiment_name=raw["experiment_name"],
+        sweep_name=raw.get("sweep_name"),
+        seed=raw.get("seed"),
+        early_terminate=raw.get("early_terminate"),
+        description=raw.get("description"),
+        raw=raw,
+        source=source,
+        warnings=_warnings(data),
+    )
+
+
+_METRIC_FIELDS = ("name", "goal", "target", "impute", "summary")
+_RAW_ORDER = ("command", "program", "experiment_name", "sweep_name", "description", "method", "metric",
+              "run_cap", "seed", "early_terminate", "parameters")
+
+
+def _normalized(data: dict, dists: dict[str, Distribution]) -> dict:
+    """The config as plain JSON-able data: aliases resolved, defaults filled, specs normalized."""
+    raw = {k: v for k, v in data.items() if k not in dict(_ALIASES)}
+    for alias, key in _ALIASES:
+        if alias in data:
+            raw.setdefault(key, data[alias])
+    raw.setdefault("experiment_name", DEFAULT_EXPERIMENT)
+    raw.setdefault("method", "random")
+    raw.setdefault("command", list(DEFAULT_PROGRAM_COMMAND))
+    if "run_cap" in raw or raw["method"] != "grid":
+        raw["run_cap"] = int(raw.get("run_cap", DEFAULT_RUN_CAP))
+    if "seed" in raw:
+        raw["seed"] = int(raw["seed"])
+    if "metric" in raw:
+        metric = {"goal": "minimize", "impute": "worst", "summary": "best", **raw["metric"]}
+        raw["metric"] = {"name": metric.pop("name"), **metric}
+    if "early_terminate" in raw:
+        block = {"type": "hyperband", "eta": 3, "strict": True, **raw["early_terminate"]}
+        raw["early_terminate"] = {k: int(v) if k in ("min_iter", "max_iter", "s") else v for k, v in block.items()}
+    raw["parameters"] = _normalized_specs(data["parameters"], "", dists)
+    return {**{k: raw[k] for k in _RAW_ORDER if k in raw}, **raw}
+
+
+def _normalized_specs(params: dict, prefix: str, dists: dict[str, Distribution]) -> dict:
+    out = {}
+    for key, spec in params.items():
+        if "parameters" in spec:
+            out[key] = {"parameters": _normalized_specs(spec["parameters"], f"{prefix}{key}.", dists)}
+        else:
+            out[key] = dists[f"{prefix}{key}"].spec()
+    return out
+
+
+def _warnings(data: dict) -> tuple[str, ...]:
+    found = [f"{key} is ignored (W&B only)" for key in IGNORED_KEYS if key in data]
+    if isinstance(data.get("metric"), dict) and "impute_while_running" in data["metric"]:
+        found.append("metric.impute_while_running is ignored (W&B only)")
+    command = data.get("command")
+    if isinstance(command, str) and "${args" not in command:
+        used = set(_PLACEHOLDER.findall(command))
+        for param in _leaves(data["parameters"], ("parameters",), ""):
+            parts = param.name.split(".")
+            if not any(".".join(parts[:i]) in used for i in range(1, len(parts) + 1)):
+                found.append(f"parameter {param.name} is not used in command; the command will not see it")
+    return tuple(found)
+
+
+def _describe_metric(metric: Metric) -> str:
+    extra = f", target {metric.target}" if metric.target is not None else ""
+    return f"{metric.name} ({metric.goal}; summary {metric.summary}, impute {metric.impute}{extra})"
+
+
+def _describe_run_cap(config: SweepConfig) -> str:
+    if config.run_cap is not None:
+        return str(config.run_cap)
+    size = math.prod(len(dist.grid_values() or ()) for dist in config.parameters.values())
+    return f"none (the whole grid, {size} points)"
+
+
+def _describe_block(block: Mapping) -> str:
+    args = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in block.items() if k != "type")
+    return f"{block.get('type', 'hyperband')}({args})"

@@ -1,0 +1,198 @@
+"""The sweep file's JSON Schema (package data ``mlflow_sweep.schemas``) and its errors as Problems.
+
+The schema is the single source of truth for the file's shape (SPEC §2). jsonschema's messages
+are rewritten here so that each names the offending key as a dotted path, the value and the
+rule (STYLE §3).
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import re
+from typing import TYPE_CHECKING, Any, Iterable
+
+from mlflow_sweep.errors import Problem
+
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
+
+SCHEMA_PACKAGE = "mlflow_sweep.schemas"
+SCHEMA_FILE = "sweep.schema.json"
+
+_TYPE_NAMES = {
+    "number": "a number", "integer": "an integer", "string": "a string", "array": "a list",
+    "object": "a mapping", "boolean": "true or false", "null": "null",
+}
+# PyYAML (YAML 1.1) reads a float only with a dot and a signed exponent: 1e-3 and 1.0e3 are text.
+_SCIENTIFIC = re.compile(r"^[-+]?(\d+)(\.\d*)?[eE]([-+]?)(\d+)$")
+_NAME_RULE = "use letters, digits, _, - and ., starting with a letter or _"
+
+
+def schema_source() -> str:
+    """Where the schema is loaded from (for diagnostics and the packaging test)."""
+    from importlib import resources
+
+    return str(resources.files(SCHEMA_PACKAGE).joinpath(SCHEMA_FILE))
+
+
+@functools.lru_cache(maxsize=None)
+def load_schema() -> dict:
+    """The parsed schema, read once from the installed package."""
+    from importlib import resources
+
+    text = resources.files(SCHEMA_PACKAGE).joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@functools.lru_cache(maxsize=None)
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(load_schema())
+
+
+def validate(data: Any) -> list[Problem]:
+    """Every schema violation in ``data`` as a Problem, deduplicated, in jsonschema's order."""
+    problems: list[Problem] = []
+    for error in _validator().iter_errors(data):
+        for problem in _problems(error):
+            if problem not in problems:
+                problems.append(problem)
+    return problems
+
+
+def format_path(parts: Iterable[Any]) -> str:
+    """``['parameters', 'lr', 'values', 0]`` → ``parameters.lr.values[0]``."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def suggest(word: object, choices: Iterable[str]) -> str | None:
+    """A "did you mean" hint when ``word`` is close to one of ``choices`` (pypa/build ``_find_typo``)."""
+    if not isinstance(word, str):
+        return None
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+def number_text_hint(value: object) -> str | None:
+    """The fix for a number that YAML or quoting turned into text, e.g. ``'1e-3'``."""
+    if not isinstance(value, str):
+        return None
+    match = _SCIENTIFIC.match(value.strip())
+    if match:
+        whole, frac, sign, exp = match.groups()
+        lead = value.strip()[0] if value.strip()[0] in "+-" else ""
+        yaml_float = f"{lead}{whole}{frac if frac and len(frac) > 1 else '.0'}e{sign or '+'}{exp}"
+        plain = repr(float(value))
+        alt = "" if "e" in plain else f" or {plain}"
+        return f"YAML reads {value} as text; write {yaml_float}{alt}"
+    try:
+        float(value)
+    except ValueError:
+        return None
+    return "a quoted number is text; write it without quotes"
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _problems(error: ValidationError) -> list[Problem]:
+    path = list(error.absolute_path)
+    handler = _HANDLERS.get(str(error.validator))
+    if handler is None:
+        return [Problem(format_path(path), error.message)]
+    return handler(error, path)
+
+
+def _type(error: ValidationError, path: list) -> list[Problem]:
+    wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+    names = " or ".join(_TYPE_NAMES.get(t, t) for t in wanted)
+    if wanted == ["string", "array"]:
+        names = "a string or a list of strings"
+    hint = number_text_hint(error.instance) if set(wanted) & {"number", "integer"} else None
+    if hint is None and wanted == ["object"] and path[:1] == ["parameters"] and len(path) % 2 == 0:
+        hint = f"for a constant write 'value: {error.instance}'"
+    return [Problem(format_path(path), f"{_short(error.instance)} is not {names}", hint)]
+
+
+def _enum(error: ValidationError, path: list) -> list[Problem]:
+    allowed = list(error.validator_value) if error.validator == "enum" else [error.validator_value]
+    reason = f"{_short(error.instance)} is not one of {', '.join(map(str, allowed))}"
+    return [Problem(format_path(path), reason, suggest(error.instance, map(str, allowed)))]
+
+
+def _required(error: ValidationError, path: list) -> list[Problem]:
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    if "x-reason" in error.schema:
+        return [Problem(format_path(path), f"{_short(instance)} {error.schema['x-reason']}")]
+    reason = error.schema.get("x-missing") or _missing_reason(instance)
+    return [Problem(format_path([*path, key]), reason)
+            for key in error.validator_value if key not in instance]
+
+
+def _missing_reason(instance: dict) -> str:
+    dist = instance.get("distribution")
+    return f"missing (required for {dist})" if isinstance(dist, str) else "missing (required)"
+
+
+def _additional(error: ValidationError, path: list) -> list[Problem]:
+    known = list(error.schema.get("properties", {}))
+    extras = [key for key in error.instance if key not in known]
+    return [_unknown_key(key, known, error.schema, path) for key in extras]
+
+
+def _unknown_key(key: str, known: list[str], subschema: dict, path: list) -> Problem:
+    where = format_path([*path, key])
+    if "distribution" in known and key in _parameter_keys():
+        shape = _def_name(subschema)
+        allowed = ", ".join(k for k in known if k != "distribution")
+        reason = f"not allowed for distribution {shape}" if shape else "not allowed here"
+        return Problem(where, reason, f"allowed: {allowed}")
+    return Problem(where, "unknown key", suggest(key, known))
+
+
+def _def_name(subschema: dict) -> str | None:
+    """The ``$defs`` name of a parameter shape, e.g. ``categorical``."""
+    return next((name for name, d in load_schema()["$defs"].items() if d is subschema), None)
+
+
+@functools.lru_cache(maxsize=None)
+def _parameter_keys() -> frozenset[str]:
+    defs = load_schema()["$defs"]
+    return frozenset(k for d in defs.values() if "distribution" in d.get("properties", {})
+                     for k in d["properties"])
+
+
+def _pattern(error: ValidationError, path: list) -> list[Problem]:
+    if "propertyNames" in error.absolute_schema_path:
+        name = error.instance
+        return [Problem(format_path([*path, name]), f"{name!r} is not a valid parameter name", _NAME_RULE)]
+    return [Problem(format_path(path), f"{_short(error.instance)} does not match {error.validator_value}")]
+
+
+def _size(error: ValidationError, path: list) -> list[Problem]:
+    limit = error.validator_value
+    if limit == 1:
+        return [Problem(format_path(path), "must not be empty")]
+    unit = {"minItems": "items", "minProperties": "keys", "minLength": "characters"}[str(error.validator)]
+    return [Problem(format_path(path), f"must have at least {limit} {unit}")]
+
+
+def _bound(error: ValidationError, path: list) -> list[Problem]:
+    rule = {"minimum": "at least", "exclusiveMinimum": "greater than",
+            "maximum": "at most", "exclusiveMaximum": "less than"}[str(error.validator)]
+    return [Problem(format_path(path), f"{_short(error.instance)} must be {rule} {error.validator_value}")]
+
+
+_HANDLERS = {
+    "type": _type, "enum": _enum, "const": _enum, "required": _required,
+    "additionalProperties": _additional, "pattern": _pattern, "minItems": _size,
+    "minProperties": _size, "minLength": _size, "minimum": _bound, "exclusiveMinimum": _bound,
+    "maximum": _bound, "exclusiveMaximum": _bound,
+}
