@@ -1,0 +1,120 @@
+"""Command building: ${name} substitution with shell quoting, and W&B's list-form macros."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlflow_sweep.command import build_argv, nest
+from mlflow_sweep.errors import SweepError
+from tests.unit.helpers import make_config
+
+PARAMS = {"lr": {"values": [0.01]}, "flag": {"values": [True, False]}, "name": {"value": "x"},
+          "model": {"parameters": {"depth": {"min": 1, "max": 4}, "act": {"value": "relu"}}}}
+VALUES = {"lr": 0.01, "flag": True, "name": "a b", "model.depth": 2, "model.act": "relu"}
+DEFAULT = ["${env}", "${interpreter}", "${program}", "${args}"]
+EVIL = ["x; touch PWNED", "$(touch PWNED)", "`touch PWNED`", "a' ; touch PWNED; '", "> PWNED", "it's"]
+
+
+def argv(command, params=VALUES, program: str | None = "train.py", **kw) -> list[str]:
+    config = make_config(PARAMS, command=command, program=program)
+    return build_argv(config, params, interpreter="python3", json_file="/tmp/p.json", **kw)
+
+
+def run(args: list[str], cwd: Path) -> str:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=True, timeout=30).stdout
+
+
+def test_string_command_runs_through_sh_and_stays_readable() -> None:
+    assert argv("python train.py --lr ${lr} --depth=${model.depth} --act ${model.act}") == [
+        "/bin/sh", "-c", "python train.py --lr 0.01 --depth=2 --act relu"]
+
+
+@pytest.mark.parametrize("value, text", [
+    (0.1 + 0.2, "0.30000000000000004"), (1e-05, "1e-05"), (3, "3"), (True, "True"),
+    (False, "False"), ("", "''"), ("a b", "'a b'"), ("--no-flag", "--no-flag"),
+    ([1, 2], "'[1, 2]'"), (None, "null"),
+])
+def test_values_are_formatted_without_loss_and_quoted_only_when_needed(value, text: str) -> None:
+    assert argv("run ${lr}", {**VALUES, "lr": value})[2] == f"run {text}"
+
+
+@pytest.mark.parametrize("value", EVIL)
+def test_hostile_values_are_data_not_shell(value: str, tmp_path: Path) -> None:
+    out = run(argv("printf '%s\\n' ${name}", {**VALUES, "name": value}), tmp_path)
+    assert (out, sorted(p.name for p in tmp_path.iterdir())) == (value + "\n", [])
+
+
+@pytest.mark.parametrize("value", EVIL)
+def test_hostile_values_in_list_form_never_meet_a_shell(value: str, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-c", "import sys; print(sys.argv[1:])", "${name}", "${args}"]
+    out = run(argv(cmd, {"name": value}), tmp_path)
+    assert (out, list(tmp_path.iterdir())) == (repr([value, f"--name={value}"]) + "\n", [])
+
+
+def test_flag_idioms_and_export_work_for_real(tmp_path: Path) -> None:
+    script = "export NAME=${name} && printf '%s|%s|%s\\n' \"$NAME\" ${sw} ${HOME:+home}"
+    for sw in ("--flag", "--no-flag"):
+        out = run(argv(script, {**VALUES, "sw": sw}), tmp_path)
+        assert out == f"a b|{sw}|home\n"
+
+
+def test_unknown_placeholders_are_left_to_the_shell() -> None:
+    assert argv("echo ${HOME} ${lr}")[2] == "echo ${HOME} 0.01"
+
+
+def test_a_nested_group_is_passed_whole_as_json() -> None:
+    assert argv("echo ${model}")[2] == """echo '{"depth": 2, "act": "relu"}'"""
+
+
+def test_wandb_default_command() -> None:
+    assert argv(DEFAULT) == ["/usr/bin/env", "python3", "train.py", "--lr=0.01", "--flag=True",
+                             "--name=a b", '--model={"depth": 2, "act": "relu"}']
+
+
+@pytest.mark.parametrize("macro, expected", [
+    ("${args_no_hyphens}", ["lr=0.01", "flag=False", "name=a b", 'model={"depth": 2, "act": "relu"}']),
+    ("${args_no_boolean_flags}", ["--lr=0.01", "--name=a b", '--model={"depth": 2, "act": "relu"}']),
+    ("${args_no_equals}", ["--lr", "0.01", "--flag", "False", "--name", "a b",
+                           "--model", '{"depth": 2, "act": "relu"}']),
+    ("${args_json}", ['{"lr": 0.01, "flag": false, "name": "a b", "model": {"depth": 2, "act": "relu"}}']),
+    ("${args_json_file}", ["/tmp/p.json"]),
+    ("${program}", ["train.py"]),
+    ("${env}", ["/usr/bin/env"]),
+    ("${interpreter}", ["python3"]),
+])
+def test_wandb_macros(macro: str, expected: list[str]) -> None:
+    assert argv(["cmd", macro], {**VALUES, "flag": False}) == ["cmd", *expected]
+
+
+def test_boolean_flags_true_become_bare_flags() -> None:
+    assert argv(["${args_no_boolean_flags}"], {"a": True, "b": False, "c": 0}) == ["--a", "--c=0"]
+
+
+def test_args_json_round_trips_the_nested_params() -> None:
+    (text,) = argv(["${args_json}"])
+    assert json.loads(text) == nest(VALUES)
+
+
+def test_list_form_substitutes_params_and_envvars_inside_elements() -> None:
+    got = argv(["--lr=${lr}", "${envvar:SWEEP_T}/x", "${envvar:UNSET_T}"], environ={"SWEEP_T": "/d"})
+    assert got == ["--lr=0.01", "/d/x", "UNSET_T"]  # W&B leaves an unset variable's name
+
+
+def test_string_form_expands_macros_quoted() -> None:
+    got = argv("cd ${envvar:W} && ${interpreter} ${program} ${args}", environ={"W": "my dir"})
+    assert got[2] == ("cd 'my dir' && python3 train.py --lr=0.01 --flag=True '--name=a b' "
+                      """'--model={"depth": 2, "act": "relu"}'""")
+
+
+def test_program_macro_without_program_is_an_error() -> None:
+    with pytest.raises(SweepError, match=r"\$\{program\}"):
+        argv(DEFAULT, program=None)
+
+
+def test_nest() -> None:
+    assert nest({"a.b.c": 1, "a.d": 2, "e": 0}) == {"a": {"b": {"c": 1}, "d": 2}, "e": 0}
+    assert nest({}) == {}
