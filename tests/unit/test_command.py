@@ -1,6 +1,7 @@
 """Command building: ${name} substitution with shell quoting, and W&B's list-form macros."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from mlflow_sweep.errors import SweepError
 from tests.unit.helpers import make_config
 
 PARAMS = {"lr": {"values": [0.01]}, "flag": {"values": [True, False]}, "name": {"value": "x"},
+          "sw": {"values": ["--flag", "--no-flag"]},
           "model": {"parameters": {"depth": {"min": 1, "max": 4}, "act": {"value": "relu"}}}}
 VALUES = {"lr": 0.01, "flag": True, "name": "a b", "model.depth": 2, "model.act": "relu"}
 DEFAULT = ["${env}", "${interpreter}", "${program}", "${args}"]
@@ -56,14 +58,16 @@ def test_hostile_values_in_list_form_never_meet_a_shell(value: str, tmp_path: Pa
 
 
 def test_flag_idioms_and_export_work_for_real(tmp_path: Path) -> None:
-    script = "export NAME=${name} && printf '%s|%s|%s\\n' \"$NAME\" ${sw} ${HOME:+home}"
+    script = "export NAME=${name} && printf '%s|%s|%s\\n' \"$NAME\" ${sw} $HOME"
     for sw in ("--flag", "--no-flag"):
         out = run(argv(script, {**VALUES, "sw": sw}), tmp_path)
-        assert out == f"a b|{sw}|home\n"
+        assert out == f"a b|{sw}|{Path.home()}\n"
 
 
 def test_unknown_placeholders_are_left_to_the_shell() -> None:
-    assert argv("echo ${HOME} ${lr}")[2] == "echo ${HOME} 0.01"
+    # config rejects them (it suggests $HOME); build_argv still never eats what it does not own
+    config = dataclasses.replace(make_config(PARAMS), command="echo ${HOME} ${lr}")
+    assert build_argv(config, VALUES, interpreter="py", json_file="f")[2] == "echo ${HOME} 0.01"
 
 
 def test_a_nested_group_is_passed_whole_as_json() -> None:
