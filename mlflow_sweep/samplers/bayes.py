@@ -1,0 +1,369 @@
+"""Bayesian search: a Latin-hypercube design, then a scikit-optimize Gaussian process with EI.
+
+Pure (SPEC §7): a proposal depends only on (config, history, seed, index). Issue #3.
+Settings below were chosen by measurement with ``scripts/bench_bayes.py``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from mlflow_sweep.distributions import value_key
+from mlflow_sweep.trials import Proposal, TrialState
+
+if TYPE_CHECKING:
+    import numpy
+
+    from mlflow_sweep.distributions import Distribution
+    from mlflow_sweep.trials import Trial
+
+log = logging.getLogger(__name__)
+
+N_DESIGN = 6          # Latin-hypercube rows before the GP (issue #3: 5-8 beat skopt's 10 random)
+TRAIN_CAP = 80        # most observations one GP fit sees (the fit is cubic in this)
+TRAIN_BEST = 30       # of which the best ones always kept; the rest is a seeded sample
+N_RANDOM = 2000       # uniform candidates scored by EI
+N_LOCAL = 500         # candidates perturbed around the best observations
+LOCAL_SCALE = 0.05    # their spread, in unit coordinates
+XI = 0.01             # EI's exploration margin, in units of the transformed y
+_DESIGN_SALT = 0x5EED  # keeps the design's stream apart from the per-trial streams
+
+
+def _round_to(x: float, q: int | float) -> int | float:
+    """W&B's quantization: the nearest multiple of ``q``; an int ``q`` gives an int."""
+    k = round(x / q)
+    if isinstance(q, int):
+        return int(k * q)
+    return float(round(k * q, 6 - math.floor(math.log10(q))))
+
+
+def _real(lo: float, hi: float, log_prior: bool = False, q: float | None = None) -> tuple:
+    from skopt.space import Real
+
+    dim = Real(lo, hi, prior="log-uniform" if log_prior else "uniform", transform="normalize")
+    decode = (lambda x: float(x)) if q is None else (lambda x: _round_to(float(x), q))
+    return dim, decode, lambda v: min(max(float(v), lo), hi)
+
+
+def _integer(lo: int, hi: int) -> tuple:
+    from skopt.space import Integer
+
+    dim = Integer(lo, hi, transform="normalize")
+    return dim, int, lambda v: min(max(int(round(v)), lo), hi)
+
+
+def _categorical(values: Sequence[Any]) -> tuple:
+    from skopt.space import Categorical
+
+    keys = [value_key(v) for v in values]
+    dim = Categorical(list(range(len(values))), transform="onehot")
+    return dim, lambda i: values[int(i)], lambda v: keys.index(value_key(v))
+
+
+def _sd3(s: Mapping) -> tuple[float, float]:
+    return s["mu"] - 3 * s["sigma"], s["mu"] + 3 * s["sigma"]
+
+
+_TABLE: dict[str, Callable[[Mapping], tuple]] = {
+    "categorical": lambda s: _categorical(s["values"]),
+    "int_uniform": lambda s: _integer(s["min"], s["max"]),
+    "uniform": lambda s: _real(s["min"], s["max"]),
+    "q_uniform": lambda s: _real(s["min"], s["max"], q=s["q"]),
+    "log_uniform": lambda s: _real(math.exp(s["min"]), math.exp(s["max"]), True),
+    "q_log_uniform": lambda s: _real(math.exp(s["min"]), math.exp(s["max"]), True, s["q"]),
+    "log_uniform_values": lambda s: _real(s["min"], s["max"], True),
+    "q_log_uniform_values": lambda s: _real(s["min"], s["max"], True, s["q"]),
+    "inv_log_uniform": lambda s: _real(math.exp(-s["max"]), math.exp(-s["min"]), True),
+    "inv_log_uniform_values": lambda s: _real(s["min"], s["max"], True),
+    "normal": lambda s: _real(*_sd3(s)),
+    "q_normal": lambda s: _real(*_sd3(s), q=s["q"]),
+    "log_normal": lambda s: _real(*map(math.exp, _sd3(s)), True),
+    "q_log_normal": lambda s: _real(*map(math.exp, _sd3(s)), True, s["q"]),
+}
+"""Every W&B distribution → the skopt dimension ``bayes`` searches, in one place.
+
+==========================  =============================================  ==================
+W&B distribution            skopt dimension                                 value proposed
+==========================  =============================================  ==================
+constant                    none (not searched)                             ``value``
+categorical                 Categorical(indices of ``values``), one-hot     ``values[i]`` as is
+int_uniform                 Integer(min, max)                               int
+uniform                     Real(min, max)                                  float
+q_uniform                   Real(min, max)                                  round to ``q``
+log_uniform                 Real(e^min, e^max, log-uniform)                 float
+q_log_uniform               Real(e^min, e^max, log-uniform)                 round to ``q``
+log_uniform_values          Real(min, max, log-uniform)                     float
+q_log_uniform_values        Real(min, max, log-uniform)                     round to ``q``
+inv_log_uniform             Real(e^-max, e^-min, log-uniform)               float
+inv_log_uniform_values      Real(min, max, log-uniform)                     float
+normal                      Real(mu - 3 sigma, mu + 3 sigma)                float
+q_normal                    Real(mu - 3 sigma, mu + 3 sigma)                round to ``q``
+log_normal                  Real(e^(mu - 3 sigma), e^(mu + 3 sigma), log)   float
+q_log_normal                Real(e^(mu - 3 sigma), e^(mu + 3 sigma), log)   round to ``q``
+==========================  =============================================  ==================
+
+Quantized distributions are fitted in the continuous space and rounded on output (W&B's
+rounding: an int ``q`` gives ints). Normal-type distributions are searched uniformly over
+their central 99.7 % (mu ± 3 sigma, in log space for log-normals): the GP needs a bounded
+box, and the prior's shape is not used beyond that box. Categorical ``probabilities`` are a
+random-search prior and are not used. A categorical with one value, or a normal with
+``sigma == 0``, is treated as a constant. The GP works in skopt's normalized unit box.
+"""
+
+
+@dataclass(frozen=True)
+class _Dim:
+    """One searched parameter: its skopt dimension and the maps between value and point."""
+
+    name: str
+    dist: Distribution
+    dimension: Any
+    decode: Callable[[Any], Any]
+    encode: Callable[[Any], Any]
+
+
+def _dims(parameters: Mapping[str, Distribution]) -> tuple[list[_Dim], dict[str, Any]]:
+    """Split parameters into searched dimensions and fixed values (constants, degenerate)."""
+    dims, fixed = [], {}
+    for name, dist in parameters.items():
+        spec = dist.spec()
+        if _is_fixed(spec):
+            fixed[name] = dist.ppf(0.5)
+            continue
+        if spec["distribution"] not in _TABLE:
+            raise ValueError(f"bayes cannot search {name!r}: no skopt dimension for {dist.name!r}")
+        dims.append(_Dim(name, dist, *_TABLE[spec["distribution"]](spec)))
+    return dims, fixed
+
+
+def _is_fixed(spec: Mapping) -> bool:
+    name = spec["distribution"]
+    if name == "constant":
+        return True
+    if name == "categorical":
+        return len(spec["values"]) == 1
+    return name.endswith("normal") and spec.get("sigma", 1.0) <= 0
+
+
+def _encode(dims: Sequence[_Dim], params: Mapping[str, Any]) -> list | None:
+    """A trial's values as a skopt point, or None when some value cannot be placed."""
+    try:
+        return [d.encode(params[d.name]) for d in dims]
+    except (KeyError, ValueError, TypeError, OverflowError):
+        return None
+
+
+def _decode(dims: Sequence[_Dim], point: Sequence[Any], rng: numpy.random.Generator) -> dict:
+    """A skopt point as parameter values, each inside its distribution's support."""
+    out = {}
+    for d, x in zip(dims, point):
+        value = d.decode(x)
+        if not d.dist.contains(value):  # a bug guard: never hand out a value outside support
+            log.warning("bayes: %s=%r is outside %s; sampling instead", d.name, value, d.dist.describe())
+            value = d.dist.sample(rng)
+        out[d.name] = value
+    return out
+
+
+def _params_key(params: Mapping[str, Any], names: Sequence[str]) -> tuple:
+    return tuple(value_key(params.get(n)) for n in names)
+
+
+def _rng(seed: int, *keys: int) -> numpy.random.Generator:
+    import numpy as np
+
+    return np.random.default_rng([seed % 2**128, *keys])
+
+
+def _own_value(trial: Trial, sign: float) -> float | None:
+    """The trial's metric in minimization form, or None when it has no finite value."""
+    if trial.metric is None or not math.isfinite(trial.metric):
+        return None
+    return sign * float(trial.metric)
+
+
+def _observed(trial: Trial) -> bool:
+    """Whether the trial's own metric counts as is (finished, or stopped early by hyperband)."""
+    ended_ok = trial.state is TrialState.FINISHED or trial.stopped_at is not None
+    return ended_ok and not trial.dead
+
+
+def _targets(history: Sequence[Trial], metric: Any) -> list[tuple[Trial, float | None]]:
+    """Each trial with its value to minimize; None marks a pending (running) trial.
+
+    Failed, killed, dead and metric-less trials follow ``metric.impute`` (W&B's meaning):
+    ``worst`` is the worst value any ended trial logged; ``best`` is the trial's own value
+    (for a trial without one: the best value any trial logged); ``latest`` is the trial's own
+    value, reduced by ``metric.summary`` as every value here is, else ``worst``. With no value
+    logged anywhere there is nothing to impute and such trials are left out.
+    """
+    sign = -1.0 if metric.goal == "maximize" else 1.0
+    ended = [t for t in history if t.state.is_terminal or t.dead]
+    values = [v for v in (_own_value(t, sign) for t in ended) if v is not None]
+    worst, best = (max(values), min(values)) if values else (None, None)
+    out: list[tuple[Trial, float | None]] = []
+    for t in history:
+        own = _own_value(t, sign)
+        if t.state is TrialState.RUNNING and not t.dead:
+            out.append((t, None))
+        elif _observed(t) and own is not None:
+            out.append((t, own))
+        elif metric.impute == "best" and (own if own is not None else best) is not None:
+            out.append((t, own if own is not None else best))
+        elif metric.impute == "latest" and own is not None:
+            out.append((t, own))
+        elif worst is not None:
+            out.append((t, worst))
+    return out
+
+
+def _transform_y(y: numpy.ndarray) -> numpy.ndarray:
+    """Compress a wide-ranging objective so the GP sees its shape, not its outliers (issue #3)."""
+    import numpy as np
+
+    spread = np.subtract(*np.percentile(y, [75, 25]))
+    shifted = y - y.min()
+    scale = spread if spread > 0 else (shifted.max() or 1.0)
+    return np.log1p(shifted / scale)
+
+
+def _design(dims: Sequence[_Dim], seed: int, row: int) -> list:
+    """Row ``row`` of the sweep's fixed maximin Latin-hypercube design (same for every agent)."""
+    import numpy as np
+
+    rng = _rng(seed, _DESIGN_SALT)
+    n, d = N_DESIGN, len(dims)
+    best, best_score = None, -1.0
+    for _ in range(50):
+        strata = np.argsort(rng.random((n, d)), axis=0)
+        u = (strata + rng.random((n, d))) / n
+        score = min(np.sum((u[i] - u[j]) ** 2) for i in range(n) for j in range(i))
+        if score > best_score:
+            best, best_score = u, score
+    return _from_unit(dims, best[row])
+
+
+def _from_unit(dims: Sequence[_Dim], u: Sequence[float]) -> list:
+    """Points of the unit box as skopt points (categoricals: equal strata)."""
+    return [_unit_column(d, [x])[0] for d, x in zip(dims, u)]
+
+
+def _unit_column(d: _Dim, u: Any) -> list:
+    """Unit coordinates of one dimension as skopt values."""
+    import numpy as np
+
+    u = np.clip(np.asarray(u, dtype=float), 0.0, 1.0)
+    if d.dimension.transform_ == "onehot":
+        n = len(d.dimension.categories)
+        return [int(i) for i in np.minimum((u * n).astype(int), n - 1)]
+    return list(d.dimension.inverse_transform(u))
+
+
+def _to_unit(d: _Dim, values: Sequence[Any]) -> Any:
+    import numpy as np
+
+    if d.dimension.transform_ == "onehot":
+        n = len(d.dimension.categories)
+        return (np.asarray(values, dtype=float) + 0.5) / n
+    return np.asarray(d.dimension.transform(list(values)), dtype=float).ravel()
+
+
+def _candidates(dims: Sequence[_Dim], anchors: Any, rng: numpy.random.Generator) -> list:
+    """Uniform points plus perturbations of the best observations, as skopt points."""
+    import numpy as np
+
+    unit = rng.random((N_RANDOM, len(dims)))
+    if len(anchors):
+        base = anchors[rng.integers(len(anchors), size=N_LOCAL)]
+        scale = LOCAL_SCALE * rng.choice([0.2, 1.0, 4.0], size=(N_LOCAL, 1))
+        local = np.clip(base + rng.normal(0.0, 1.0, base.shape) * scale, 0.0, 1.0)
+        cat = np.array([d.dimension.transform_ == "onehot" for d in dims])
+        switch = (rng.random(base.shape) < 0.2) & cat
+        local = np.where(switch, rng.random(base.shape), np.where(cat, base, local))
+        unit = np.vstack([local, unit])
+    columns = [_unit_column(d, unit[:, j]) for j, d in enumerate(dims)]
+    return [list(row) for row in zip(*columns)]
+
+
+def _training_set(obs: list, rng: numpy.random.Generator) -> list:
+    """At most TRAIN_CAP observations: the TRAIN_BEST best, then a seeded sample of the rest."""
+    if len(obs) <= TRAIN_CAP:
+        return obs
+    ranked = sorted(obs, key=lambda o: o[1])
+    rest = ranked[TRAIN_BEST:]
+    picked = rng.choice(len(rest), TRAIN_CAP - TRAIN_BEST, replace=False)
+    return ranked[:TRAIN_BEST] + [rest[i] for i in sorted(picked)]
+
+
+def _fit(space: Any, X: list, y: Any, seed: int) -> Any:
+    """skopt's default GP (Matern 5/2, ARD, learned noise) fitted on one BLAS thread."""
+    from skopt.utils import cook_estimator
+    from threadpoolctl import threadpool_limits
+
+    model = cook_estimator("GP", space=space, random_state=seed, noise="gaussian")
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(space.transform(X), y)
+    return model
+
+
+def _suggest(dims: Sequence[_Dim], history: Sequence[Trial], metric: Any,
+             rng: numpy.random.Generator, taken: set) -> list:
+    """The candidate with the highest EI whose values no trial has yet."""
+    import numpy as np
+    from skopt.acquisition import gaussian_ei
+    from skopt.space import Space
+    from threadpoolctl import threadpool_limits
+
+    rows = [(_encode(dims, t.params), v) for t, v in _targets(history, metric)]
+    obs = [(x, v) for x, v in rows if x is not None and v is not None]
+    pending = [x for x, v in rows if x is not None and v is None][: TRAIN_CAP // 4]
+    if len({v for _, v in obs}) < 2:
+        return _first_free(dims, _candidates(dims, [], rng), taken, rng)
+    obs = _training_set(obs, rng)
+    y = _transform_y(np.array([v for _, v in obs]))
+    lie = y.min()  # constant liar (cl_min): a running trial looks as good as the best so far
+    X = [x for x, _ in obs] + pending
+    y = np.concatenate([y, np.full(len(pending), lie)])
+    space = Space([d.dimension for d in dims])
+    model = _fit(space, X, y, int(rng.integers(2**31)))
+    best = np.argsort(y[: len(obs)])[:5]
+    anchors = np.column_stack([_to_unit(d, [X[i][j] for i in best]) for j, d in enumerate(dims)])
+    cands = _candidates(dims, anchors, rng)
+    with threadpool_limits(limits=1):
+        ei = gaussian_ei(space.transform(cands), model, y_opt=y.min(), xi=XI)
+    return _first_free(dims, [cands[i] for i in np.argsort(-ei, kind="stable")], taken, rng)
+
+
+def _first_free(dims: Sequence[_Dim], points: list, taken: set, rng: numpy.random.Generator) -> list:
+    """The first point whose decoded values are not taken (the first one if all are)."""
+    names = [d.name for d in dims]
+    for point in points[:500]:
+        if _params_key(_decode(dims, point, rng), names) not in taken:
+            return point
+    return points[0]
+
+
+def propose(config: Any, history: Sequence[Trial], seed: int, index: int) -> Proposal:
+    """The next trial's values: design row ``index`` first, then the GP's EI maximizer.
+
+    Args:
+        config: the sweep config (``parameters``, ``metric`` with goal/impute).
+        history: every trial so far, in any state; running ones are treated as pending.
+        seed: the sweep's effective seed; the design depends on it alone.
+        index: the new trial's index; it picks the design row and seeds the rest.
+    """
+    dims, fixed = _dims(config.parameters)
+    if not dims:
+        return Proposal(params=dict(fixed))
+    rng = _rng(seed, index)
+    names = [d.name for d in dims]
+    taken = {_params_key(t.params, names) for t in history}
+    point = _design(dims, seed, index) if index < N_DESIGN else None
+    if point is None or _params_key(_decode(dims, point, rng), names) in taken:
+        point = _suggest(dims, history, config.metric, rng, taken)
+    values = _decode(dims, point, rng)
+    return Proposal(params={n: fixed[n] if n in fixed else values[n] for n in config.parameters})
