@@ -248,21 +248,28 @@ class _Real(Distribution):
 
 
 @dataclass(frozen=True)
-class Uniform(_Real):
+class _Ranged(_Real):
+    """Base of the min/max distributions; ``_positive``: the bounds are values that must be > 0."""
+
+    min: float = 0.0
+    max: float = 1.0
+    _positive: ClassVar[bool] = False
+
+    def problems(self) -> tuple[str, ...]:
+        return _check_range(self.min, self.max, positive=self._positive)
+
+
+@dataclass(frozen=True)
+class Uniform(_Ranged):
     """A real number in [min, max]."""
 
     name: ClassVar[str] = "uniform"
-    min: float = 0.0
-    max: float = 1.0
 
     def _raw(self, u: float) -> float:
         return self.min + u * (self.max - self.min)
 
     def _bounds(self) -> tuple[float, float]:
         return (self.min, self.max)
-
-    def problems(self) -> tuple[str, ...]:
-        return _check_range(self.min, self.max)
 
 
 @dataclass(frozen=True)
@@ -280,21 +287,16 @@ class QUniform(Uniform):
 
 
 @dataclass(frozen=True)
-class LogUniform(_Real):
+class LogUniform(_Ranged):
     """``exp(uniform(min, max))``: the bounds are natural logs."""
 
     name: ClassVar[str] = "log_uniform"
-    min: float = 0.0
-    max: float = 1.0
 
     def _raw(self, u: float) -> float:
         return math.exp(self.min + u * (self.max - self.min))
 
     def _bounds(self) -> tuple[float, float]:
         return (math.exp(self.min), math.exp(self.max))
-
-    def problems(self) -> tuple[str, ...]:
-        return _check_range(self.min, self.max)
 
 
 @dataclass(frozen=True)
@@ -306,12 +308,11 @@ class QLogUniform(LogUniform):
 
 
 @dataclass(frozen=True)
-class LogUniformValues(_Real):
+class LogUniformValues(_Ranged):
     """Log-uniform between the values min and max (min > 0)."""
 
     name: ClassVar[str] = "log_uniform_values"
-    min: float = 1.0
-    max: float = 10.0
+    _positive: ClassVar[bool] = True
 
     def _raw(self, u: float) -> float:
         lo, hi = math.log(self.min), math.log(self.max)
@@ -319,9 +320,6 @@ class LogUniformValues(_Real):
 
     def _bounds(self) -> tuple[float, float]:
         return (self.min, self.max)
-
-    def problems(self) -> tuple[str, ...]:
-        return _check_range(self.min, self.max, positive=True)
 
 
 @dataclass(frozen=True)
@@ -333,12 +331,10 @@ class QLogUniformValues(LogUniformValues):
 
 
 @dataclass(frozen=True)
-class InvLogUniform(_Real):
+class InvLogUniform(_Ranged):
     """``exp(-uniform(min, max))``: ``log(1/x)`` is uniform on [min, max]."""
 
     name: ClassVar[str] = "inv_log_uniform"
-    min: float = 0.0
-    max: float = 1.0
 
     def _raw(self, u: float) -> float:
         return math.exp(-(self.min + (1.0 - u) * (self.max - self.min)))
@@ -346,17 +342,13 @@ class InvLogUniform(_Real):
     def _bounds(self) -> tuple[float, float]:
         return (math.exp(-self.max), math.exp(-self.min))
 
-    def problems(self) -> tuple[str, ...]:
-        return _check_range(self.min, self.max)
-
 
 @dataclass(frozen=True)
-class InvLogUniformValues(_Real):
+class InvLogUniformValues(_Ranged):
     """``inv_log_uniform`` with the bounds given as values of x (W&B's v2)."""
 
     name: ClassVar[str] = "inv_log_uniform_values"
-    min: float = 1.0
-    max: float = 10.0
+    _positive: ClassVar[bool] = True
 
     def _raw(self, u: float) -> float:
         lo, hi = -math.log(self.max), -math.log(self.min)
@@ -364,9 +356,6 @@ class InvLogUniformValues(_Real):
 
     def _bounds(self) -> tuple[float, float]:
         return (self.min, self.max)
-
-    def problems(self) -> tuple[str, ...]:
-        return _check_range(self.min, self.max, positive=True)
 
 
 @dataclass(frozen=True)

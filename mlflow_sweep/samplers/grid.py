@@ -35,31 +35,39 @@ def size(config: Any) -> int:
 
 def point_params(config: Any, point: int) -> dict[str, Any]:
     """The parameters of grid point ``point``."""
+    return _decode(axes(config), point)
+
+
+def point_of(config: Any, params: Mapping[str, Any]) -> int | None:
+    """The point index of a parameter set, or None when it is not on the grid."""
+    return _encode(axes(config), params)
+
+
+def _decode(grid: list[tuple[str, tuple]], point: int) -> dict[str, Any]:
     params: dict[str, Any] = {}
-    for name, values in reversed(axes(config)):
+    for name, values in reversed(grid):
         point, digit = divmod(point, len(values))
         params[name] = values[digit]
     return dict(reversed(params.items()))
 
 
-def point_of(config: Any, params: Mapping[str, Any]) -> int | None:
-    """The point index of a parameter set, or None when it is not on the grid."""
+def _encode(grid: list[tuple[str, tuple]], params: Mapping[str, Any]) -> int | None:
     point = 0
-    for name, values in axes(config):
-        keys = [value_key(v) for v in values]
-        key = value_key(params.get(name)) if name in params else None
-        if key not in keys:
+    for name, values in grid:
+        key = value_key(params[name]) if name in params else None
+        digit = next((i for i, v in enumerate(values) if value_key(v) == key), None)
+        if digit is None:
             return None
-        point = point * len(values) + keys.index(key)
+        point = point * len(values) + digit
     return point
 
 
-def _held(config: Any, history: Sequence[Trial]) -> set[int]:
+def _held(grid: list[tuple[str, tuple]], history: Sequence[Trial]) -> set[int]:
     held = set()
     for trial in history:
         if trial.dead:
             continue
-        point = trial.point if trial.point is not None else point_of(config, trial.params)
+        point = trial.point if trial.point is not None else _encode(grid, trial.params)
         if point is not None:
             held.add(point)
     return held
@@ -67,8 +75,9 @@ def _held(config: Any, history: Sequence[Trial]) -> set[int]:
 
 def propose(config: Any, history: Sequence[Trial], seed: int, index: int) -> Proposal | _Done:
     """The lowest point no live trial holds, or DONE; ``seed`` and ``index`` are unused."""
-    held, total = _held(config, history), size(config)
+    grid = axes(config)
+    held, total = _held(grid, history), prod(len(values) for _, values in grid)
     point = next((p for p in range(total) if p not in held), None)
     if point is None:
         return DONE
-    return Proposal(params=point_params(config, point), point=point)
+    return Proposal(params=_decode(grid, point), point=point)
