@@ -173,12 +173,12 @@ def _loader() -> type:
     """A safe YAML loader that rejects duplicate keys (PyYAML silently keeps the last one)."""
     import yaml
 
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
     class DuplicateKeyError(yaml.constructor.ConstructorError, _DuplicateKey):
         pass
 
-    class Loader(base):  # type: ignore[misc, valid-type]
+    # The pure-Python loader: its messages are the same on every platform (libyaml's differ),
+    # and sweep files are small.
+    class Loader(yaml.SafeLoader):
         def construct_mapping(self, node: Any, deep: bool = False) -> dict:
             seen: set = set()
             for key_node, _ in node.value:
@@ -295,7 +295,7 @@ def _grid_size(dist: Distribution) -> int | None:
 def _foreign_values(node: Any, path: tuple) -> list[Problem]:
     """Values YAML can make that JSON cannot hold (dates, non-text keys); the ledger is JSON."""
     if isinstance(node, dict):
-        out = [Problem(schema.format_path(path), f"key {k!r} is not text", f"quote it: '{k}'")
+        out = [Problem(schema.format_path(path), f"key {k!r} is not text", _key_hint(k))
                for k in node if not isinstance(k, str)]
         return out + [p for k, v in node.items() for p in _foreign_values(v, (*path, str(k)))]
     if isinstance(node, list):
@@ -304,6 +304,12 @@ def _foreign_values(node: Any, path: tuple) -> list[Problem]:
         return []
     hint = f"quote it: '{node}'" if isinstance(node, date) else None
     return [Problem(schema.format_path(path), f"{node!r} is a {_kind(node)}, not a JSON value", hint)]
+
+
+def _key_hint(key: Any) -> str:
+    if isinstance(key, bool):
+        return "YAML reads yes/no/on/off/true/false as booleans; quote the key"
+    return f"quote it: '{key}'"
 
 
 def _duplicate_names(params: list[_Param]) -> list[Problem]:
@@ -424,7 +430,9 @@ def _normalized(data: dict, dists: dict[str, Distribution]) -> dict:
         metric = {"goal": "minimize", "impute": "worst", "summary": "best", **raw["metric"]}
         raw["metric"] = {"name": metric.pop("name"), **metric}
     if "early_terminate" in raw:
-        block = {"type": "hyperband", "eta": 3, "strict": True, **raw["early_terminate"]}
+        block = {"type": "hyperband", **raw["early_terminate"]}
+        block.setdefault("eta", 3)
+        block.setdefault("strict", True)
         raw["early_terminate"] = {k: int(v) if k in ("min_iter", "max_iter", "s") else v for k, v in block.items()}
     raw["parameters"] = _normalized_specs(data["parameters"], "", dists)
     return {**{k: raw[k] for k in _RAW_ORDER if k in raw}, **raw}

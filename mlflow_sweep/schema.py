@@ -116,9 +116,18 @@ def _type(error: ValidationError, path: list) -> list[Problem]:
     if wanted == ["string", "array"]:
         names = "a string or a list of strings"
     hint = number_text_hint(error.instance) if set(wanted) & {"number", "integer"} else None
-    if hint is None and wanted == ["object"] and path[:1] == ["parameters"] and len(path) % 2 == 0:
-        hint = f"for a constant write 'value: {error.instance}'"
+    if hint is None and wanted == ["object"]:
+        hint = _mapping_hint(path, error.instance)
     return [Problem(format_path(path), f"{_short(error.instance)} is not {names}", hint)]
+
+
+def _mapping_hint(path: list, value: object) -> str | None:
+    """How to write a scalar that should have been a mapping, where we know."""
+    if path[:1] == ["parameters"] and len(path) % 2 == 0 and not isinstance(value, (list, dict)):
+        return f"for a constant write 'value: {value}'"
+    if path == ["metric"] and isinstance(value, str):
+        return f"write 'metric: {{name: {value}}}'"
+    return None
 
 
 def _enum(error: ValidationError, path: list) -> list[Problem]:
