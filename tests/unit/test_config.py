@@ -1,0 +1,261 @@
+"""config and schema: defaults, W&B aliases and inference, normalization, problem order (pure)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlflow_sweep import config, distributions, schema
+from mlflow_sweep.errors import ConfigError
+
+CMD = "python train.py ${args}"
+
+
+def _cfg(**data) -> config.SweepConfig:
+    data.setdefault("command", CMD)
+    data.setdefault("parameters", {"x": {"values": [1, 2]}})
+    return config.config_from_dict(data, "sweep.yaml")
+
+
+def _problems(**data) -> list[str]:
+    data.setdefault("command", CMD)
+    with pytest.raises(ConfigError) as info:
+        config.config_from_dict(data, "sweep.yaml")
+    return [str(p) for p in info.value.problems]
+
+
+def test_defaults():
+    cfg = _cfg(metric={"name": "loss"})
+    assert (cfg.method, cfg.run_cap, cfg.experiment_name, cfg.sweep_name, cfg.seed, cfg.program) == (
+        "random", 10, "Default", None, None, None)
+    assert cfg.metric == config.Metric("loss", "minimize", None, "worst", "best")
+    assert (cfg.early_terminate, cfg.description, cfg.warnings) == (None, None, ())
+
+
+def test_no_metric_is_none():
+    assert _cfg().metric is None
+
+
+def test_grid_without_run_cap_means_the_whole_grid():
+    assert (_cfg(method="grid").run_cap, _cfg(method="grid", run_cap=3).run_cap) == (None, 3)
+
+
+def test_wandb_aliases():
+    cfg = _cfg(project="p", name="n")
+    assert (cfg.experiment_name, cfg.sweep_name) == ("p", "n")
+    assert ("project" in cfg.raw, cfg.raw["experiment_name"], cfg.raw["sweep_name"]) == (False, "p", "n")
+
+
+def test_alias_and_key_may_agree():
+    assert _cfg(project="p", experiment_name="p").experiment_name == "p"
+
+
+def test_program_gives_wandb_default_command():
+    cfg = config.config_from_dict({"program": "train.py", "parameters": {"x": {"value": 1}}}, "s.yaml")
+    assert (cfg.command, cfg.program) == (("${env}", "${interpreter}", "${program}", "${args}"), "train.py")
+
+
+def test_string_command_stays_a_string_and_list_becomes_a_tuple():
+    assert _cfg(command="echo ${x}").command == "echo ${x}"
+    assert _cfg(command=["echo", "${args}"]).command == ("echo", "${args}")
+
+
+@pytest.mark.parametrize(("spec", "name"), [
+    ({"min": 0, "max": 1}, "int_uniform"),       # W&B: two ints are int_uniform, even 0..1
+    ({"min": 0, "max": 1.0}, "uniform"),         # one float makes it uniform
+    ({"min": 0.5, "max": 2}, "uniform"),
+    ({"min": -3, "max": 3}, "int_uniform"),
+    ({"values": [1, 2]}, "categorical"),
+    ({"values": ["a"], "probabilities": [1.0]}, "categorical"),
+    ({"value": 0}, "constant"),
+    ({"distribution": "categorical_w_probabilities", "values": ["a"], "probabilities": [1]}, "categorical"),
+    ({"distribution": "q_log_uniform_values", "min": 1, "max": 8}, "q_log_uniform_values"),
+])
+def test_wandb_distribution_inference(spec: dict, name: str):
+    assert _cfg(parameters={"x": spec}).parameters["x"].name == name
+
+
+def test_boolean_bounds_are_not_numbers():
+    assert _problems(parameters={"x": {"min": True, "max": 5}}) == ["parameters.x.min: True is not a number"]
+
+
+def test_int_uniform_accepts_whole_floats_as_ints():
+    dist = _cfg(parameters={"x": {"distribution": "int_uniform", "min": 1.0, "max": 3}}).parameters["x"]
+    assert (dist.spec()["min"], type(dist.spec()["min"])) == (1, int)
+
+
+def test_parameters_are_distribution_objects_under_flat_dotted_names_in_file_order():
+    cfg = _cfg(parameters={"b": {"value": 1}, "m": {"parameters": {"z": {"values": [1]}, "a": {"min": 0, "max": 2}}}})
+    assert list(cfg.parameters) == ["b", "m.z", "m.a"]
+    assert cfg.parameters["m.a"] == distributions.from_spec({"distribution": "int_uniform", "min": 0, "max": 2})
+
+
+def test_raw_is_normalized_json_and_rebuilds_an_equal_config():
+    cfg = _cfg(project="p", metric={"name": "acc", "goal": "maximize"}, entity="e",
+               early_terminate={"type": "hyperband", "min_iter": 2},
+               parameters={"lr": {"min": 0.001, "max": 0.1}, "g": {"parameters": {"h": {"value": 0}}}})
+    raw = json.loads(json.dumps(cfg.raw))
+    assert config.config_from_dict(raw, "sweep.yaml") == cfg
+    assert raw["parameters"]["lr"] == {"distribution": "uniform", "min": 0.001, "max": 0.1}
+    assert raw["parameters"]["g"] == {"parameters": {"h": {"distribution": "constant", "value": 0}}}
+    assert raw["metric"] == {"name": "acc", "goal": "maximize", "impute": "worst", "summary": "best"}
+    assert raw["early_terminate"] == {"type": "hyperband", "min_iter": 2, "eta": 3, "strict": True}
+
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(-1e6, 1e6), st.text(max_size=5))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_SCALARS, min_size=1, max_size=5))
+def test_falsy_and_mixed_values_survive_the_raw_round_trip(values: list):
+    cfg = _cfg(parameters={"x": {"values": values}})
+    again = config.config_from_dict(json.loads(json.dumps(cfg.raw)), "sweep.yaml")
+    assert list(again.parameters["x"].grid_values()) == values
+    assert [type(v) for v in again.parameters["x"].grid_values()] == [type(v) for v in values]
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        _cfg().method = "grid"  # type: ignore[misc]
+
+
+def test_wandb_only_keys_are_accepted_with_warnings():
+    cfg = _cfg(entity="e", controller={"type": "local"}, job="j", image_uri="i", apiVersion="v1", kind="sweep",
+               metric={"name": "m", "impute_while_running": "best"})
+    assert cfg.warnings == tuple(f"{k} is ignored (W&B only)" for k in config.IGNORED_KEYS) + (
+        "metric.impute_while_running is ignored (W&B only)",)
+
+
+def test_a_parameter_the_string_command_never_uses_is_a_warning():
+    cfg = _cfg(command="echo ${x}", parameters={"x": {"value": 1}, "y": {"value": 2}})
+    assert cfg.warnings == ("parameter y is not used in command; the command will not see it",)
+
+
+@pytest.mark.parametrize("command", [
+    "run ${args} ${args_no_hyphens} ${args_no_boolean_flags} ${args_json} ${args_json_file} ${interpreter} ${env}",
+    "run --g ${g} --h ${g.h}",
+    "run ${envvar:DATA_DIR} --h=${g.h}",
+])
+def test_macros_groups_and_envvars_are_allowed_in_commands(command: str):
+    assert _cfg(command=command, parameters={"g": {"parameters": {"h": {"value": 1}}}}).command == command
+
+
+def test_every_problem_is_listed_schema_first_then_semantic_each_sorted_by_path():
+    problems = _problems(method="grid", command="echo ${zz}", run_cap=0, parameters={
+        "b": {"values": list(range(12)), "probabilities": [0.5] * 12},
+        "a": {"min": 2, "max": 1},
+        "c": {"values": [1, 2, [3], {"k": 4}], "probabilities": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -1]},
+    })
+    assert problems == [
+        "parameters.c.probabilities[10]: -1 must be at least 0",
+        "run_cap: 0 must be at least 1",
+        "command: ${zz} is not a parameter (known: a, b, c)",
+        "parameters.a: min 2 must be less than max 1",
+        "parameters.b: probabilities must sum to 1, but sum to 6.0",
+    ]
+
+
+def test_bayes_needs_a_metric():
+    assert _problems(method="bayes", parameters={"x": {"min": 0.0, "max": 1.0}}) == [
+        "metric: missing (required for method bayes)"]
+
+
+@pytest.mark.parametrize(("spec", "problem"), [
+    ({"min": 0.0, "max": 1.0}, "uniform(min=0.0, max=1.0) is not finite"),
+    ({"distribution": "normal"}, "normal(mu=0.0, sigma=1.0) is not finite"),
+    ({"distribution": "log_uniform_values", "min": 1, "max": 2}, "is not finite"),
+])
+def test_grid_needs_finite_parameters(spec: dict, problem: str):
+    (found,) = _problems(method="grid", parameters={"x": spec})
+    assert found.startswith("parameters.x: ") and problem in found
+
+
+def test_grid_accepts_q_uniform_int_uniform_values_and_constants():
+    cfg = _cfg(method="grid", parameters={"a": {"distribution": "q_uniform", "min": 0, "max": 1, "q": 0.5},
+                                          "b": {"min": 1, "max": 3}, "c": {"values": [1]}, "d": {"value": 0}})
+    assert all(d.grid_values() is not None for d in cfg.parameters.values())
+
+
+def test_render_config_shows_each_inferred_distribution():
+    cfg = _cfg(sweep_name="s", metric={"name": "acc", "goal": "maximize", "target": 0.9}, command="t ${learning_rate} ${o}",
+               parameters={"learning_rate": {"min": 0.0001, "max": 0.1}, "o": {"values": ["adam", "sgd"]}})
+    assert config.render_config(cfg).splitlines() == [
+        "sweep_name: s",
+        "experiment_name: Default",
+        "method: random",
+        "metric: acc (maximize; summary best, impute worst, target 0.9)",
+        "run_cap: 10",
+        "command: t ${learning_rate} ${o}",
+        "parameters:",
+        "  learning_rate: uniform(min=0.0001, max=0.1)",
+        '  o: categorical(values=["adam", "sgd"])',
+    ]
+
+
+def test_render_config_counts_the_whole_grid():
+    cfg = _cfg(method="grid", parameters={"a": {"values": [1, 2, 3]}, "b": {"min": 1, "max": 4}})
+    assert "run_cap: none (the whole grid, 12 points)" in config.render_config(cfg)
+
+
+def test_missing_file_is_one_line(tmp_path: Path):
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as info:
+        config.load_config(path)
+    assert str(info.value) == f"{path}: no such file"
+
+
+def test_yaml_syntax_error_names_line_and_column(tmp_path: Path):
+    path = tmp_path / "s.yaml"
+    path.write_text("command: x\nparameters:\n  a: {values: [1, 2}\n")
+    with pytest.raises(ConfigError) as info:
+        config.load_config(path)
+    assert str(info.value).startswith(f"{path}:3:")
+    assert "not valid YAML: " in str(info.value)
+
+
+def test_json_file_is_read_as_json(tmp_path: Path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"command": CMD, "parameters": {"x": {"values": ["1e-3"]}}}))
+    assert config.load_config(path).parameters["x"].grid_values() == ("1e-3",)
+
+
+def test_schema_ships_as_package_data():
+    assert Path(schema.schema_source()).name == "sweep.schema.json"
+    assert schema.load_schema() is schema.load_schema()  # loaded once
+
+
+def test_schema_is_valid_and_knows_every_registered_distribution():
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(schema.load_schema())
+    then = schema.load_schema()["$defs"]["parameter"]["else"]["then"]
+    assert set(then["properties"]["distribution"]["enum"]) == set(distributions.REGISTRY) | {
+        "categorical_w_probabilities"}
+
+
+def test_parameter_shapes_are_discriminated_without_anyof_or_oneof():
+    """STYLE §3: anyOf/oneOf make jsonschema blame the wrong branch."""
+    text = json.dumps(schema.load_schema()["$defs"]["parameter"])
+    assert ('"anyOf"' in text.replace('"if": {"anyOf"', ""), '"oneOf"' in text) == (False, False)
+
+
+@pytest.mark.parametrize(("value", "hint"), [
+    ("1e-3", "YAML reads 1e-3 as text; write 1.0e-3 or 0.001"),
+    ("3e6", "YAML reads 3e6 as text; write 3.0e+6 or 3000000.0"),
+    ("1.5E-4", "YAML reads 1.5E-4 as text; write 1.5e-4 or 0.00015"),
+    ("0.5", "a quoted number is text; write it without quotes"),
+    ("abc", None),
+])
+def test_number_text_hint(value: str, hint: str | None):
+    assert schema.number_text_hint(value) == hint
+
+
+def test_suggested_yaml_floats_really_are_floats():
+    import yaml
+
+    hint = schema.number_text_hint("1e-3") or ""
+    assert yaml.safe_load(hint.split("write ")[1].split(" or ")[0]) == 0.001
