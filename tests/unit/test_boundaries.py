@@ -1,0 +1,32 @@
+"""Layer boundaries (STYLE §1): pure modules load no I/O libraries; the CLI loads nothing heavy.
+
+Checked in a fresh interpreter, since this test session has long imported everything.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+PURE = ["mlflow_sweep.config", "mlflow_sweep.samplers", "mlflow_sweep.analysis"]
+IO_LIBRARIES = ["mlflow", "filelock", "matplotlib"]
+HEAVY = ["numpy", "jsonschema", "skopt", "sklearn", "mlflow", "scipy", "matplotlib", "filelock"]
+
+
+def _loaded_after_import(modules: list[str], watched: list[str]) -> list[str]:
+    code = ("import json, sys\n" + "".join(f"import {m}\n" for m in modules)
+            + f"print(json.dumps([m for m in {watched!r} if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_modules_import_no_io_library(module: str):
+    assert _loaded_after_import([module], IO_LIBRARIES) == []
+
+
+def test_cli_imports_nothing_heavy():
+    """``mlflow sweep --help`` stays fast (SPEC §6) only while cli.py imports lazily."""
+    assert _loaded_after_import(["mlflow_sweep.cli"], HEAVY) == []
