@@ -14,6 +14,8 @@
 # Env: SLURM_PORT           slurmctld port; slurmd uses SLURM_PORT+1 (default 6817). Give every
 #                           cluster running at the same time on this machine its own pair.
 #      SLURM_START_TIMEOUT  seconds to wait for the node to become idle (default 60).
+#      SLURM_NODE_CPUS      CPUs the node offers to jobs (default: nproc). More than nproc lets
+#                           that many one-CPU array tasks run at once on a small machine.
 #
 # Needs the Debian packages slurmctld, slurmd, slurm-client and munge (scripts/test.sh installs
 # them when run as root). Nothing outside DIR is written: no /etc, no /run, no systemd, no
@@ -70,8 +72,10 @@ done
 [ ! -f "$D/pids" ] || { log "$D/pids exists: a cluster is running there; run '$0 stop $D' first"; exit 1; }
 
 write_config() {
-    local host=$1 port=$2 mem
+    local host=$1 port=$2 cpus=${SLURM_NODE_CPUS:-$(nproc)} mem overrides=
     mem=$(awk '/^MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
+    # slurmd drains a node that reports fewer CPUs than configured, unless told to trust the config.
+    [ "$cpus" = "$(nproc)" ] || overrides=SlurmdParameters=config_overrides
     # Every line here was needed for a cluster without systemd, cgroups or slurmdbd, or made
     # array tasks start without the default ~3 s scheduler tick (sched_interval=1).
     cat > "$SLURM_CONF" <<EOF
@@ -102,7 +106,8 @@ SchedulerParameters=sched_interval=1
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$mem State=UNKNOWN
+$overrides
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
 }

@@ -1,0 +1,90 @@
+"""scripts/launch_agents.sh: N real agents started with &, waited for, their failures and Ctrl-C."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.agents import child_runs, init_sweep, poll
+
+pytestmark = [pytest.mark.e2e]
+
+LAUNCHER = Path(__file__).resolve().parents[2] / "scripts" / "launch_agents.sh"
+
+
+def _launch(store, *args: str, **kw) -> subprocess.Popen:
+    # MLFLOW_SWEEP_PYTHON: the agents run on this interpreter even though no venv is activated.
+    env = {**store.env, "MLFLOW_SWEEP_PYTHON": sys.executable}
+    return subprocess.Popen(["bash", str(LAUNCHER), *args], cwd=store.root, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_three_agents_complete_a_grid_sweep(store):
+    sweep_id = init_sweep(store, {
+        "method": "grid", "command": "echo point x=${x} y=${y}",
+        "parameters": {"x": {"values": [1, 2, 3]}, "y": {"values": ["a", "b", "c"]}},
+    })
+    proc = _launch(store, "3", sweep_id)
+    out, err = proc.communicate(timeout=200)
+    runs = child_runs(store, sweep_id)
+    points = Counter((r.data.params["x"], r.data.params["y"]) for r in runs)
+    expected = Counter((str(x), y) for x in (1, 2, 3) for y in "abc")
+    assert (proc.returncode, points, Counter(r.info.status for r in runs)) == (0, expected, Counter(FINISHED=9)), err
+    assert "launch_agents: 3 agents finished, 0 failed" in err
+    assert Counter(line for line in out.splitlines() if line.startswith("point ")) == Counter(
+        f"point x={x} y={y}" for x, y in expected), out
+
+
+@pytest.mark.timeout(120)
+def test_a_failing_agent_makes_the_launcher_fail(store):
+    proc = _launch(store, "2", "no-such-sweep")
+    _, err = proc.communicate(timeout=100)
+    assert proc.returncode == 1, err
+    assert "no sweep with ID 'no-such-sweep'" in err
+    assert "launch_agents: 2 agents finished, 2 failed" in err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_ctrl_c_stops_the_agents_and_ends_their_trials_killed(store):
+    sweep_id = init_sweep(store, {
+        "method": "grid",
+        # A trial that needs a moment to shut down, as a training script saving a checkpoint does.
+        "command": "trap 'sleep 1; echo graceful exit; exit 0' TERM; echo started ${x}; sleep 120 & wait",
+        "parameters": {"x": {"values": [1, 2]}},
+    })
+    # Its own session stands in for a terminal: Ctrl-C signals the whole foreground process group.
+    proc = _launch(store, "2", sweep_id, start_new_session=True)
+    try:
+        poll(lambda: [r for r in child_runs(store, sweep_id) if r.info.status == "RUNNING"][1:], timeout=150)
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    runs = child_runs(store, sweep_id)
+    client = store.client()
+    logs = [Path(client.download_artifacts(r.info.run_id, "output.log", str(store.root / r.info.run_id)))
+            .read_text() for r in runs]
+    assert (proc.returncode, Counter(r.info.status for r in runs)) == (130, Counter(KILLED=2)), err
+    # Each agent got one signal: a second one would have SIGKILLed its trial before the trial's
+    # own TERM handler finished.
+    assert all("graceful exit" in log for log in logs), (logs, err)
+    assert elapsed < 30, err
+
+
+def test_usage_errors_exit_2(tmp_path):
+    for args in ([], ["0"], ["three"]):
+        proc = subprocess.run(["bash", str(LAUNCHER), *args], capture_output=True, text=True, timeout=30)
+        assert (proc.returncode, proc.stderr.startswith("usage:")) == (2, True), (args, proc.stderr)
