@@ -14,6 +14,10 @@ Event format v1 (every event has "event" and "time", Unix seconds from the write
     {"event": "end", "trial": 0, "state": "FINISHED", "metric": 0.93, "stopped_at": null, "time": t}
     {"event": "dead", "trial": 0, "last_beat": t0, "time": t}
 
+An "end" event of a sweep with ``early_terminate`` also carries "history": every value the trial
+logged under the metric, in logging order, which hyperband's cuts pool (issue 6); other end
+events leave the key out.
+
 Rules: the first line is the only "sweep" header; claims number the trials 0, 1, 2, ... in file
 order; the first "end" or "dead" of a trial wins and later ones are ignored (losing that race is
 normal); unknown event kinds are skipped (room for additions within v1); a header with a larger
@@ -46,7 +50,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import filelock
 
@@ -179,10 +183,11 @@ class _Replay:
             raise _BadEvent(f"an end event must carry a terminal state, but got {state.value!r}")
         if trial.state.is_terminal:
             return  # first terminal event wins
-        metric = event.get("metric")
+        metric, history = event.get("metric"), event.get("history")
         self.trials[trial.index] = replace(
             trial, state=state, metric=None if metric is None else float(metric),
-            ended=float(event["time"]), stopped_at=event.get("stopped_at"))
+            ended=float(event["time"]), stopped_at=event.get("stopped_at"),
+            history=None if history is None else tuple(float(v) for v in history))
 
     def _on_dead(self, event: Mapping[str, Any]) -> None:
         trial = self._trial(event)
@@ -398,7 +403,7 @@ class Ledger:
             self._append({"event": "start", "trial": index, "run_id": run_id, "time": _now()})
 
     def complete(self, index: int, state: TrialState, metric: float | None, *,
-                 stopped_at: int | None = None) -> bool:
+                 stopped_at: int | None = None, history: Sequence[float] | None = None) -> bool:
         """Record how trial ``index`` ended; False (nothing written) if it had already ended or was reaped.
 
         Args:
@@ -406,6 +411,8 @@ class Ledger:
             state: FINISHED, FAILED or KILLED.
             metric: the trial's metric value, or None when it logged none.
             stopped_at: the hyperband iteration that stopped the trial, if any.
+            history: the trial's metric values in logging order, kept for hyperband's cuts;
+                None (the default) leaves it out of the event.
         """
         state = TrialState(state)
         if not state.is_terminal:
@@ -413,12 +420,17 @@ class Ledger:
         with self._transaction() as current:
             if self._check_index(current, index).state.is_terminal:
                 return False  # first terminal event wins; losing to the reaper is tolerated
-            self._append({"event": "end", "trial": index, "state": state.value, "metric": metric,
-                          "stopped_at": stopped_at, "time": _now()})
+            event = {"event": "end", "trial": index, "state": state.value, "metric": metric,
+                     "stopped_at": stopped_at, "time": _now()}
+            if history is not None:
+                event["history"] = [float(v) for v in history]
+            self._append(event)
             return True
 
     def heartbeat(self, agent_id: str, info: Mapping[str, Any]) -> None:
         """Atomically rewrite agents/<agent_id>.json with ``info`` plus the agent id and the time.
+
+        A failed write raises OSError as is: a missed beat is worth retrying, not stopping for.
 
         Args:
             agent_id: the beating agent.
@@ -427,12 +439,9 @@ class Ledger:
         path = self._agent_path(agent_id)
         record = {**info, "agent": agent_id, "beat": _now()}
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            path.parent.mkdir(exist_ok=True)
-            tmp.write_text(json.dumps(record, default=_jsonable))
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise LedgerError(f"{path}: could not write the heartbeat ({exc.strerror or exc})") from exc
+        path.parent.mkdir(exist_ok=True)
+        tmp.write_text(json.dumps(record, default=_jsonable))
+        os.replace(tmp, path)
 
     def agents(self) -> list[dict[str, Any]]:
         """Every agent's last heartbeat record, ordered by agent id; unreadable files are skipped."""

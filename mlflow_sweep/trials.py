@@ -27,6 +27,8 @@ class Trial:
     value under ``metric.summary`` (SPEC §3), or None when it logged none. ``point`` is the
     grid point index for grid sweeps. ``dead`` marks a trial reaped because its agent
     went silent (SPEC §4); ``stopped_at`` is the hyperband iteration that stopped it.
+    ``history`` is every value the trial logged under ``metric.name``, in logging order; the
+    ledger keeps it only for sweeps with ``early_terminate`` (hyperband cuts, issue 6).
     """
 
     index: int
@@ -40,6 +42,7 @@ class Trial:
     ended: float | None = None
     dead: bool = False
     stopped_at: int | None = None
+    history: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
