@@ -15,10 +15,13 @@ before counting, as W&B's ``filter_invalid`` does.
 - ``max_iter: M`` with ``s`` gives ``M/eta, M/eta**2, ..., M/eta**s`` (rounded down, those
   below 1 dropped), in increasing order. ``max_iter`` wins when both are given.
 
-**The cut** at band ``b`` comes from every trial of the sweep that has logged at least ``b``
-values (running, finished, failed or stopped, from every agent): sort their ``b``-th values
-from best to worst; the cut is the one at position ``floor(n / eta)`` (0-based), so roughly the
-best ``1/eta`` of them are at or better than it.
+**The cut** at band ``b`` comes from every trial given that has logged at least ``b`` values:
+sort their ``b``-th values from best to worst; the cut is the one at position ``floor(n / eta)``
+(0-based), so roughly the best ``1/eta`` of them are at or better than it. W&B pools every run
+of the sweep, running ones included. The agents pool (``stopping_band``) the trials that have
+*ended* — their histories are in the ledger, from every agent — plus the one being judged,
+read from MLflow; other agents' still-running trials are not compared, since reading every
+running trial's history each interval would cost the tracking store one read per trial.
 
 **The test.** A running trial is checked at the last band it has reached. It is stopped when
 its value is strictly worse than that band's cut, where its value is the ``b``-th logged value
@@ -39,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping, Sequence
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import Metric
+    from mlflow_sweep.trials import Trial
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +107,24 @@ def stop_runs(early_terminate: Mapping[str, Any], metric: Metric,
             stops[index] = band
     logger.debug("hyperband cuts %s; stopping %s", band_cuts, stops)
     return stops
+
+
+def stopping_band(early_terminate: Mapping[str, Any], metric: Metric, trials: Iterable[Trial],
+                  index: int, history: Sequence[float]) -> int | None:
+    """The band at which running trial ``index`` falls below the cut, or None to let it go on.
+
+    Args:
+        early_terminate: the normalized ``early_terminate`` block.
+        metric: the sweep's metric; only ``goal`` is used.
+        trials: the sweep's trials as the ledger knows them; those with a ``history`` (ended
+            trials of a sweep with ``early_terminate``) set the cut, except ``index`` itself.
+        index: the trial being judged.
+        history: its metric values so far, in logging order.
+    """
+    pool: dict[int, Sequence[float]] = {t.index: t.history for t in trials
+                                         if t.history is not None and t.index != index}
+    pool[index] = history
+    return stop_runs(early_terminate, metric, pool, {index}).get(index)
 
 
 def _stopping_band(settings: _Settings, history: list[float], band_cuts: Mapping[int, float]) -> int | None:

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlflow_sweep.hyperband import bands, cuts, stop_runs
+from mlflow_sweep.hyperband import bands, cuts, stop_runs, stopping_band
+from mlflow_sweep.trials import Trial, TrialState
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,40 @@ def test_nan_values_are_not_iterations() -> None:
 def test_flat_run_stopped_improving_run_kept(block: dict, goal: Goal, slope: int) -> None:
     history = {0: [10] * 4, 1: [10 + slope * i for i in range(10)]}
     assert list(stop_runs(block, goal, history, {0, 1})) == [0]
+
+
+# What an agent sees: ended trials from the ledger plus its own -----------------------------
+
+def ledger_trial(index: int, history: list[float] | None, state: TrialState = TrialState.FINISHED) -> Trial:
+    """A trial as the ledger replays it; ``history`` None as for a trial still running."""
+    return Trial(index=index, params={}, state=state,
+                 history=None if history is None else tuple(history))
+
+
+def test_stopping_band_pools_ended_trials_with_its_own_history() -> None:
+    # the hand-worked sweep: trials 0-2 ended (in the ledger); trial 3 judged, 4 and 5 still
+    # running elsewhere, so not compared. Band 3 holds 3 4 5 7 -> cut at floor(4/3)=1 -> 4.
+    trials = [ledger_trial(i, LOSS[i]) for i in (0, 1, 2)] + [ledger_trial(i, None, TrialState.RUNNING)
+                                                                for i in (3, 4, 5)]
+    assert stopping_band(BLOCK, MIN, trials, 3, LOSS[3]) == 3
+    assert stopping_band(BLOCK, MIN, trials, 5, [5.5]) is None   # band 1: 5 6 7 5.5 -> cut 5.5
+    assert stopping_band(BLOCK, MIN, trials, 5, [6.5]) == 1      # band 1: cut 6, 6.5 is worse
+
+
+def test_stopping_band_ignores_a_stale_copy_of_its_own_trial() -> None:
+    # a history the ledger holds for the judged index never replaces the live one
+    trials = [ledger_trial(0, [1, 1, 1]), ledger_trial(1, [0, 0, 0], TrialState.KILLED)]
+    assert stopping_band(hb(min_iter=3), MIN, trials, 1, [9, 9, 9]) == 3
+
+
+def test_stopping_band_with_nothing_ended_goes_on() -> None:
+    trials = [ledger_trial(0, None, TrialState.RUNNING), ledger_trial(1, None, TrialState.RUNNING)]
+    assert stopping_band(hb(min_iter=1), MIN, trials, 1, [99.0, 99.0]) is None
+
+
+def test_stopping_band_counts_failed_and_stopped_trials() -> None:
+    trials = [ledger_trial(0, [1, 1, 1], TrialState.FAILED), ledger_trial(1, [2, 2, 2], TrialState.KILLED)]
+    assert stopping_band(hb(min_iter=3), MIN, trials, 2, [3, 3, 3]) == 3
 
 
 # Properties -------------------------------------------------------------------------------
