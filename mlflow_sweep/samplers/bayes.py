@@ -340,8 +340,12 @@ def _suggest(dims: Sequence[_Dim], history: Sequence[Trial], metric: Any,
 
 def _first_free(dims: Sequence[_Dim], points: list, taken: set, rng: numpy.random.Generator) -> list:
     """The first point whose decoded values are not taken (the first one if all are)."""
-    names = [d.name for d in dims]
-    for point in points[:500]:
+    names, seen = [d.name for d in dims], set()
+    for point in points:
+        raw = tuple(point)
+        if raw in seen:  # discrete spaces repeat candidates; decode each once
+            continue
+        seen.add(raw)
         if _params_key(_decode(dims, point, rng), names) not in taken:
             return point
     return points[0]
