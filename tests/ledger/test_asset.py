@@ -1,0 +1,49 @@
+"""The frozen v1 ledger (tests/assets/ledger-v1.jsonl, made by make_ledger_v1.py) still replays."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mlflow_sweep.ledger import Ledger
+from mlflow_sweep.trials import Proposal, Trial, TrialState
+
+pytestmark = pytest.mark.timeout(30)
+
+ASSET = Path(__file__).resolve().parents[1] / "assets" / "ledger-v1.jsonl"
+NODE1, NODE2 = "node1-100-aaaaaa", "node2-200-bbbbbb"
+EXPECTED = (
+    Trial(index=0, params={"lr": 0.1, "layers": 1}, state=TrialState.FINISHED, metric=0.5, point=0, run_id="r0",
+          agent_id=NODE1, started=1700000001.0, ended=1700000002.0, history=(0.9, 0.5)),
+    Trial(index=1, params={"lr": 0.1, "layers": 2}, state=TrialState.FAILED, point=1, run_id="r1",
+          agent_id=NODE2, started=1700000003.0, ended=1700000004.0),
+    Trial(index=2, params={"lr": 0.01, "layers": 1}, state=TrialState.FAILED, point=2, run_id="r2",
+          agent_id=NODE2, started=1700000005.0, ended=1700000200.0, dead=True),
+    Trial(index=3, params={"lr": 0.01, "layers": 1}, state=TrialState.KILLED, metric=0.7, point=2, run_id="r3",
+          agent_id=NODE1, started=1700000201.0, ended=1700000230.0, stopped_at=1, history=(0.8, 0.7)),
+    Trial(index=4, params={"lr": 0.01, "layers": 2}, point=3, run_id="r4", agent_id=NODE1, started=1700000231.0),
+)
+
+
+@pytest.fixture
+def asset_dir(tmp_path: Path) -> Path:
+    """A copy of the frozen asset as a ledger directory (the asset itself is never written)."""
+    shutil.copyfile(ASSET, tmp_path / "ledger.jsonl")
+    return tmp_path
+
+
+def test_frozen_v1_ledger_replays(asset_dir: Path) -> None:
+    state = Ledger(asset_dir).state()
+    assert (state.version, state.header["seed"], state.header["sweep_id"], state.header["config"]["method"],
+            state.trials) == (1, 1234, "5f0c0ffee0000000000000000000000a", "grid", EXPECTED)
+
+
+def test_frozen_v1_ledger_accepts_new_events(asset_dir: Path) -> None:
+    ledger = Ledger(asset_dir, lock_mode="hard")
+    ended = ledger.complete(4, TrialState.FINISHED, 0.25)
+    trial = ledger.claim(lambda state: Proposal({"lr": 0.1, "layers": 1}, point=0), "new-agent")
+    state = Ledger(asset_dir).state()
+    assert (ended, trial.index, state.trials[:4], state.trials[4].state, state.trials[4].metric,
+            (asset_dir / "ledger.jsonl").read_bytes().endswith(b"\n")) == \
+        (True, 5, EXPECTED[:4], TrialState.FINISHED, 0.25, True)
