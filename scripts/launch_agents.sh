@@ -11,8 +11,8 @@
 # Ctrl-C or SIGTERM is forwarded to the agents as SIGTERM: each stops its trial (the child run
 # ends KILLED) and exits; this script waits for them.
 #
-# Environment: MLFLOW_TRACKING_URI (shared by all agents), MLFLOW_SWEEP_PYTHON (the Python with
-# mlflow-sweep installed; default $VIRTUAL_ENV/bin/python when a venv is active, else python3).
+# Environment: MLFLOW_TRACKING_URI (shared by all agents); MLFLOW_SWEEP_PYTHON, the Python with
+# mlflow-sweep installed (default: the active venv's python, else mlflow-sweep from PATH).
 set -uo pipefail
 
 usage() { echo "usage: $0 N [SWEEP_ID] [AGENT ARGS...]   (N: number of agents, at least 1)" >&2; exit 2; }
@@ -23,18 +23,21 @@ shift
 sweep_id=
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then sweep_id=$1; shift; fi
 
+# The agent: MLFLOW_SWEEP_PYTHON, else the active venv's python, else mlflow-sweep from PATH,
+# else python3. The first needs no activated venv on the node.
 if [ -n "${MLFLOW_SWEEP_PYTHON:-}" ]; then
-    python=$MLFLOW_SWEEP_PYTHON
+    agent=("$MLFLOW_SWEEP_PYTHON" -m mlflow_sweep run)
 elif [ -n "${VIRTUAL_ENV:-}" ] && [ -x "$VIRTUAL_ENV/bin/python" ]; then
-    python=$VIRTUAL_ENV/bin/python
+    agent=("$VIRTUAL_ENV/bin/python" -m mlflow_sweep run)
+elif command -v mlflow-sweep >/dev/null; then
+    agent=(mlflow-sweep run)
 else
-    python=python3
+    agent=(python3 -m mlflow_sweep run)
 fi
-command -v "$python" >/dev/null || {
-    echo "launch_agents: no Python at '$python'; set MLFLOW_SWEEP_PYTHON to the python with mlflow-sweep" >&2
+command -v "${agent[0]}" >/dev/null || {
+    echo "launch_agents: no Python at '${agent[0]}'; set MLFLOW_SWEEP_PYTHON to the python with mlflow-sweep" >&2
     exit 1
 }
-agent=("$python" -m mlflow_sweep run)
 [ -z "$sweep_id" ] || agent+=(--sweep-id "$sweep_id")
 agent+=("$@")
 

@@ -56,6 +56,12 @@ def _unavailable() -> str | None:
     return None
 
 
+# Skip at collection, before the session's store fixtures spend seconds on a test that cannot run;
+# when SLURM is required the fixture fails instead.
+if _unavailable() and os.environ.get(REQUIRE_ENV) != "1":
+    pytestmark.append(pytest.mark.skip(reason=_unavailable()))
+
+
 def _free_port_pair() -> int:
     """A port P such that P and P + 1 (slurmctld, slurmd) are free right now."""
     for _ in range(100):
