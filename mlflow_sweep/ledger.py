@@ -39,6 +39,7 @@ must agree to within that. Elsewhere it uses ``FileLock`` (flock). ``MLFLOW_SWEE
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -380,6 +381,7 @@ class Ledger:
                 so it must be quick (no MLflow calls).
             agent_id: the claiming agent, as in its heartbeat file.
         """
+        self._agent_path(agent_id)  # reap matches claims to heartbeat files by this id
         with self._transaction() as state:
             proposal = decide(state)
             if proposal is DONE:
@@ -539,6 +541,8 @@ class Ledger:
 
     @contextmanager
     def _transaction(self) -> Iterator[SweepState]:
+        if self._identity is None:
+            self._read_new()  # report a missing ledger before locking creates its directory
         with self.locked():
             self._read_new()
             yield self._snapshot()
@@ -602,7 +606,8 @@ class Ledger:
         except filelock.Timeout:
             raise LedgerError(self._timeout_message()) from None
         except OSError as exc:
-            hint = f" (try {LOCK_MODE_ENV}=soft)" if self.lock_mode == "hard" else ""
+            unsupported = exc.errno in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP)
+            hint = f" (try {LOCK_MODE_ENV}=soft)" if self.lock_mode == "hard" and unsupported else ""
             raise LedgerError(f"sweep in {self.directory}: could not lock the ledger "
                               f"({self.lock_path}): {exc.strerror or exc}{hint}") from exc
 

@@ -1,7 +1,10 @@
 """Real worker processes on one ledger, in both lock modes: exact claims, no duplicates, no overshoot."""
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,9 @@ from mlflow_sweep.errors import LedgerError
 from mlflow_sweep.ledger import Ledger, replay
 from mlflow_sweep.trials import DONE, Proposal, TrialState
 
-from tests.ledger.ledger_workers import Pool, claimed, cleanup_processes, codes, outputs, wait_for
+from tests.ledger.ledger_workers import Pool, claimed, codes, outputs, wait_for
+
+VERIFY_LOCK = Path(__file__).resolve().parents[2] / "scripts" / "verify_lock.py"
 
 
 def grid(points: int):
@@ -62,7 +67,7 @@ def test_incremental_state_matches_a_fresh_replay(pool: Pool) -> None:
     pool.go()
     results = pool.finish()
     lines = pool.directory.joinpath("ledger.jsonl").read_text().splitlines()
-    fresh = replay(__import__("json").loads(line) for line in lines)
+    fresh = replay(json.loads(line) for line in lines)
     assert (codes(results), before.count(), reader.state(), reader.state().count()) == \
         ([0] * 3, 0, fresh, 15), outputs(results)
 
@@ -104,11 +109,7 @@ def test_sigkilled_lock_holder_does_not_block_the_others(pool: Pool) -> None:
 
 @pytest.mark.timeout(90)
 def test_verify_lock_script_finds_no_overlap(tmp_path: Path, lock_mode: str) -> None:
-    import subprocess
-    import sys
-
-    script = Path(__file__).resolve().parents[2] / "scripts" / "verify_lock.py"
-    proc = subprocess.run([sys.executable, str(script), "local", str(tmp_path), "--procs", "4",
+    proc = subprocess.run([sys.executable, str(VERIFY_LOCK), "local", str(tmp_path), "--procs", "4",
                            "--iterations", "15", "--mode", lock_mode],
                           capture_output=True, text=True, timeout=80)
     assert (proc.returncode, "no overlap" in proc.stdout) == (0, True), proc.stdout + proc.stderr
@@ -116,11 +117,7 @@ def test_verify_lock_script_finds_no_overlap(tmp_path: Path, lock_mode: str) -> 
 
 @pytest.mark.timeout(90)
 def test_verify_lock_script_catches_a_missing_lock(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    script = Path(__file__).resolve().parents[2] / "scripts" / "verify_lock.py"
-    proc = subprocess.run([sys.executable, str(script), "local", str(tmp_path), "--procs", "4",
+    proc = subprocess.run([sys.executable, str(VERIFY_LOCK), "local", str(tmp_path), "--procs", "4",
                            "--iterations", "10", "--hold", "0.01", "--mode", "none"],
                           capture_output=True, text=True, timeout=80)
     assert (proc.returncode, "overlap" in proc.stdout) == (1, True), proc.stdout + proc.stderr

@@ -223,3 +223,15 @@ def test_replay_of_the_file_equals_the_ledger_state(ledger_dir: Path) -> None:
         if i % 2:
             ledger.complete(trial.index, TrialState.KILLED, None)
     assert replay(events(ledger.path)) == ledger.state() == Ledger(ledger_dir).state()
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+def test_writing_to_a_missing_ledger_creates_nothing(tmp_path: Path, mode: str) -> None:
+    with pytest.raises(LedgerError, match="no ledger here"):
+        Ledger(tmp_path / "typo" / "sweep", lock_mode=mode, lock_timeout=1).claim(take, "a")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_claims_need_an_agent_id_that_can_have_a_heartbeat_file(ledger_dir: Path) -> None:
+    with pytest.raises(LedgerError, match="agent id"):
+        Ledger(ledger_dir).claim(take, "node 1/agent")
