@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from mlflow_sweep.errors import SweepError
+from mlflow_sweep.errors import SweepError, UsageError
 
 _SWEEP_ID_FLAGS = ("--sweep-id", "--sweep_id")
 
@@ -22,13 +22,16 @@ class SweepCLI:
         Args:
             config_file: path to the sweep configuration (W&B sweep syntax).
         """
+        from dataclasses import replace
+
         from mlflow_sweep import agent, config
 
         cfg = config.load_config(config_file)
         for warning in cfg.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         sweep = agent.init_sweep(cfg, config_file)
-        print(config.render_config(cfg))
+        # Show the run name MLflow generated when the file gives none.
+        print(config.render_config(cfg if cfg.sweep_name else replace(cfg, sweep_name=sweep.name)))
         print(f"Sweep initialized with ID: {sweep.run_id}")
 
     def run(self, sweep_id: str | None = None, count: int | None = None, max_failures: int = 5) -> None:
@@ -108,12 +111,69 @@ def _quote_sweep_ids(argv: list[str]) -> list[str]:
     return out
 
 
+def _check_usage(args: list[str]) -> None:
+    """Reject unknown flags, missing values and extra arguments before Fire calls anything.
+
+    Fire calls the command first and complains about leftover arguments afterwards, so
+    ``init sweep.yaml --bogus 1`` would create a sweep and then exit 2.
+    """
+    if not args or args[0].startswith("_") or {"--", "--help", "-h"} & set(args):
+        return
+    method = getattr(SweepCLI, args[0], None)
+    if not callable(method):
+        return  # Fire reports unknown commands without calling anything
+    import inspect
+
+    names = [n for n in inspect.signature(method).parameters if n != "self"]
+    free, rest, positional, i = list(names), args[1:], 0, 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg.startswith("-") and not _is_number(arg):
+            flag, has_value = arg.split("=", 1)[0], "=" in arg
+            name = _flag_name(args[0], flag, names)
+            if name not in free:
+                raise UsageError(f"{flag} is given more than once")
+            free.remove(name)
+            if not has_value and (i + 1 == len(rest) or rest[i + 1].startswith("--")):
+                raise UsageError(f"{flag} needs a value")
+            i += 1 if has_value else 2
+        else:
+            positional, i = positional + 1, i + 1
+    if positional > len(free):
+        raise UsageError(f"too many arguments for {args[0]}; see 'mlflow sweep {args[0]} --help'")
+
+
+def _flag_name(command: str, flag: str, names: list[str]) -> str:
+    """The parameter a flag names: ``--sweep-id``/``--sweep_id`` → sweep_id, ``-c`` → count."""
+    bare = flag.lstrip("-").replace("-", "_")
+    if flag.startswith("--") and bare in names:
+        return bare
+    short = [n for n in names if n[0] == bare] if not flag.startswith("--") and len(bare) == 1 else []
+    if len(short) == 1:
+        return short[0]
+    import difflib
+
+    close = difflib.get_close_matches(bare, names, n=1)
+    hint = f" (did you mean --{close[0].replace('_', '-')}?)" if close else ""
+    raise UsageError(f"unknown option {flag} for {command}{hint}; see 'mlflow sweep {command} --help'")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; our errors become one stderr message and an exit code, never a traceback."""
     import fire
 
-    args = _quote_sweep_ids(list(sys.argv[1:] if argv is None else argv))
+    raw_args = list(sys.argv[1:] if argv is None else argv)
+    args = _quote_sweep_ids(raw_args)
     try:
+        _check_usage(raw_args)
         fire.Fire(SweepCLI(), command=args, name="mlflow-sweep")
     except fire.core.FireExit as exc:
         return 0 if exc.code in (None, 0) else 2

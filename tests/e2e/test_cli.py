@@ -1,0 +1,126 @@
+"""The command line: help at every level, the three entry points, flags and bad usage (SPEC §1, §4a).
+
+Fire 0.7 prints ``--help`` to stderr and bare-command help to stdout, so help checks look at both.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlflow_sweep import cli
+
+pytestmark = [pytest.mark.e2e]
+
+BIN = Path(sys.executable).parent
+COMMANDS = ["init", "run", "status", "finalize"]
+GOOD = Path(__file__).resolve().parent.parent / "configs" / "good" / "grid.yaml"
+
+
+def _run(argv: list[str], store) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=store.root, env=store.env, capture_output=True, text=True, timeout=120)
+
+
+def _mlflow_itself(args: list[str], store) -> subprocess.CompletedProcess:
+    """MLflow's own click CLI, bypassing our launcher."""
+    code = "from mlflow.cli import cli; cli(prog_name='mlflow')"
+    return _run([sys.executable, "-c", code, *args], store)
+
+
+@pytest.mark.parametrize("args", [["--help"], *([c, "--help"] for c in COMMANDS), ["run", "-h"]],
+                         ids=lambda a: " ".join(a))
+def test_help_in_process_at_every_level(args: list[str], capsys: pytest.CaptureFixture[str]):
+    code = cli.main(args)
+    out, err = capsys.readouterr()
+    name = "mlflow-sweep" if args[0].startswith("-") else f"mlflow-sweep {args[0]}"
+    assert (code, f"NAME\n    {name} - " in out + err, "Traceback" in out + err) == (0, True, False)
+
+
+def test_help_lists_every_command_and_the_sweep_id_flag(capsys: pytest.CaptureFixture[str]):
+    cli.main(["--help"])
+    top = "".join(capsys.readouterr())
+    cli.main(["run", "--help"])
+    run = "".join(capsys.readouterr())
+    assert all(f"     {c}\n" in top for c in COMMANDS)
+    assert ("--sweep_id=SWEEP_ID" in run, "--count=COUNT" in run, "--max_failures" in run) == (True, True, True)
+
+
+def test_help_through_python_dash_m(store):
+    proc = _run([sys.executable, "-m", "mlflow_sweep", "init", "--help"], store)
+    assert (proc.returncode, "mlflow-sweep init CONFIG_FILE" in proc.stdout + proc.stderr) == (0, True)
+
+
+def test_console_script_mlflow_sweep(store):
+    proc = _run([str(BIN / "mlflow-sweep"), "--help"], store)
+    assert (proc.returncode, "COMMAND is one of the following" in proc.stdout + proc.stderr) == (0, True)
+
+
+@pytest.mark.parametrize("args", [["sweep", "--help"], ["sweep", "run", "--help"]], ids=" ".join)
+def test_mlflow_sweep_help_through_the_installed_launcher(args: list[str], store):
+    proc = _run([str(BIN / "mlflow"), *args], store)
+    assert (proc.returncode, "NAME\n    mlflow-sweep" in proc.stdout + proc.stderr) == (0, True), proc.stderr
+
+
+def test_mlflow_help_lists_sweep_next_to_mlflow_commands(store):
+    proc = _run([str(BIN / "mlflow"), "--help"], store)
+    commands = [line.split()[0] for line in proc.stdout.split("Commands:")[1].splitlines() if line.startswith("  ")
+                and not line.startswith("   ")]
+    assert proc.returncode == 0
+    assert {"sweep", "experiments", "runs", "server"} <= set(commands)
+
+
+@pytest.mark.parametrize("args", [["--version"], ["experiments", "--help"], ["server", "--help"]], ids=" ".join)
+def test_other_mlflow_commands_are_unchanged(args: list[str], store):
+    ours, theirs = _run([str(BIN / "mlflow"), *args], store), _mlflow_itself(args, store)
+    assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout)
+    assert ours.returncode == 0 and ours.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["--sweep-id", "00123"], ["--sweep_id", "00123"], ["--sweep-id=1e5"], ["--sweep_id=123"],
+    ["--sweep-id", "0x1F"], ["--sweep-id", "True"], ["-s", "00123"],
+], ids=" ".join)
+def test_sweep_id_flags_keep_the_text_as_typed(args: list[str], monkeypatch: pytest.MonkeyPatch):
+    from mlflow_sweep import agent
+
+    seen = {}
+    monkeypatch.setattr(agent, "run_agent", lambda sweep_id, **kw: seen.update(sweep_id=sweep_id, **kw))
+    assert cli.main(["run", *args, "--count", "2"]) == 0
+    typed = args[-1].split("=")[-1]
+    assert {k: seen.get(k) for k in ("sweep_id", "count", "max_failures")} == {
+        "sweep_id": typed, "count": 2, "max_failures": 5}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["init"], "ERROR: The function received no value for the required argument: config_file"),
+    (["bogus"], "ERROR: Could not consume arg: bogus"),
+    (["run", "--cuont", "3"], "unknown option --cuont for run (did you mean --count?); see 'mlflow sweep run --help'"),
+    (["run", "--sweep-id"], "--sweep-id needs a value"),
+    (["run", "--sweep-id", "--count", "3"], "--sweep-id needs a value"),
+    (["status", "--sweep_id", "a", "--sweep-id", "b"], "--sweep-id is given more than once"),
+    (["run", "a", "3", "4", "5"], "too many arguments for run; see 'mlflow sweep run --help'"),
+    (["run", "--count", "0"], "--count must be a whole number of at least 1, but got 0"),
+    (["run", "--max-failures", "many"], "--max-failures must be a whole number of at least 1, but got 'many'"),
+], ids=lambda x: " ".join(x) if isinstance(x, list) else "")
+def test_bad_usage_exits_2_without_traceback(args: list[str], message: str, capsys: pytest.CaptureFixture[str]):
+    code = cli.main(args)
+    out, err = capsys.readouterr()
+    assert (code, message in err, "Traceback" in out + err) == (2, True, False), err
+
+
+def test_extra_arguments_are_rejected_before_anything_is_created(store):
+    """Fire would run ``init`` first and complain about ``--bogus`` afterwards."""
+    proc = store.cli("init", str(GOOD), "--bogus", "1")
+    client = store.client()
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert (proc.returncode, proc.stdout, list(runs)) == (2, "", [])
+    assert proc.stderr == "unknown option --bogus for init; see 'mlflow sweep init --help'\n"
+
+
+@pytest.mark.parametrize("launcher", ["python -m", "mlflow sweep"])
+def test_bad_usage_through_real_entry_points(launcher: str, store):
+    head = [sys.executable, "-m", "mlflow_sweep"] if launcher == "python -m" else [str(BIN / "mlflow"), "sweep"]
+    proc = _run([*head, "run", "--cuont", "3"], store)
+    assert (proc.returncode, "Traceback" in proc.stderr, "unknown option --cuont" in proc.stderr) == (2, False, True)
