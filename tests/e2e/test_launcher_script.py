@@ -67,7 +67,7 @@ def test_ctrl_c_stops_the_agents_and_ends_their_trials_killed(store):
         poll(lambda: [r for r in child_runs(store, sweep_id) if r.info.status == "RUNNING"][1:], timeout=150)
         started = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=100)
         elapsed = time.monotonic() - started
     finally:
         if proc.poll() is None:
@@ -81,7 +81,7 @@ def test_ctrl_c_stops_the_agents_and_ends_their_trials_killed(store):
     # Each agent got one signal: a second one would have SIGKILLed its trial before the trial's
     # own TERM handler finished.
     assert all("graceful exit" in log for log in logs), (logs, err)
-    assert elapsed < 30, err
+    assert elapsed < 60, err  # not the trials' 120 s: they were stopped, not waited for
 
 
 def test_usage_errors_exit_2(tmp_path):
