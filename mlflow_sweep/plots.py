@@ -5,6 +5,7 @@ global figure state leaks between calls. Every plot stays legible with 20 parame
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     import numpy
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
 
 DPI = 110
 STATE_COLOURS = {TrialState.FINISHED: "#2ca02c", TrialState.FAILED: "#d62728",
@@ -55,7 +58,11 @@ def draw_plots(analysis: Analysis, trials: Sequence[Trial], directory: Path) -> 
     for name, wanted, draw in plan:
         if wanted:
             path = Path(directory) / f"{name}.png"
-            draw().savefig(path, dpi=DPI)
+            try:
+                draw().savefig(path, dpi=DPI)
+            except Exception as exc:  # one odd plot must not cost the user the table (SPEC §5)
+                log.warning("could not draw %s: %s: %s", path.name, type(exc).__name__, exc)
+                continue
             paths.append(path)
     return paths
 

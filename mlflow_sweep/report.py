@@ -69,7 +69,10 @@ def render_report(analysis: Analysis) -> str:
         blocks.append("\n".join(f"note: {n}" for n in analysis.notes))
     table = render_table(analysis)
     if table:
-        blocks.append(table + _categorical_footnote(analysis.rows))
+        blocks.append(table)
+    footnote = _categorical_footnote(analysis.rows)
+    if footnote:
+        blocks.append(footnote)
     blocks.append(render_best(analysis))
     return "\n\n".join(blocks)
 
@@ -78,8 +81,8 @@ def _categorical_footnote(rows: Sequence[ParameterResult]) -> str:
     names = [r.name for r in rows if r.scale == CATEGORICAL and r.varies]
     if not names:
         return ""
-    return (f"\n(categorical: {', '.join(names)} — Pearson/Spearman use each category's mean metric, "
-            "so they give strength, not direction)")
+    return (f"Categorical {', '.join(names)}: Pearson and Spearman are taken against each "
+            "category's mean metric, so they give strength, not direction.")
 
 
 def format_value(value: Any) -> str:

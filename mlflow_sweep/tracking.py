@@ -233,3 +233,29 @@ def metric_history(run_id: str, name: str) -> list[float]:
     """The values a run logged under ``name``, in the order they were logged."""
     history = _client().get_metric_history(run_id, name)
     return [m.value for m in sorted(history, key=lambda m: m.timestamp)]
+
+
+@_retrying
+def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None, table: str,
+                   plot_dir: Path, ledger_path: Path) -> None:
+    """Store finalize's results on the parent run and end it FINISHED (SPEC §5).
+
+    Finalizing again replaces rather than duplicates: artifacts keep their names, tags are
+    overwritten, and ``best_<metric>`` is logged only when its value changed.
+    """
+    client = _client()
+    run = client.get_run(sweep.run_id)
+    client.log_artifacts(sweep.run_id, str(plot_dir), "plots")
+    client.log_text(sweep.run_id, table, "sweep_summary.txt")
+    local = _local_path(run.info.artifact_uri)
+    if local is None or not Path(ledger_path).resolve().is_relative_to(local.resolve()):
+        client.log_artifact(sweep.run_id, str(ledger_path), "sweep")  # SPEC §4: remote stores get a copy
+    if best is not None:
+        if best.run_id:
+            client.set_tag(sweep.run_id, "sweep.best_run_id", best.run_id)
+        client.set_tag(sweep.run_id, "sweep.best_params", json.dumps(dict(best.params), default=str))
+        if metric_name and best.metric is not None:
+            key = f"best_{metric_name}"
+            if run.data.metrics.get(key) != float(best.metric):
+                client.log_metric(sweep.run_id, key, float(best.metric), step=0)
+    client.set_terminated(sweep.run_id, status=TrialState.FINISHED.value)

@@ -65,8 +65,8 @@ def test_report_puts_the_table_between_notes_and_best_and_footnotes_categoricals
     assert blocks[0] == "10 trials: 10 finished, 0 failed, 0 killed, 0 running"
     assert blocks[1].startswith("Parameter importance for loss (minimize), 10 trials")
     assert blocks[1].splitlines()[2].startswith("opt ")
-    assert "(categorical: opt" in blocks[1]
-    assert blocks[2].startswith("Best trial: #0")
+    assert blocks[2].startswith("Categorical opt: Pearson and Spearman are taken against")
+    assert blocks[3].startswith("Best trial: #0")
 
 
 def test_counts_and_values():

@@ -1,0 +1,38 @@
+"""``mlflow sweep finalize`` (SPEC §5): reap dead trials, analyse the ledger, draw, record on the parent run."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+
+def finalize_sweep(sweep_id: str | None) -> str:
+    """Analyse a sweep, store the table, plots and best trial on its parent run, and return the text to print.
+
+    Args:
+        sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
+    """
+    from mlflow_sweep import agent, analysis, plots, report, tracking
+
+    sweep, ledger, config, seed = agent.open_sweep(sweep_id)
+    agent.reap_dead(ledger)  # SPEC §4a: finalize reaps too, so a dead agent's trial shows as failed
+    trials = ledger.state().trials
+    metric = config.metric
+    result = analysis.analyse(trials, metric=metric.name if metric else None,
+                              goal=metric.goal if metric else "minimize",
+                              scales=analysis.param_scales(config.parameters), seed=seed)
+    text = f"Sweep {sweep.name} ({sweep.run_id})\n\n{report.render_report(result)}"
+    with tempfile.TemporaryDirectory(prefix="mlflow-sweep-plots-") as tmp:
+        drawn = plots.draw_plots(result, trials, Path(tmp))
+        tracking.record_outcome(sweep, best=result.best, metric_name=metric.name if metric else None,
+                                table=text + "\n", plot_dir=Path(tmp), ledger_path=ledger.path)
+    return f"{text}\n\n{_recorded(sweep.run_id, drawn, result.counts.get('running', 0))}"
+
+
+def _recorded(run_id: str, drawn: list[Path], running: int) -> str:
+    """What was stored on the parent run, and a reminder when trials are still running."""
+    names = ", ".join(p.name for p in drawn) or "none"
+    lines = [f"Recorded on run {run_id}: sweep_summary.txt, {len(drawn)} plots under plots/ ({names})"]
+    if running:
+        lines.append(f"{running} trial{'s are' if running != 1 else ' is'} still running; "
+                     "finalize again when the agents are done")
+    return "\n".join(lines)

@@ -1,0 +1,146 @@
+"""``mlflow sweep status``: a plain summary from the ledger alone (cheap: no run is read).
+
+``render_status`` is pure (the clock and the process check are passed in); ``sweep_status`` does the I/O.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
+
+from mlflow_sweep.analysis import best_trial, count_states
+from mlflow_sweep.report import format_value, render_counts
+from mlflow_sweep.trials import Trial
+
+if TYPE_CHECKING:
+    from mlflow_sweep.config import SweepConfig
+
+MAX_AGENTS_SHOWN = 50
+
+
+def sweep_status(sweep_id: str | None) -> str:
+    """The status text of a sweep: trials by state, progress, best so far, live agents.
+
+    Args:
+        sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
+    """
+    from mlflow_sweep import agent, tracking
+
+    sweep, ledger, config, _ = agent.open_sweep(sweep_id)
+    agent.reap_dead(ledger)  # SPEC §4a: status reaps dead trials too
+    agents = ledger.agents()
+    return render_status(f"{sweep.name} ({sweep.run_id})", config, ledger.state().trials, agents,
+                         now=time.time(), timeout=tracking.heartbeat_timeout(), exited=_exited_here(agents))
+
+
+def _exited_here(agents: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Agents on this host whose process is gone (their last beat may still look recent)."""
+    import os
+    import socket
+
+    host, gone = socket.gethostname(), set()
+    for record in agents:
+        pid = record.get("pid")
+        if record.get("host") == host and isinstance(pid, int) and pid > 0:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                gone.add(str(record.get("agent")))
+            except PermissionError:
+                pass  # alive, owned by another user
+    return gone
+
+
+def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agents: Sequence[Mapping[str, Any]],
+                  *, now: float, timeout: float, exited: Collection[str] = ()) -> str:
+    """Format the status (pure).
+
+    Args:
+        title: how to name the sweep, e.g. "name (run id)".
+        config: the sweep's configuration (method, metric, run_cap, parameters).
+        trials: every trial in the ledger.
+        agents: heartbeat records ({"agent", "host", "pid", "beat", "trial", ...}).
+        now: the current time (Unix seconds).
+        timeout: seconds of silence after which an agent counts as gone.
+        exited: ids of agents known to have exited although their last beat is recent.
+    """
+    metric = config.metric
+    head = f"Sweep {title}: method {config.method}, " + (
+        f"metric {metric.name} ({metric.goal})" if metric else "no metric")
+    lines = [head, f"Progress: {_progress(config, len(trials))}", f"Trials: {_by_state(trials)}"]
+    lines += _best(config, trials)
+    lines += _agents(agents, now, timeout, set(exited))
+    return "\n".join(lines)
+
+
+def _progress(config: SweepConfig, claimed: int) -> str:
+    if config.run_cap is not None:
+        percent = 100 * min(claimed, config.run_cap) // config.run_cap
+        return f"{claimed} of run_cap {config.run_cap} trials claimed ({percent}%)"
+    size = _grid_size(config)
+    if size:
+        return f"{claimed} trials claimed for a grid of {size} points (dead trials' points are run again)"
+    return f"{claimed} trials claimed (no run_cap)"
+
+
+def _grid_size(config: SweepConfig) -> int | None:
+    sizes = [getattr(d, "grid_values", lambda: None)() for d in config.parameters.values()]
+    return math.prod(len(s) for s in sizes) if sizes and all(s is not None for s in sizes) else None
+
+
+def _by_state(trials: Sequence[Trial]) -> str:
+    text = render_counts(count_states(trials)).split(": ", 1)[1]
+    dead = sum(1 for t in trials if t.dead)
+    return text + (f" ({dead} failed because their agent went silent)" if dead else "")
+
+
+def _best(config: SweepConfig, trials: Sequence[Trial]) -> list[str]:
+    metric = config.metric
+    if metric is None:
+        return ["Best so far: n/a (no metric configured)"]
+    best = best_trial(trials, metric.goal)
+    if best is None:
+        return [f"Best so far: none yet (no finished trial with a value for {metric.name!r})"]
+    params = ", ".join(f"{k}={format_value(v)}" for k, v in best.params.items())
+    lines = [f"Best so far: #{best.index} (run {best.run_id or 'unknown'}) {metric.name} = "
+             f"{format_value(best.metric)}", f"  {params}" if params else ""]
+    if metric.target is not None and _reached(metric.goal, float(best.metric), metric.target):
+        lines.append(f"Target {metric.name} {'>=' if metric.goal == 'maximize' else '<='} "
+                     f"{format_value(metric.target)} reached: no new trials will start")
+    return [line for line in lines if line]
+
+
+def _reached(goal: str, value: float, target: float) -> bool:
+    return value >= target if goal == "maximize" else value <= target
+
+
+def _agents(agents: Sequence[Mapping[str, Any]], now: float, timeout: float, exited: set[str]) -> list[str]:
+    """A table of live agents, newest beat first, and a count of the others."""
+    def live(record: Mapping[str, Any]) -> bool:
+        beat = record.get("beat")
+        return (isinstance(beat, (int, float)) and now - beat <= timeout
+                and str(record.get("agent")) not in exited)
+
+    alive = sorted((a for a in agents if live(a)), key=lambda a: -float(a["beat"]))
+    gone = len(agents) - len(alive)
+    lines = [f"Agents: {len(alive)} live" + (f", {gone} stopped or silent" if gone else "")]
+    if not alive:
+        return lines
+    rows = [(str(a.get("agent", "?")), str(a.get("host", "?")), str(a.get("pid", "?")),
+             _ago(now - float(a["beat"])), "-" if a.get("trial") is None else f"#{a['trial']}")
+            for a in alive[:MAX_AGENTS_SHOWN]]
+    header = ("agent", "host", "pid", "last heartbeat", "trial")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    if len(alive) > MAX_AGENTS_SHOWN:
+        lines.append(f"  … and {len(alive) - MAX_AGENTS_SHOWN} more")
+    return lines
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(seconds, 0.0)
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
