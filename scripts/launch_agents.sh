@@ -64,7 +64,8 @@ for ((i = 0; i < n; i++)); do
     ${setsid[@]+"${setsid[@]}"} "${agent[@]}" &
     pids+=($!)
 done
-echo "launch_agents: started $n agents (pids ${pids[*]}) for sweep ${sweep_id:-<most recent>}" >&2
+agents="$n agent$([ "$n" = 1 ] || echo s)"
+echo "launch_agents: started $agents (pids ${pids[*]}) for sweep ${sweep_id:-<most recent>}" >&2
 
 failed=0
 for pid in "${pids[@]}"; do
@@ -80,7 +81,7 @@ for pid in "${pids[@]}"; do
         failed=$((failed + 1))
     fi
 done
-echo "launch_agents: $n agents finished, $failed failed" >&2
+echo "launch_agents: $agents finished, $failed failed" >&2
 case $signal in
     INT) exit 130 ;;
     TERM) exit 143 ;;
