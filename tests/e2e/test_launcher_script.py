@@ -1,6 +1,7 @@
 """scripts/launch_agents.sh: N real agents started with &, waited for, their failures and Ctrl-C."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -8,6 +9,8 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import pytest
 
@@ -16,6 +19,28 @@ from tests.e2e.agents import child_runs, init_sweep, poll
 pytestmark = [pytest.mark.e2e]
 
 LAUNCHER = Path(__file__).resolve().parents[2] / "scripts" / "launch_agents.sh"
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid``, from /proc (agents and trials run in their own sessions)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _trial_output(run) -> str:
+    path = Path(url2pathname(urlparse(run.info.artifact_uri).path)) / "output.log"
+    return path.read_text() if path.exists() else ""
 
 
 def _launch(store, *args: str, **kw) -> subprocess.Popen:
@@ -64,14 +89,17 @@ def test_ctrl_c_stops_the_agents_and_ends_their_trials_killed(store):
     # Its own session stands in for a terminal: Ctrl-C signals the whole foreground process group.
     proc = _launch(store, "2", sweep_id, start_new_session=True)
     try:
-        poll(lambda: [r for r in child_runs(store, sweep_id) if r.info.status == "RUNNING"][1:], timeout=150)
+        # Both trials have printed, so their TERM handlers are in place.
+        poll(lambda: [r for r in child_runs(store, sweep_id) if "started" in _trial_output(r)][1:], timeout=150)
         started = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=100)
         elapsed = time.monotonic() - started
     finally:
         if proc.poll() is None:
-            proc.kill()
+            for pid in [proc.pid, *_descendants(proc.pid)]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             proc.wait()
     runs = child_runs(store, sweep_id)
     client = store.client()
