@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -140,8 +141,6 @@ def _read_text(path: Path, source: str) -> str:
 
 
 def _parse_json(text: str, source: str) -> Any:
-    import json
-
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -422,6 +421,8 @@ def _normalized(data: dict, dists: dict[str, Distribution]) -> dict:
     raw.setdefault("experiment_name", DEFAULT_EXPERIMENT)
     raw.setdefault("method", "random")
     raw.setdefault("command", list(DEFAULT_PROGRAM_COMMAND))
+    if isinstance(raw["command"], list):
+        raw["command"] = [str(part) for part in raw["command"]]  # W&B allows [python, x.py, --epochs, 5]
     if "run_cap" in raw or raw["method"] != "grid":
         raw["run_cap"] = int(raw.get("run_cap", DEFAULT_RUN_CAP))
     if "seed" in raw:

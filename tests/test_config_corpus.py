@@ -17,6 +17,7 @@ from mlflow_sweep.errors import ConfigError
 CONFIGS = Path(__file__).resolve().parent / "configs"
 BAD = sorted(p for p in (CONFIGS / "bad").iterdir() if p.suffix in (".yaml", ".json"))
 GOOD = sorted(p for p in (CONFIGS / "good").iterdir() if p.suffix in (".yaml", ".json"))
+EXAMPLES = sorted((CONFIGS.parent.parent / "examples").glob("*.yaml"))
 # One of each kind: schema + semantic problems, YAML syntax, empty file, JSON syntax, nested path.
 BAD_THROUGH_CLI = ["style_example.yaml", "yaml_syntax.yaml", "empty.yaml", "broken.json",
                    "nested_problem_path.yaml"]
@@ -66,6 +67,11 @@ def test_good_config_loads_and_round_trips(path: Path):
     rendered = config.render_config(cfg)
     assert again == cfg
     assert all(f"  {name}: {dist.describe()}" in rendered for name, dist in cfg.parameters.items())
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_load_without_warnings(path: Path):
+    assert config.load_config(path).warnings == ()
 
 
 @pytest.mark.e2e

@@ -259,3 +259,13 @@ def test_suggested_yaml_floats_really_are_floats():
 
     hint = schema.number_text_hint("1e-3") or ""
     assert yaml.safe_load(hint.split("write ")[1].split(" or ")[0]) == 0.001
+
+
+def test_list_command_items_that_yaml_made_numbers_become_text():
+    """W&B's schema allows ``command: [python, train.py, --epochs, 5]``."""
+    assert _cfg(command=["python", "t.py", "--epochs", 5, "${args}"]).command == (
+        "python", "t.py", "--epochs", "5", "${args}")
+
+
+def test_normal_sigma_zero_is_allowed_as_in_wandb():
+    assert _cfg(parameters={"n": {"distribution": "normal", "sigma": 0}}).parameters["n"].ppf(0.3) == 0.0
