@@ -172,11 +172,13 @@ def _timeline(trials: Sequence[Trial]) -> Figure:
     fig = _figure(10, min(3 + 0.12 * len(timed), 9))
     ax = fig.add_subplot()
     width = float(np.clip(250 / max(len(timed), 1), 0.6, 8))
+    shortest = 0.004 * max((now - origin) / size, 1e-9)
     for state, colour in STATE_COLOURS.items():
         group = [t for t in timed if t.state is state]
         if group:
             starts = [(t.started - origin) / size for t in group]
-            ends = [((t.ended if t.ended is not None else now) - origin) / size for t in group]
+            ends = [max((((t.ended if t.ended is not None else now) - origin) / size), s + shortest)
+                    for t, s in zip(group, starts)]  # very short trials stay visible
             ax.hlines([t.index for t in group], starts, ends, colors=colour, linewidth=width,
                       label=f"{state.value.lower()} ({len(group)})")
     dead = [t for t in timed if t.dead]
