@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
 
-from mlflow_sweep import command, samplers, tracking
+from mlflow_sweep import command, hyperband, samplers, tracking
 from mlflow_sweep.errors import SweepError
 from mlflow_sweep.ledger import Ledger, SweepState
 from mlflow_sweep.trials import DONE, Proposal, Trial, TrialState
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 KILL_GRACE_ENV = "MLFLOW_SWEEP_KILL_GRACE"
 POLL_ENV = "MLFLOW_SWEEP_POLL_INTERVAL"
+EARLY_TERMINATE_INTERVAL_ENV = "MLFLOW_SWEEP_EARLY_TERMINATE_INTERVAL"
+STOPPED_EARLY_TAG = "sweep.stopped_early"
 
 
 class AgentStopped(SweepError):
@@ -109,6 +111,18 @@ def target_reached(metric: Metric | None, trials: tuple[Trial, ...]) -> bool:
     return any(v <= metric.target for v in done)
 
 
+def early_terminate_interval() -> float:
+    """Seconds between two hyperband checks of a running trial (issue 6; default 5)."""
+    raw = os.environ.get(EARLY_TERMINATE_INTERVAL_ENV, "5")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SweepError(f"{EARLY_TERMINATE_INTERVAL_ENV} must be a number of seconds, but got {raw!r}") from None
+    if not value > 0:
+        raise SweepError(f"{EARLY_TERMINATE_INTERVAL_ENV} must be positive, but got {raw!r}")
+    return value
+
+
 def make_decide(config: SweepConfig, seed: int) -> Callable[[SweepState], Proposal | Any]:
     """The ledger's critical-section callback: run_cap, target, then the sampler."""
 
@@ -144,6 +158,9 @@ class _Agent:
         self.proc: subprocess.Popen[bytes] | None = None
         self.signum: int | None = None
         self.trial_index: int | None = None
+        self.killed: int | None = None
+        self.stopped_at: int | None = None  # the hyperband band that stopped the running trial
+        self.check_every = early_terminate_interval() if config.early_terminate else None
         self.workdir = Path(tempfile.mkdtemp(prefix="mlflow-sweep-"))
         self.heartbeat = _Heartbeat(self)
 
@@ -203,39 +220,47 @@ class _Agent:
         return "every grid point is taken"
 
     def _stopped_detail(self) -> str:
-        return "" if self.trial_index is None else f"; trial {self.trial_index} ended KILLED"
+        return "" if self.killed is None else f"; trial {self.killed} ended KILLED"
 
     def _run(self, trial: Trial) -> TrialState:
         """Run one claimed trial end to end and record its outcome; return its state."""
         started = time.monotonic()
         run_id, artifact_dir = tracking.start_trial(self.sweep, trial)
         self.ledger.start(trial.index, run_id)
-        self.trial_index = trial.index
+        self.trial_index, self.stopped_at = trial.index, None
         self.heartbeat.beat()
         self.say(f"trial {trial.index} (run {run_id}): {_format_params(trial.params)}")
         output = (artifact_dir / tracking.OUTPUT_ARTIFACT) if artifact_dir else self.workdir / tracking.OUTPUT_ARTIFACT
         output.parent.mkdir(parents=True, exist_ok=True)
         code = self._execute(trial, run_id, output)
         state = self._state(code)
-        metric = self._metric(run_id)
-        tracking.end_trial(run_id, state, None if artifact_dir else output)
-        self.ledger.complete(trial.index, state, metric)
+        history = self._history(run_id)
+        metric = None if history is None else summarize(self.config.metric, history)  # type: ignore[arg-type]
+        # the ledger keeps the history only where hyperband pools it (issue 6), so it stays small
+        kept = history if self.config.early_terminate else None
+        tags = None if self.stopped_at is None else {STOPPED_EARLY_TAG: str(self.stopped_at)}
+        tracking.end_trial(run_id, state, None if artifact_dir else output, tags)
+        self.ledger.complete(trial.index, state, metric, stopped_at=self.stopped_at, history=kept)
         self.trial_index = None
+        if self.signum is not None:
+            self.killed = trial.index
         shown = "" if metric is None else f", {self.config.metric.name}={metric:g}"  # type: ignore[union-attr]
-        self.say(f"trial {trial.index} {state.value} (exit code {code}{shown}) "
+        early = "" if self.stopped_at is None else f", stopped early at iteration {self.stopped_at}"
+        self.say(f"trial {trial.index} {state.value} (exit code {code}{shown}{early}) "
                  f"in {time.monotonic() - started:.1f} s")
         return state
 
     def _state(self, code: int) -> TrialState:
-        if self.signum is not None:
+        if self.signum is not None or self.stopped_at is not None:  # a signal, or hyperband (issue 6)
             return TrialState.KILLED
         return TrialState.FINISHED if code == 0 else TrialState.FAILED
 
-    def _metric(self, run_id: str) -> float | None:
+    def _history(self, run_id: str) -> list[float] | None:
+        """The trial's values of the sweep's metric in logging order; None without a metric."""
         metric = self.config.metric
         if metric is None:
             return None
-        return summarize(metric, tracking.metric_history(run_id, metric.name))
+        return tracking.metric_history(run_id, metric.name)
 
     def _execute(self, trial: Trial, run_id: str, output: Path) -> int:
         """Launch the command in its own process group, tee its output, return its exit code."""
@@ -254,10 +279,38 @@ class _Agent:
             tee.start()
             if self.signum is not None:
                 self._terminate()
-            code = self.proc.wait()
+            code = self._wait(trial.index, run_id)
             tee.join()
         self.proc = None
         return code
+
+    def _wait(self, index: int, run_id: str) -> int:
+        """Wait for the command; with ``early_terminate``, judge it by hyperband every interval (issue 6)."""
+        assert self.proc is not None
+        if self.check_every is None:
+            return self.proc.wait()
+        while True:
+            try:
+                return self.proc.wait(timeout=self.check_every)
+            except subprocess.TimeoutExpired:
+                pass
+            if self.stopped_at is None and self.signum is None:
+                band = self._below_cut(index, run_id)
+                if band is not None and self._terminate():  # False: it ended on its own meanwhile
+                    self.stopped_at = band
+                    self.say(f"trial {index} is below the hyperband cut at iteration {band}: stopping it")
+
+    def _below_cut(self, index: int, run_id: str) -> int | None:
+        """The band at which the running trial is below the cut, from its history and the ended trials'."""
+        metric = self.config.metric
+        assert metric is not None and self.config.early_terminate is not None  # config.py requires both
+        try:
+            history = tracking.metric_history(run_id, metric.name)
+            trials = self.ledger.state().trials
+        except Exception as exc:  # noqa: BLE001  a missed check is retried next interval; never end the trial for it
+            log.warning("trial %d: early-termination check skipped: %s", index, exc)
+            return None
+        return hyperband.stopping_band(self.config.early_terminate, metric, trials, index, history)
 
     def _env(self, trial: Trial, run_id: str, json_file: Path) -> dict[str, str]:
         env = dict(os.environ)
@@ -283,16 +336,21 @@ class _Agent:
             self.say(f"{signal.Signals(signum).name} received: stopping the running trial")
             self._terminate()
 
-    def _terminate(self) -> None:
-        """SIGTERM the trial's process group, then SIGKILL after the grace period."""
-        if self._kill(signal.SIGTERM):
-            grace = float(os.environ.get(KILL_GRACE_ENV, "10"))
-            timer = threading.Timer(grace, self._kill, args=(signal.SIGKILL,))
-            timer.daemon = True
-            timer.start()
-
-    def _kill(self, sig: int) -> bool:
+    def _terminate(self) -> bool:
+        """SIGTERM the trial's process group, then SIGKILL after the grace period; False if it had ended."""
         proc = self.proc
+        if not self._kill(signal.SIGTERM, proc):
+            return False
+        grace = float(os.environ.get(KILL_GRACE_ENV, "10"))
+        # bound to this process: after an early stop the agent goes on, and the timer must not
+        # SIGKILL the next trial's command (issue 6)
+        timer = threading.Timer(grace, self._kill, args=(signal.SIGKILL, proc))
+        timer.daemon = True
+        timer.start()
+        return True
+
+    def _kill(self, sig: int, proc: subprocess.Popen[bytes] | None = None) -> bool:
+        proc = proc or self.proc
         if proc is None or proc.poll() is not None:
             return False
         try:
