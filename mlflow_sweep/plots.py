@@ -87,7 +87,7 @@ def _paired_bars(analysis: Analysis, keys: tuple[str, str], labels: tuple[str, s
     import numpy as np
 
     rows = analysis.rows
-    fig = _figure(8, 1.6 + 0.38 * len(rows))
+    fig = _figure(8, 1.9 + 0.38 * len(rows))
     ax = fig.add_subplot()
     y = np.arange(len(rows))[::-1]
     for offset, key, label, colour in zip((0.2, -0.2), keys, labels, ("#4c72b0", "#dd8452")):
@@ -100,7 +100,7 @@ def _paired_bars(analysis: Analysis, keys: tuple[str, str], labels: tuple[str, s
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel(xlabel)
-    ax.legend(loc="lower right", fontsize=8)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     return fig
 
@@ -339,11 +339,11 @@ def _metric_vs_params(analysis: Analysis, scored: Sequence[Trial]) -> Figure:
     for k, name in enumerate(names):
         ax = fig.add_subplot(nrows, ncols, k + 1)
         axis = _axis(name, [t.params.get(name) for t in scored], analysis.scales.get(name, "linear"))
-        x = axis.pos + (_jitter(len(y), 0.15, seed=k) if axis.ticks else 0)
+        x = axis.pos + (_jitter(len(y), 0.15, seed=k) if axis.ticks and len(y) > 20 else 0)
         ax.scatter(x, y, s=8 if len(y) > 200 else 18, alpha=0.5, color="#4c72b0", linewidths=0)
         if best is not None and best in scored:
             b = scored.index(best)
-            ax.scatter([axis.pos[b]], [y[b]], marker="*", s=150, color="#c44e52", edgecolor="black", zorder=3)
+            ax.scatter([x[b]], [y[b]], marker="*", s=150, color="#c44e52", edgecolor="black", zorder=3)
         _scatter_axis(ax, axis)
         ax.set_title(_short(name), fontsize=9)
         ax.tick_params(labelsize=7)
