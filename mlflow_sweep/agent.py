@@ -228,7 +228,7 @@ class _Agent:
         run_id, artifact_dir = tracking.start_trial(self.sweep, trial)
         self.ledger.start(trial.index, run_id)
         self.trial_index, self.stopped_at = trial.index, None
-        self.heartbeat.beat()
+        self.heartbeat.poke()
         self.say(f"trial {trial.index} (run {run_id}): {_format_params(trial.params)}")
         output = (artifact_dir / tracking.OUTPUT_ARTIFACT) if artifact_dir else self.workdir / tracking.OUTPUT_ARTIFACT
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -382,35 +382,45 @@ class _Running:
 
 
 class _Heartbeat:
-    """A stoppable thread that rewrites the agent's heartbeat file every few seconds."""
+    """A stoppable thread that rewrites the agent's heartbeat file every few seconds.
+
+    ``poke`` asks for a beat now (a new trial started) without the main loop waiting for it.
+    """
 
     def __init__(self, agent: _Agent) -> None:
         self.agent = agent
         self.interval = min(5.0, tracking.heartbeat_timeout() / 4)
-        self.stopped = threading.Event()
-        self.lock = threading.Lock()
+        self.stopped = False
+        self.wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name="mlflow-sweep-heartbeat", daemon=True)
         self.info = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
 
     def start(self) -> None:
-        self.beat()
+        self._beat()
         self.thread.start()
 
+    def poke(self) -> None:
+        self.wake.set()
+
     def stop(self) -> None:
-        self.stopped.set()
+        self.stopped = True
+        self.wake.set()
         self.thread.join(timeout=5)
 
-    def beat(self) -> None:
-        with self.lock:
-            info = {**self.info, "trial": self.agent.trial_index}
-            try:
-                self.agent.ledger.heartbeat(self.agent.agent_id, info)
-            except OSError as exc:  # a missed beat is retried; the timeout allows many
-                log.warning("heartbeat failed: %s", exc)
+    def _beat(self) -> None:
+        info = {**self.info, "trial": self.agent.trial_index}
+        try:
+            self.agent.ledger.heartbeat(self.agent.agent_id, info)
+        except OSError as exc:  # a missed beat is retried; the timeout allows many
+            log.warning("heartbeat failed: %s", exc)
 
     def _run(self) -> None:
-        while not self.stopped.wait(self.interval):
-            self.beat()
+        while True:
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            if self.stopped:
+                return
+            self._beat()
 
 
 def _tee(source: IO[bytes] | None, sink: IO[bytes], stream: IO[bytes] | None) -> None:

@@ -81,14 +81,58 @@ def _retrying(func: Callable[..., T]) -> Callable[..., T]:
 def _client() -> MlflowClient:
     from mlflow import MlflowClient
 
+    _tune_sqlite(tracking_uri())
     return MlflowClient()
 
 
+def _tune_sqlite(uri: str) -> None:
+    """Put a local sqlite store in WAL mode with NORMAL sync for this process's connections.
+
+    In WAL mode readers never block the writer, so many agents and their commands share the
+    store without "database is locked"; NORMAL sync drops the fsync per commit (an interrupted
+    machine may lose the last commits but never corrupts the file). WAL needs shared memory
+    between the processes, so a store on a network filesystem keeps its rollback journal.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or ":memory:" in uri:
+        return
+    from mlflow_sweep.ledger import NETWORK_FILESYSTEMS, filesystem_type
+
+    if filesystem_type(uri[len(prefix):]) in NETWORK_FILESYSTEMS:
+        return
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if not event.contains(Engine, "connect", _wal_on_connect):
+        event.listen(Engine, "connect", _wal_on_connect)
+
+
+def _wal_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    import sqlite3
+
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.OperationalError as exc:  # another process is switching it right now
+            log.debug("could not set WAL mode: %s", exc)
+        finally:
+            cursor.close()
+
+
 def tracking_uri() -> str:
-    """The tracking URI in effect (MLFLOW_TRACKING_URI or MLflow's own default store)."""
+    """The tracking URI in effect, with a relative sqlite path made absolute for the trials.
+
+    A trial's command may change directory, so ``sqlite:///mlflow.db`` must not stay relative.
+    """
     import mlflow
 
-    return mlflow.get_tracking_uri()
+    uri = mlflow.get_tracking_uri()
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/") and ":memory:" not in uri:
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
 
 
 @_retrying
@@ -199,7 +243,8 @@ def start_trial(sweep: Sweep, trial: Trial) -> tuple[str, Path | None]:
     from mlflow.entities import Param
 
     client = _client()
-    tags = {"mlflow.parentRunId": sweep.run_id, "sweep.id": sweep.run_id, "sweep.trial": str(trial.index)}
+    tags = {"mlflow.parentRunId": sweep.run_id, "sweep.id": sweep.run_id, "sweep.trial": str(trial.index),
+            "sweep.agent": trial.agent_id or ""}
     run = client.create_run(sweep.experiment_id, run_name=f"{sweep.name}-{trial.index}", tags=tags)
     params = [Param(name, _param_value(value)) for name, value in trial.params.items()]
     if params:

@@ -8,6 +8,7 @@ repo=$PWD
 .venv/bin/python -m pip install -q --disable-pip-version-check -e .
 export PATH="$repo/.venv/bin:$PATH"
 unset MLFLOW_TRACKING_URI MLFLOW_EXPERIMENT_NAME MLFLOW_EXPERIMENT_ID
+export MLFLOW_DISABLE_TELEMETRY=${MLFLOW_DISABLE_TELEMETRY:-true}  # a demo sends nothing anywhere
 mkdir -p demo
 cp examples/train.py examples/sweep_config.yaml demo/
 cd demo

@@ -56,6 +56,7 @@ def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SLURM_"))}
     env["PYTHONUNBUFFERED"] = "1"
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"  # tests never reach outside this machine
     return env
 
 
