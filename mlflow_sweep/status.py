@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
 from mlflow_sweep.analysis import best_trial, count_states
 from mlflow_sweep.report import format_value, render_counts
-from mlflow_sweep.trials import Trial
+from mlflow_sweep.trials import Trial, TrialState
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
@@ -69,7 +69,8 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
         f"metric {metric.name} ({metric.goal})" if metric else "no metric")
     lines = [head, f"Progress: {_progress(config, len(trials))}", f"Trials: {_by_state(trials)}"]
     lines += _best(config, trials)
-    lines += _agents(agents, now, timeout, set(exited))
+    running = {t.agent_id: t.index for t in trials if t.state is TrialState.RUNNING}
+    lines += _agents(agents, now, timeout, set(exited), running)
     return "\n".join(lines)
 
 
@@ -114,8 +115,12 @@ def _reached(goal: str, value: float, target: float) -> bool:
     return value >= target if goal == "maximize" else value <= target
 
 
-def _agents(agents: Sequence[Mapping[str, Any]], now: float, timeout: float, exited: set[str]) -> list[str]:
-    """A table of live agents, newest beat first, and a count of the others."""
+def _agents(agents: Sequence[Mapping[str, Any]], now: float, timeout: float, exited: set[str],
+            running: Mapping[str | None, int]) -> list[str]:
+    """A table of live agents, newest beat first, and a count of the others.
+
+    An agent's trial comes from the ledger (current) before its heartbeat (up to a beat old).
+    """
     def live(record: Mapping[str, Any]) -> bool:
         beat = record.get("beat")
         return (isinstance(beat, (int, float)) and now - beat <= timeout
@@ -127,14 +132,18 @@ def _agents(agents: Sequence[Mapping[str, Any]], now: float, timeout: float, exi
     if not alive:
         return lines
     rows = [(str(a.get("agent", "?")), str(a.get("host", "?")), str(a.get("pid", "?")),
-             _ago(now - float(a["beat"])), "-" if a.get("trial") is None else f"#{a['trial']}")
-            for a in alive[:MAX_AGENTS_SHOWN]]
+             _ago(now - float(a["beat"])), _trial_of(a, running)) for a in alive[:MAX_AGENTS_SHOWN]]
     header = ("agent", "host", "pid", "last heartbeat", "trial")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
     if len(alive) > MAX_AGENTS_SHOWN:
         lines.append(f"  … and {len(alive) - MAX_AGENTS_SHOWN} more")
     return lines
+
+
+def _trial_of(record: Mapping[str, Any], running: Mapping[str | None, int]) -> str:
+    trial = running.get(record.get("agent"), record.get("trial"))
+    return "-" if trial is None else f"#{trial}"
 
 
 def _ago(seconds: float) -> str:

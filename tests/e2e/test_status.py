@@ -71,18 +71,19 @@ def grid_config(**changes):
 def test_render_grid_progress_target_and_agent_ages():
     trials = [Trial(0, {"a": 1, "b": "x"}, TrialState.FINISHED, 0.95, run_id="r0"),
               Trial(1, {"a": 2, "b": "x"}, TrialState.FINISHED, float("nan"), run_id="r1")]
+    trials.append(Trial(2, {"a": 3, "b": "x"}, agent_id="a1"))
     agents = [{"agent": "a1", "host": "h", "pid": 1, "beat": 990.0, "trial": None},
               {"agent": "a2", "host": "h", "pid": 2, "beat": 700.0, "trial": 3},
               {"agent": "a3", "host": "h", "pid": 3, "beat": 999.0, "trial": 1}]
     text = render_status("g (id)", grid_config(), trials, agents, now=1000.0, timeout=120.0, exited={"a3"})
     lines = text.splitlines()
-    assert lines[1] == "Progress: 2 trials claimed for a grid of 6 points (dead trials' points are run again)"
+    assert lines[1] == "Progress: 3 trials claimed for a grid of 6 points (dead trials' points are run again)"
     assert lines[3] == "Best so far: #0 (run r0) acc = 0.95"
     assert lines[4] == "  a=1, b=x"
     assert lines[5] == "Target acc >= 0.9 reached: no new trials will start"
     assert lines[6] == "Agents: 1 live, 2 stopped or silent"
     assert lines[7].split() == ["agent", "host", "pid", "last", "heartbeat", "trial"]
-    assert lines[8].split() == ["a1", "h", "1", "10", "s", "ago", "-"]
+    assert lines[8].split() == ["a1", "h", "1", "10", "s", "ago", "#2"]
 
 
 def test_render_with_no_finished_trial_yet():
