@@ -157,7 +157,7 @@ def _metric_over_time(analysis: Analysis, scored: Sequence[Trial]) -> Figure:
     ax.set_xlabel(f"time since the sweep started ({unit})" if timed else "trial index")
     ax.set_ylabel(analysis.metric or "metric")
     ax.set_title(f"{analysis.metric} over time ({analysis.goal}), {len(y)} finished trials")
-    ax.legend(fontsize=8)
+    fig.legend(fontsize=8, loc="outside lower center", ncols=3)
     ax.grid(alpha=0.3)
     return fig
 
