@@ -259,7 +259,7 @@ def _unit_column(d: _Dim, u: Any) -> list:
     if d.dimension.transform_ == "onehot":
         n = len(d.dimension.categories)
         return [int(i) for i in np.minimum((u * n).astype(int), n - 1)]
-    return list(d.dimension.inverse_transform(u))
+    return np.asarray(d.dimension.inverse_transform(u)).tolist()
 
 
 def _to_unit(d: _Dim, values: Sequence[Any]) -> Any:
@@ -271,8 +271,8 @@ def _to_unit(d: _Dim, values: Sequence[Any]) -> Any:
     return np.asarray(d.dimension.transform(list(values)), dtype=float).ravel()
 
 
-def _candidates(dims: Sequence[_Dim], anchors: Any, rng: numpy.random.Generator) -> list:
-    """Uniform points plus perturbations of the best observations, as skopt points."""
+def _candidates(dims: Sequence[_Dim], anchors: Any, rng: numpy.random.Generator) -> list[list]:
+    """Uniform points plus perturbations of the best observations, one skopt column per dim."""
     import numpy as np
 
     unit = rng.random((N_RANDOM, len(dims)))
@@ -284,8 +284,15 @@ def _candidates(dims: Sequence[_Dim], anchors: Any, rng: numpy.random.Generator)
         switch = (rng.random(base.shape) < 0.2) & cat
         local = np.where(switch, rng.random(base.shape), np.where(cat, base, local))
         unit = np.vstack([local, unit])
-    columns = [_unit_column(d, unit[:, j]) for j, d in enumerate(dims)]
-    return [list(row) for row in zip(*columns)]
+    return [_unit_column(d, unit[:, j]) for j, d in enumerate(dims)]
+
+
+def _transformed(dims: Sequence[_Dim], columns: list[list]) -> numpy.ndarray:
+    """Candidate columns in the GP's coordinates (what skopt's Space.transform gives)."""
+    import numpy as np
+
+    n = len(columns[0])
+    return np.hstack([np.reshape(d.dimension.transform(col), (n, -1)) for d, col in zip(dims, columns)])
 
 
 def _training_set(obs: list, rng: numpy.random.Generator) -> list:
@@ -322,7 +329,8 @@ def _suggest(dims: Sequence[_Dim], history: Sequence[Trial], metric: Any,
     obs = [(x, v) for x, v in rows if x is not None and v is not None]
     pending = [x for x, v in rows if x is not None and v is None][: TRAIN_CAP // 4]
     if len({v for _, v in obs}) < 2:
-        return _first_free(dims, _candidates(dims, [], rng), taken, rng)
+        columns = _candidates(dims, [], rng)
+        return _first_free(dims, columns, range(len(columns[0])), taken, rng)
     obs = _training_set(obs, rng)
     y = _transform_y(np.array([v for _, v in obs]))
     lie = y.min()  # constant liar (cl_min): a running trial looks as good as the best so far
@@ -332,23 +340,25 @@ def _suggest(dims: Sequence[_Dim], history: Sequence[Trial], metric: Any,
     model = _fit(space, X, y, int(rng.integers(2**31)))
     best = np.argsort(y[: len(obs)])[:5]
     anchors = np.column_stack([_to_unit(d, [X[i][j] for i in best]) for j, d in enumerate(dims)])
-    cands = _candidates(dims, anchors, rng)
+    columns = _candidates(dims, anchors, rng)
     with threadpool_limits(limits=1):
-        ei = gaussian_ei(space.transform(cands), model, y_opt=y.min(), xi=XI)
-    return _first_free(dims, [cands[i] for i in np.argsort(-ei, kind="stable")], taken, rng)
+        ei = gaussian_ei(_transformed(dims, columns), model, y_opt=y.min(), xi=XI)
+    return _first_free(dims, columns, np.argsort(-ei, kind="stable"), taken, rng)
 
 
-def _first_free(dims: Sequence[_Dim], points: list, taken: set, rng: numpy.random.Generator) -> list:
-    """The first point whose decoded values are not taken (the first one if all are)."""
+def _first_free(dims: Sequence[_Dim], columns: list[list], order: Sequence[int], taken: set,
+                rng: numpy.random.Generator) -> list:
+    """The first candidate in ``order`` whose decoded values are not taken (else the first)."""
     names, seen = [d.name for d in dims], set()
-    for point in points:
+    for i in order:
+        point = [col[i] for col in columns]
         raw = tuple(point)
         if raw in seen:  # discrete spaces repeat candidates; decode each once
             continue
         seen.add(raw)
         if _params_key(_decode(dims, point, rng), names) not in taken:
             return point
-    return points[0]
+    return [col[order[0]] for col in columns]
 
 
 def propose(config: Any, history: Sequence[Trial], seed: int, index: int) -> Proposal:
