@@ -105,8 +105,13 @@ def effective_scale(scale: str, values: Sequence[Any]) -> str:
 
 
 def usable_metric(trial: Trial) -> bool:
-    """A finished trial whose metric is a finite number (NaN and missing are left out)."""
-    return trial.state is TrialState.FINISHED and trial.metric is not None and is_number(trial.metric)
+    """A completed trial whose metric is a finite number (NaN and missing are left out).
+
+    Completed means FINISHED, or stopped early by hyperband: such a trial's metric follows the
+    same ``metric.summary`` rule as every other's (issue 6).
+    """
+    completed = trial.state is TrialState.FINISHED or trial.stopped_at is not None
+    return completed and trial.metric is not None and is_number(trial.metric)
 
 
 def best_trial(trials: Iterable[Trial], goal: str) -> Trial | None:

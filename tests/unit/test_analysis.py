@@ -116,6 +116,13 @@ def test_failed_killed_running_and_nan_trials_are_left_out():
     assert names(result)[0] == "dropout"
 
 
+def test_a_trial_stopped_early_by_hyperband_counts_with_its_metric():
+    trials = make_trials(4, lambda p: p["dropout"])
+    stopped = Trial(4, trials[0].params, TrialState.KILLED, -5.0, stopped_at=3)
+    result = analyse([*trials, stopped], metric="loss", scales=SCALES)
+    assert (result.used, result.best.index) == (5, 4)
+
+
 def test_a_parameter_that_never_varies_gets_a_row_with_no_correlation():
     trials = [Trial(i, {"x": float(i), "fixed": 0.5}, TrialState.FINISHED, float(i) ** 2) for i in range(8)]
     result = analyse(trials, metric="loss", scales={"x": LINEAR, "fixed": LINEAR})
