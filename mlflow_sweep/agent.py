@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
 
-from mlflow_sweep import command, hyperband, samplers, tracking
+from mlflow_sweep import command, hyperband, samplers, settings, tracking
 from mlflow_sweep.errors import SweepError
 from mlflow_sweep.ledger import Ledger, SweepState
 from mlflow_sweep.trials import DONE, Proposal, Trial, TrialState
@@ -35,9 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KILL_GRACE_ENV = "MLFLOW_SWEEP_KILL_GRACE"
-POLL_ENV = "MLFLOW_SWEEP_POLL_INTERVAL"
-EARLY_TERMINATE_INTERVAL_ENV = "MLFLOW_SWEEP_EARLY_TERMINATE_INTERVAL"
 STOPPED_EARLY_TAG = "sweep.stopped_early"
 
 
@@ -84,7 +81,7 @@ def open_sweep(sweep_id: str | None) -> tuple[tracking.Sweep, Ledger, SweepConfi
 
 def reap_dead(ledger: Ledger) -> list[Trial]:
     """Mark trials whose agent went silent as dead in the ledger and FAILED in MLflow."""
-    reaped = ledger.reap(tracking.heartbeat_timeout())
+    reaped = ledger.reap(settings.heartbeat_timeout())
     for trial in reaped:
         if trial.run_id:
             tracking.end_run(trial.run_id, TrialState.FAILED)
@@ -109,18 +106,6 @@ def target_reached(metric: Metric | None, trials: tuple[Trial, ...]) -> bool:
     if metric.goal == "maximize":
         return any(v >= metric.target for v in done)
     return any(v <= metric.target for v in done)
-
-
-def early_terminate_interval() -> float:
-    """Seconds between two hyperband checks of a running trial (issue 6; default 5)."""
-    raw = os.environ.get(EARLY_TERMINATE_INTERVAL_ENV, "5")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SweepError(f"{EARLY_TERMINATE_INTERVAL_ENV} must be a number of seconds, but got {raw!r}") from None
-    if not value > 0:
-        raise SweepError(f"{EARLY_TERMINATE_INTERVAL_ENV} must be positive, but got {raw!r}")
-    return value
 
 
 def make_decide(config: SweepConfig, seed: int) -> Callable[[SweepState], Proposal | Any]:
@@ -160,7 +145,7 @@ class _Agent:
         self.trial_index: int | None = None
         self.killed: int | None = None
         self.stopped_at: int | None = None  # the hyperband band that stopped the running trial
-        self.check_every = early_terminate_interval() if config.early_terminate else None
+        self.check_every = settings.early_terminate_interval() if config.early_terminate else None
         self.workdir = Path(tempfile.mkdtemp(prefix="mlflow-sweep-"))
         self.heartbeat = _Heartbeat(self)
 
@@ -202,7 +187,7 @@ class _Agent:
             trial = self.ledger.claim(self.decide, self.agent_id)
             if trial is not None or not self._grid_points_held():
                 return trial
-            time.sleep(float(os.environ.get(POLL_ENV, "1")))
+            time.sleep(settings.poll_interval())
         return None
 
     def _grid_points_held(self) -> bool:
@@ -341,7 +326,7 @@ class _Agent:
         proc = self.proc
         if not self._kill(signal.SIGTERM, proc):
             return False
-        grace = float(os.environ.get(KILL_GRACE_ENV, "10"))
+        grace = settings.kill_grace()
         # bound to this process: after an early stop the agent goes on, and the timer must not
         # SIGKILL the next trial's command (issue 6)
         timer = threading.Timer(grace, self._kill, args=(signal.SIGKILL, proc))
@@ -389,7 +374,7 @@ class _Heartbeat:
 
     def __init__(self, agent: _Agent) -> None:
         self.agent = agent
-        self.interval = min(5.0, tracking.heartbeat_timeout() / 4)
+        self.interval = min(5.0, settings.heartbeat_timeout() / 4)
         self.stopped = False
         self.wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name="mlflow-sweep-heartbeat", daemon=True)

@@ -24,13 +24,13 @@ def sweep_status(sweep_id: str | None) -> str:
     Args:
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
     """
-    from mlflow_sweep import agent, tracking
+    from mlflow_sweep import agent, settings
 
     sweep, ledger, config, _ = agent.open_sweep(sweep_id)
     agent.reap_dead(ledger)  # SPEC §4a: status reaps dead trials too
     agents = ledger.agents()
     return render_status(f"{sweep.name} ({sweep.run_id})", config, ledger.state().trials, agents,
-                         now=time.time(), timeout=tracking.heartbeat_timeout(), exited=_exited_here(agents))
+                         now=time.time(), timeout=settings.heartbeat_timeout(), exited=_exited_here(agents))
 
 
 def _exited_here(agents: Sequence[Mapping[str, Any]]) -> set[str]:

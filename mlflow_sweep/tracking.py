@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 SWEEP_TAG = "sweep"
 LEDGER_TAG = "sweep.ledger_dir"
 LEDGER_ENV = "MLFLOW_SWEEP_LEDGER_DIR"
-HEARTBEAT_ENV = "MLFLOW_SWEEP_HEARTBEAT_TIMEOUT"
 OUTPUT_ARTIFACT = "output.log"
 
 T = TypeVar("T")
@@ -44,18 +43,6 @@ class Sweep:
     name: str
     tracking_uri: str
     ledger_dir: Path
-
-
-def heartbeat_timeout() -> float:
-    """Seconds of agent silence after which its trial is dead (SPEC §4a; default 120)."""
-    raw = os.environ.get(HEARTBEAT_ENV, "120")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise TrackingError(f"{HEARTBEAT_ENV} must be a number of seconds, but got {raw!r}") from None
-    if value <= 0:
-        raise TrackingError(f"{HEARTBEAT_ENV} must be positive, but got {raw!r}")
-    return value
 
 
 def _retrying(func: Callable[..., T]) -> Callable[..., T]:

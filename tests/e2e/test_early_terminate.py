@@ -20,7 +20,7 @@ import sys
 
 import pytest
 
-from mlflow_sweep.agent import early_terminate_interval
+from mlflow_sweep.settings import early_terminate_interval
 from mlflow_sweep.errors import SweepError
 
 from tests.conftest import EXAMPLES
