@@ -228,3 +228,16 @@ def test_metric_target_stops_new_claims(store):
     runs = child_runs(store, sweep_id)
     assert (proc.returncode, len(runs)) == (0, 2), proc.stderr
     assert "metric target 0.9 reached" in proc.stderr
+
+
+def test_a_corrupt_ledger_line_is_a_clear_error_and_the_file_is_kept(store):
+    sweep_id = init_sweep(store, {"method": "random", "run_cap": 2, "command": "echo ${x}",
+                                  "parameters": {"x": {"values": [1]}}})
+    ledger = Path(store.client().get_run(sweep_id).data.tags["sweep.ledger_dir"]) / "ledger.jsonl"
+    with ledger.open("a") as f:
+        f.write('{"event": "claim", "trial": 0, oops\n{"event": "start", "trial": 0, "run_id": "x", "time": 1}\n')
+    before = ledger.read_bytes()
+    proc = store.cli("run", "--sweep-id", sweep_id)
+    assert (proc.returncode, "ledger.jsonl:2: not a JSON line" in proc.stderr) == (1, True), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (ledger.read_bytes(), child_runs(store, sweep_id)) == (before, [])
