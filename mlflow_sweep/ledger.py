@@ -29,17 +29,10 @@ then ``os.fsync``. Reads take no lock, parse only bytes added since the last rea
 last line without its newline (a writer killed mid-write). A bad complete line is corruption:
 readers raise ``LedgerError`` with the line number and never rewrite the file.
 
-Lock choice (issue 4): ``flock`` is not reliable across hosts on network filesystems, so on the
-types in ``NETWORK_FILESYSTEMS`` (found from /proc/self/mountinfo) the ledger uses filelock's
-``SoftFileLock``: an exclusively created marker holding pid, host and process start time. A marker
-whose process is gone from this host is broken at once; one from another host is broken once it is
-older than ``stale_lock_after`` seconds (default 30; a hold lasts milliseconds), so hosts' clocks
-must agree to within that. Elsewhere it uses ``FileLock`` (flock). ``MLFLOW_SWEEP_LOCK_MODE`` =
-``hard``, ``soft`` or ``auto`` (default) overrides; every agent of a sweep must use the same mode.
+Lock choice (issue 4): which lock guards the ledger, and why, is in ``mlflow_sweep.locking``.
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import math
@@ -47,15 +40,15 @@ import os
 import re
 import threading
 import time
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-import filelock
-
 from mlflow_sweep.errors import LedgerError
+from mlflow_sweep.locking import (
+    LOCK_MODE_ENV, SOFT_LOCK_STALE_AFTER, acquire, check_marker, check_still_held, make_lock, resolve_lock_mode,
+)
 from mlflow_sweep.trials import DONE, Proposal, Trial, TrialState
 
 if TYPE_CHECKING:
@@ -63,15 +56,6 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 LEDGER_NAME = "ledger.jsonl"
-LOCK_MODE_ENV = "MLFLOW_SWEEP_LOCK_MODE"
-LOCK_MODES = ("hard", "soft", "auto")
-SOFT_LOCK_STALE_AFTER = 30.0
-NETWORK_FILESYSTEMS = frozenset({
-    "nfs", "nfs4", "lustre", "gpfs", "cifs", "smb3", "smbfs", "beegfs", "ceph", "fuse.ceph-fuse",
-    "glusterfs", "fuse.glusterfs", "afs", "9p", "panfs", "pvfs2", "orangefs", "wekafs", "gfs2",
-    "ocfs2", "fuse.sshfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.rclone", "fuse.juicefs", "fuse.mfs",
-    "fuse.lizardfs", "quobyte", "fuse.quobyte", "vboxsf",
-})
 _CORRUPT_HINT = "the file was left as it is; repair or delete that line by hand (keep a copy) and run again"
 _AGENT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@:+-]*")
 _now: Callable[[], float] = time.time  # event clock; the asset generator swaps in a fixed one
@@ -231,63 +215,6 @@ def _encode(event: Mapping[str, Any]) -> bytes:
     return (json.dumps(event, separators=(", ", ": "), default=_jsonable) + "\n").encode()
 
 
-def _unescape(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def _mount_table(text: str) -> Iterator[tuple[str, str]]:
-    """(mount point, fs type) pairs from /proc/self/mountinfo or /proc/mounts text."""
-    for line in text.splitlines():
-        left, dash, right = line.partition(" - ")
-        fields = left.split()
-        if dash and len(fields) >= 5 and right.split():
-            yield _unescape(fields[4]), right.split()[0]
-        elif not dash and len(fields) >= 3:
-            yield _unescape(fields[1]), fields[2]
-
-
-def filesystem_type(path: str | os.PathLike[str], mounts: str | None = None) -> str | None:
-    """The type of the filesystem holding ``path`` (longest mount-point prefix), or None if unknown.
-
-    Args:
-        path: a file or directory; need not exist yet.
-        mounts: mount table text to use instead of /proc/self/mountinfo (for tests).
-    """
-    if mounts is None:
-        mounts = next((Path(p).read_text() for p in ("/proc/self/mountinfo", "/proc/mounts")
-                       if os.access(p, os.R_OK)), "")
-    target, best, found = os.path.realpath(path), -1, None
-    for point, fstype in _mount_table(mounts):
-        inside = point == "/" or target == point or target.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= best:  # later entries shadow earlier ones on the same point
-            best, found = len(point), fstype
-    return found
-
-
-def resolve_lock_mode(directory: str | os.PathLike[str], requested: str | None = None) -> str:
-    """``hard`` or ``soft``: the requested mode, else $MLFLOW_SWEEP_LOCK_MODE, else by filesystem.
-
-    Args:
-        directory: the ledger directory.
-        requested: ``hard``, ``soft``, ``auto`` or None (use the environment).
-    """
-    mode = (requested or os.environ.get(LOCK_MODE_ENV) or "auto").strip().lower()
-    if mode not in LOCK_MODES:
-        raise LedgerError(f"{LOCK_MODE_ENV} must be one of {', '.join(LOCK_MODES)}, but got {mode!r}")
-    if mode != "auto":
-        return mode
-    return "soft" if filesystem_type(directory) in NETWORK_FILESYSTEMS else "hard"
-
-
-def _make_lock(path: Path, mode: str, stale_after: float) -> filelock.BaseFileLock:
-    if mode == "hard":
-        # No silent soft fallback: a mixed lock protocol would exclude nobody.
-        return filelock.FileLock(path, thread_local=False, poll_interval=0.005, fallback_to_soft=False)
-    with warnings.catch_warnings():  # the age-based expiry it warns about is our documented choice
-        warnings.simplefilter("ignore", filelock.SoftFileLockLifetimeWarning)
-        return filelock.SoftFileLock(path, thread_local=False, poll_interval=0.02, lifetime=stale_after)
-
-
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -316,13 +243,6 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _marker(lock_path: Path) -> str | None:
-    try:
-        return lock_path.read_text(errors="replace")
-    except OSError:
-        return None
-
-
 class Ledger:
     """One sweep's ledger directory: lock-free reads, locked appends, heartbeats, reaping."""
 
@@ -343,7 +263,7 @@ class Ledger:
         self.lock_path = self.directory / f"{LEDGER_NAME}.lock"
         self.lock_mode = resolve_lock_mode(self.directory, lock_mode)
         self.lock_timeout = lock_timeout
-        self._lock = _make_lock(self.lock_path, self.lock_mode, stale_lock_after)
+        self._lock = make_lock(self.lock_path, self.lock_mode, stale_lock_after)
         self._mutex = threading.RLock()  # the file lock is shared by this object's threads
         self._reset()
 
@@ -470,9 +390,9 @@ class Ledger:
     def locked(self) -> Iterator[None]:
         """Hold the ledger's lock (for tools such as scripts/verify_lock.py; the methods lock themselves)."""
         with self._mutex:
-            self._acquire()
+            acquire(self._lock, self.lock_mode, self.lock_timeout)
             try:
-                self._check_marker()
+                check_marker(self._lock, self.lock_mode)
                 yield
             finally:
                 self._lock.release()
@@ -551,7 +471,7 @@ class Ledger:
         line = _encode(event)  # before touching the file: an unencodable event writes nothing
         if self._tail:
             self._repair_tail()
-        self._check_still_held()
+        check_still_held(self._lock, self.lock_mode)
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
             try:
@@ -597,45 +517,6 @@ class Ledger:
         if not 0 <= index < len(state.trials):
             raise LedgerError(f"trial {index} is not in the ledger ({len(state.trials)} trials claimed)")
         return state.trials[index]
-
-    # -- locking -------------------------------------------------------------------------------
-
-    def _acquire(self) -> None:
-        try:
-            self._lock.acquire(timeout=self.lock_timeout)
-        except filelock.Timeout:
-            raise LedgerError(self._timeout_message()) from None
-        except OSError as exc:
-            unsupported = exc.errno in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP)
-            hint = f" (try {LOCK_MODE_ENV}=soft)" if self.lock_mode == "hard" and unsupported else ""
-            raise LedgerError(f"sweep in {self.directory}: could not lock the ledger "
-                              f"({self.lock_path}): {exc.strerror or exc}{hint}") from exc
-
-    def _timeout_message(self) -> str:
-        message = (f"sweep in {self.directory}: could not lock the ledger ({self.lock_path}) within "
-                   f"{self.lock_timeout:g} s; another agent may be stuck (see 'mlflow sweep status')")
-        if self.lock_mode != "soft":
-            return message
-        marker = _marker(self.lock_path)
-        if marker == "":
-            return (f"{message}; the lock file is empty, as a hard-mode (flock) agent leaves it: every "
-                    f"agent must use the same {LOCK_MODE_ENV}")
-        holder = (marker or "").split("\n")
-        return message + (f"; it is held by pid {holder[0]} on {holder[1]}" if len(holder) > 2 else "")
-
-    def _check_marker(self) -> None:
-        """Refuse a hard lock on a soft-mode marker: the two protocols would not exclude each other."""
-        if self.lock_mode == "hard" and _marker(self.lock_path):
-            raise LedgerError(f"{self.lock_path} holds a soft-lock marker, so some agent uses soft mode: "
-                              f"every agent must use the same {LOCK_MODE_ENV} (delete the file if no "
-                              f"agent is running)")
-
-    def _check_still_held(self) -> None:
-        # An age-based break (another host's marker older than stale_lock_after) could have
-        # handed the lock on while we were stalled; then writing would interleave with the new holder.
-        if self.lock_mode == "soft" and not self._lock.is_lock_held_by_us:
-            raise LedgerError(f"{self.lock_path}: this agent's soft lock was broken by another agent "
-                              f"(held longer than the stale bound?); nothing was written")
 
     # -- agents --------------------------------------------------------------------------------
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_sweep import ledger as ledger_module
+from mlflow_sweep import locking as locking_module
 from mlflow_sweep.errors import LedgerError
-from mlflow_sweep.ledger import Ledger, filesystem_type, resolve_lock_mode
+from mlflow_sweep.ledger import Ledger
+from mlflow_sweep.locking import filesystem_type, resolve_lock_mode
 from mlflow_sweep.trials import Proposal
 
 pytestmark = pytest.mark.timeout(30)
@@ -53,7 +54,7 @@ def test_filesystem_type_of_this_machine(tmp_path: Path) -> None:
 ])
 def test_lock_mode_choice(monkeypatch: pytest.MonkeyPatch, fstype: str | None, env: str | None,
                           requested: str | None, expected: str) -> None:
-    monkeypatch.setattr(ledger_module, "filesystem_type", lambda path: fstype)
+    monkeypatch.setattr(locking_module, "filesystem_type", lambda path: fstype)
     if env is None:
         monkeypatch.delenv("MLFLOW_SWEEP_LOCK_MODE", raising=False)
     else:
