@@ -5,8 +5,9 @@ Runs the real CLI in subprocesses on a fresh store in a temp directory:
      trials 900-1000 against trials 1-100 (must be no slower than 1.5x);
   2. 4 agents in parallel, 400 trials: duplicates (must be 0), child runs (must be exactly 400),
      overhead per trial (agents' wall time x 4 / trials, minus the command's own time);
-  3. optionally (--peer VENV) the published mlflow-sweep 0.1.0 installed in VENV, on a 30-trial
-     sweep, and the ratio of its per-trial overhead to ours.
+  3. optionally (--peer VENV) the published mlflow-sweep 0.1.0 installed in VENV and ours side by
+     side on the same 30-trial sweep whose command opens an MLflow run (the peer needs that to
+     stop): seconds per trial, each tool's overhead over the script alone, and the ratio.
 
 The per-trial cycle is the gap between consecutive child runs' start times; the command's own
 time is the median of launching the same command directly with subprocess.
@@ -100,29 +101,56 @@ def parallel_agents(trials: int, agents: int, cmd: float) -> dict[str, float]:
             "per_trial": statistics.median(gaps)}
 
 
-def peer(venv: Path, trials: int) -> tuple[float, float]:
-    """Per-trial overhead of the published mlflow-sweep 0.1.0 and its trial script's own time.
+SCRIPT = "import mlflow\nwith mlflow.start_run():\n    pass\n"
 
-    Its trials must create an MLflow run or it never stops, so the command is a script that
-    opens one; that script's own time (run alone, same store) is subtracted.
+
+def side_by_side(launcher: list[str], python: str, trials: int) -> tuple[float, float]:
+    """A tool's own time between two trials, on a sweep whose command opens an MLflow run.
+
+    The published peer never stops unless its trials create a run, so both tools run the same
+    script, wrapped in ``date`` stamps: the gap from one trial's end stamp to the next trial's
+    start stamp is everything the tool does between commands. Returns (median gap, wall per trial).
     """
-    python = venv / "bin" / "python"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "noop.py").write_text("import mlflow\nwith mlflow.start_run():\n    pass\n")
-        (root / "sweep.yaml").write_text(f"command: {python} noop.py ${{x}}\nmethod: random\nrun_cap: {trials}\n"
+        (root / "noop.py").write_text(SCRIPT)
+        cmd = f"date +%s.%N >> starts && {python} noop.py ${{x}} && date +%s.%N >> ends"
+        (root / "sweep.yaml").write_text(f"command: {cmd}\nmethod: random\nrun_cap: {trials}\n"
                                          "parameters:\n  x: {min: 0.0, max: 1.0}\n")
         env = _env(root)
-        init = subprocess.run([str(venv / "bin" / "mlflow"), "sweep", "init", "sweep.yaml"], cwd=root, env=env,
-                              capture_output=True, text=True)
-        if init.returncode != 0:
-            raise SystemExit(f"peer init failed:\n{init.stderr}")
+        subprocess.run([*launcher, "init", "sweep.yaml"], cwd=root, env=env, capture_output=True, check=True)
         start = time.perf_counter()
-        subprocess.run([str(venv / "bin" / "mlflow"), "sweep", "run"], cwd=root, env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=3600)
+        subprocess.run([*launcher, "run"], cwd=root, env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=3600, check=True)
         wall = time.perf_counter() - start
-        script = statistics.median(_timed([str(python), "noop.py"], root, env) for _ in range(3))
-    return wall / trials - script, script
+        starts = [float(x) for x in (root / "starts").read_text().split()]
+        ends = [float(x) for x in (root / "ends").read_text().split()]
+    gaps = [nxt - end for end, nxt in zip(ends, starts[1:])]
+    return statistics.median(gaps), wall / trials
+
+
+def peer_noop(venv: Path, trials: int) -> list[float]:
+    """The peer's gaps between consecutive starts of a no-op command, over ``trials`` trials.
+
+    Its no-op trials create no run, so the peer never reaches run_cap: it is stopped after
+    ``trials`` commands have started.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "sweep.yaml").write_text("command: echo ${x} > /dev/null; date +%s.%N >> starts\nmethod: random\nrun_cap: 100000\n"
+                                         "parameters:\n  x: {min: 0.0, max: 1.0}\n")
+        env = _env(root)
+        launcher = [str(venv / "bin" / "mlflow"), "sweep"]
+        subprocess.run([*launcher, "init", "sweep.yaml"], cwd=root, env=env, capture_output=True, check=True)
+        proc = subprocess.Popen([*launcher, "run"], cwd=root, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        stamps = root / "starts"
+        while proc.poll() is None and (not stamps.exists() or len(stamps.read_text().split()) < trials):
+            time.sleep(0.5)
+        proc.kill()
+        proc.wait()
+        starts = [float(x) for x in stamps.read_text().split()][:trials]
+    return [b - a for a, b in zip(starts, starts[1:])]
 
 
 def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -138,6 +166,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=4)
     parser.add_argument("--peer", type=Path, help="a venv with mlflow-sweep==0.1.0 installed")
     parser.add_argument("--peer-trials", type=int, default=30)
+    parser.add_argument("--peer-noop-trials", type=int, default=200)
     args = parser.parse_args()
 
     cmd = command_time()
@@ -151,11 +180,19 @@ def main() -> None:
           f"{par['runs']}, duplicates {par['duplicates']}, wall {par['wall']:.1f} s, median overhead/trial "
           f"per agent {par['per_trial'] * 1000:.1f} ms (target <= 100)")
     if args.peer:
-        theirs, script = peer(args.peer, args.peer_trials)
-        ours = one["median"]
-        print(f"published mlflow-sweep 0.1.0, {args.peer_trials} trials: overhead/trial {theirs * 1000:.0f} ms "
-              f"(its trial script alone: {script * 1000:.0f} ms, subtracted); ratio to ours {theirs / ours:.0f}x")
-
+        ours, ours_wall = side_by_side([sys.executable, "-m", "mlflow_sweep"], sys.executable, args.peer_trials)
+        theirs, their_wall = side_by_side([str(args.peer / "bin" / "mlflow"), "sweep"],
+                                          str(args.peer / "bin" / "python"), args.peer_trials)
+        print(f"side by side, {args.peer_trials} trials of a script that opens an MLflow run; "
+              "time between one trial's end and the next trial's start (median):")
+        print(f"  mlflow-sweep (this): {ours * 1000:.0f} ms ({ours_wall:.2f} s/trial in all)")
+        print(f"  mlflow-sweep 0.1.0:  {theirs * 1000:.0f} ms ({their_wall:.2f} s/trial in all); "
+              f"ratio {theirs / ours:.0f}x")
+        gaps = peer_noop(args.peer, args.peer_noop_trials)
+        head, tail = statistics.median(gaps[:20]), statistics.median(gaps[-20:])
+        print(f"  mlflow-sweep 0.1.0 on the no-op command, {len(gaps) + 1} trials: overhead/trial median "
+              f"{statistics.median(gaps) * 1000:.0f} ms (first 20 {head * 1000:.0f} ms, last 20 {tail * 1000:.0f} ms); "
+              f"ours (above) {one['median'] * 1000:.1f} ms: ratio {statistics.median(gaps) / one['median']:.0f}x")
 
 if __name__ == "__main__":
     main()
