@@ -221,13 +221,21 @@ def _targets(history: Sequence[Trial], metric: Any) -> list[tuple[Trial, float |
 
 
 def _transform_y(y: numpy.ndarray) -> numpy.ndarray:
-    """Compress a wide-ranging objective so the GP sees its shape, not its outliers (issue #3)."""
-    import numpy as np
+    """Yeo-Johnson when y is skewed (|skew| > 1): a wide-ranging objective hurts a GP (issue #3).
 
-    spread = np.subtract(*np.percentile(y, [75, 25]))
-    shifted = y - y.min()
-    scale = spread if spread > 0 else (shifted.max() or 1.0)
-    return np.log1p(shifted / scale)
+    Measured (30 trials, 20 seeds): on Rosenbrock-4 it cut the median regret from 34 to 8.9;
+    applied always it cost 10x on Branin; log1p and rank (copula) transforms did worse.
+    """
+    import numpy as np
+    from scipy.stats import skew
+    from sklearn.preprocessing import PowerTransformer
+
+    if len(y) < 3 or np.ptp(y) == 0 or abs(skew(y)) <= 1:
+        return y
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = PowerTransformer(method="yeo-johnson").fit_transform(y.reshape(-1, 1)).ravel()
+    return out if np.all(np.isfinite(out)) else y
 
 
 def _design(dims: Sequence[_Dim], seed: int, row: int) -> list:
@@ -317,6 +325,42 @@ def _fit(space: Any, X: list, y: Any, seed: int) -> Any:
     return model
 
 
+def _model(space: Any, X: list, y: numpy.ndarray, pending: list, seed: int) -> Any:
+    """The GP; running trials join as a Kriging believer (their predicted mean, W&B's choice).
+
+    The believer keeps the hyperparameters fitted on real observations, so it costs no second
+    fit. Measured with 4 simulated agents (30 trials, 10 seeds), median regret on Branin /
+    Hartmann6 / mixed: this 0.081 / 1.08 / 0.028; believer with a full refit 0.029 / 1.27 /
+    0.023; constant liar at min 0.12 / 1.49 / 0.070, at mean 0.17 / 1.42 / 0.060, at max
+    0.92 / 1.16 / 0.14; ignoring running trials 0.007 / 1.41 / 0.16. Exact repeats are
+    excluded anyway (``_first_free``).
+    """
+    from threadpoolctl import threadpool_limits
+
+    model = _fit(space, X, y, seed)
+    if not pending:
+        return model
+    with threadpool_limits(limits=1):
+        believed = model.predict(space.transform(pending))
+    return _condition(model, space.transform(X + pending), [*y, *believed])
+
+
+def _condition(model: Any, Xt: Any, y: Sequence[float]) -> Any:
+    """The fitted GP conditioned on more points, keeping its hyperparameters (a Cholesky, no fit)."""
+    from sklearn.base import clone
+    from sklearn.gaussian_process.kernels import WhiteKernel
+    from threadpoolctl import threadpool_limits
+
+    # skopt's kernel is signal + WhiteKernel, and its noise is learnt; pass both as fixed.
+    fitted = model.kernel_
+    signal = fitted.k1 if isinstance(getattr(fitted, "k2", None), WhiteKernel) else fitted
+    believer = clone(model).set_params(kernel=clone(signal), optimizer=None,
+                                       noise=max(model.noise_ or 0.0, 1e-10))
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return believer.fit(Xt, list(y))
+
+
 def _suggest(dims: Sequence[_Dim], history: Sequence[Trial], metric: Any,
              rng: numpy.random.Generator, taken: set) -> list:
     """The candidate with the highest EI whose values no trial has yet."""
@@ -332,13 +376,10 @@ def _suggest(dims: Sequence[_Dim], history: Sequence[Trial], metric: Any,
         columns = _candidates(dims, [], rng)
         return _first_free(dims, columns, range(len(columns[0])), taken, rng)
     obs = _training_set(obs, rng)
-    y = _transform_y(np.array([v for _, v in obs]))
-    lie = y.min()  # constant liar (cl_min): a running trial looks as good as the best so far
-    X = [x for x, _ in obs] + pending
-    y = np.concatenate([y, np.full(len(pending), lie)])
+    X, y = [x for x, _ in obs], _transform_y(np.array([v for _, v in obs]))
     space = Space([d.dimension for d in dims])
-    model = _fit(space, X, y, int(rng.integers(2**31)))
-    best = np.argsort(y[: len(obs)])[:5]
+    model = _model(space, X, y, pending, int(rng.integers(2**31)))
+    best = np.argsort(y)[:5]
     anchors = np.column_stack([_to_unit(d, [X[i][j] for i in best]) for j, d in enumerate(dims)])
     columns = _candidates(dims, anchors, rng)
     with threadpool_limits(limits=1):

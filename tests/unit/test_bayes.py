@@ -198,6 +198,32 @@ def test_a_running_trial_at_the_proposed_point_changes_the_proposal() -> None:
     assert math.dist((first["x"], first["y"]), (second["x"], second["y"])) > 1e-3
 
 
+def test_the_believer_keeps_the_fitted_model_where_nothing_is_pending() -> None:
+    """_condition leans on skopt's kernel layout (signal + WhiteKernel); this pins it."""
+    from skopt.space import Space
+
+    config = _config()
+    dims, _ = bayes._dims(config.parameters)
+    X = [[float(v) for v in t.params.values()] for t in _run(config, _quadratic, 12)]
+    y = np.array([_quadratic({"x": a, "y": b}) for a, b in X])
+    space = Space([d.dimension for d in dims])
+    model = bayes._fit(space, X, y, 0)
+    believer = bayes._condition(model, space.transform(X), list(y))
+    probe = space.transform([[0.0, 0.0], [0.9, -0.9], X[0]])
+    for a, b in zip(model.predict(probe, return_std=True), believer.predict(probe, return_std=True)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+
+
+def test_agents_in_parallel_propose_distinct_points() -> None:
+    config = _config()
+    history = _run(config, _quadratic, 8)
+    for i in range(8, 12):
+        params = bayes.propose(config, history, 0, i).params
+        history.append(Trial(index=i, params=params, state=TrialState.RUNNING))
+    running = [(t.params["x"], t.params["y"]) for t in history[8:]]
+    assert min(math.dist(a, b) for i, a in enumerate(running) for b in running[:i]) > 1e-3
+
+
 def test_parallel_agents_take_distinct_design_rows() -> None:
     config = _config(EVERY)
     rows = [json.dumps(dict(bayes.propose(config, [], 5, i).params)) for i in range(bayes.N_DESIGN)]
@@ -232,6 +258,15 @@ def test_maximize_is_honoured() -> None:
     history = _run(config, lambda p: -_quadratic(p), 20)
     best = max(history, key=lambda t: t.metric)
     assert math.dist((best.params["x"], best.params["y"]), OPTIMUM) < 0.05
+
+
+def test_y_transform_only_touches_skewed_objectives_and_keeps_their_order() -> None:
+    flat = np.linspace(0.0, 1.0, 20)
+    assert bayes._transform_y(flat) is flat
+    wide = np.array([0.1, 0.2, 0.3, 0.5, 1.0, 3.0, 10.0, 100.0, 2500.0])
+    out = bayes._transform_y(wide)
+    assert np.all(np.diff(out) > 0)
+    assert np.ptp(out) < np.ptp(wide) / 100
 
 
 def test_training_set_keeps_the_best_and_a_seeded_sample() -> None:
