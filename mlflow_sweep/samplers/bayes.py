@@ -29,7 +29,6 @@ N_RANDOM = 2000       # uniform candidates scored by EI
 N_LOCAL = 500         # candidates perturbed around the best observations
 LOCAL_SCALE = 0.05    # their spread, in unit coordinates
 XI = 0.01             # EI's exploration margin, in units of the transformed y
-_DESIGN_SALT = 0x5EED  # keeps the design's stream apart from the per-trial streams
 
 
 def _round_to(x: float, q: int | float) -> int | float:
@@ -64,6 +63,7 @@ def _categorical(values: Sequence[Any]) -> tuple:
 
 
 def _sd3(s: Mapping) -> tuple[float, float]:
+    """mu ± 3 sigma: the box searched for normal-type distributions."""
     return s["mu"] - 3 * s["sigma"], s["mu"] + 3 * s["sigma"]
 
 
@@ -140,6 +140,7 @@ def _dims(parameters: Mapping[str, Distribution]) -> tuple[list[_Dim], dict[str,
 
 
 def _is_fixed(spec: Mapping) -> bool:
+    """Whether a parameter has one value only, so it is no dimension."""
     name = spec["distribution"]
     if name == "constant":
         return True
@@ -169,10 +170,12 @@ def _decode(dims: Sequence[_Dim], point: Sequence[Any], rng: numpy.random.Genera
 
 
 def _params_key(params: Mapping[str, Any], names: Sequence[str]) -> tuple:
+    """A hashable, type-exact key of the searched values (1, 1.0 and True differ)."""
     return tuple(value_key(params.get(n)) for n in names)
 
 
 def _rng(seed: int, *keys: int) -> numpy.random.Generator:
+    """A generator for (seed, *keys); the design uses (seed, 0), trial k (seed, 1, k)."""
     import numpy as np
 
     return np.random.default_rng([seed % 2**128, *keys])
@@ -206,18 +209,25 @@ def _targets(history: Sequence[Trial], metric: Any) -> list[tuple[Trial, float |
     worst, best = (max(values), min(values)) if values else (None, None)
     out: list[tuple[Trial, float | None]] = []
     for t in history:
-        own = _own_value(t, sign)
         if t.state is TrialState.RUNNING and not t.dead:
             out.append((t, None))
-        elif _observed(t) and own is not None:
-            out.append((t, own))
-        elif metric.impute == "best" and (own if own is not None else best) is not None:
-            out.append((t, own if own is not None else best))
-        elif metric.impute == "latest" and own is not None:
-            out.append((t, own))
-        elif worst is not None:
-            out.append((t, worst))
+            continue
+        value = _value(t, _own_value(t, sign), metric.impute, best, worst)
+        if value is not None:
+            out.append((t, value))
     return out
+
+
+def _value(t: Trial, own: float | None, impute: str,
+           best: float | None, worst: float | None) -> float | None:
+    """An ended trial's value: its own when it finished, else ``impute``'s (see _targets)."""
+    if _observed(t) and own is not None:
+        return own
+    if impute == "best":
+        return own if own is not None else best
+    if impute == "latest" and own is not None:
+        return own
+    return worst
 
 
 def _transform_y(y: numpy.ndarray) -> numpy.ndarray:
@@ -242,7 +252,7 @@ def _design(dims: Sequence[_Dim], seed: int, row: int) -> list:
     """Row ``row`` of the sweep's fixed maximin Latin-hypercube design (same for every agent)."""
     import numpy as np
 
-    rng = _rng(seed, _DESIGN_SALT)
+    rng = _rng(seed, 0)
     n, d = N_DESIGN, len(dims)
     best, best_score = None, -1.0
     for _ in range(50):
@@ -271,6 +281,7 @@ def _unit_column(d: _Dim, u: Any) -> list:
 
 
 def _to_unit(d: _Dim, values: Sequence[Any]) -> Any:
+    """skopt values of one dimension as unit coordinates (categoricals: stratum centres)."""
     import numpy as np
 
     if d.dimension.transform_ == "onehot":
@@ -414,7 +425,7 @@ def propose(config: Any, history: Sequence[Trial], seed: int, index: int) -> Pro
     dims, fixed = _dims(config.parameters)
     if not dims:
         return Proposal(params=dict(fixed))
-    rng = _rng(seed, index)
+    rng = _rng(seed, 1, index)
     names = [d.name for d in dims]
     taken = {_params_key(t.params, names) for t in history}
     point = _design(dims, seed, index) if index < N_DESIGN else None
