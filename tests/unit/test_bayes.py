@@ -275,3 +275,10 @@ def test_training_set_keeps_the_best_and_a_seeded_sample() -> None:
     assert len(picked) == bayes.TRAIN_CAP
     assert picked[: bayes.TRAIN_BEST] == obs[: bayes.TRAIN_BEST]
     assert picked == bayes._training_set(obs, np.random.default_rng(0))
+
+
+def test_preload_imports_what_a_proposal_needs() -> None:
+    import sys
+
+    bayes.preload()
+    assert {"skopt", "sklearn", "threadpoolctl"} <= set(sys.modules)
