@@ -153,6 +153,24 @@ def peer_noop(venv: Path, trials: int) -> list[float]:
     return [b - a for a, b in zip(starts, starts[1:])]
 
 
+def grid_in_parallel(launcher: list[str], python: str, agents: int = 4) -> tuple[int, int]:
+    """4 agents on a 12-point grid whose command opens an MLflow run: (trials run, distinct points)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "noop.py").write_text(SCRIPT)
+        (root / "sweep.yaml").write_text(f"command: echo ${{a}} ${{b}} >> points && {python} noop.py\n"
+                                         "method: grid\nrun_cap: 12\n"
+                                         "parameters:\n  a: {values: [1, 2, 3, 4]}\n  b: {values: [x, y, z]}\n")
+        env = _env(root)
+        subprocess.run([*launcher, "init", "sweep.yaml"], cwd=root, env=env, capture_output=True, check=True)
+        procs = [subprocess.Popen([*launcher, "run"], cwd=root, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL) for _ in range(agents)]
+        for proc in procs:
+            proc.wait(timeout=1800)
+        points = (root / "points").read_text().splitlines()
+    return len(points), len(set(points))
+
+
 def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
     start = time.perf_counter()
     subprocess.run(argv, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -188,6 +206,11 @@ def main() -> None:
         print(f"  mlflow-sweep (this): {ours * 1000:.0f} ms ({ours_wall:.2f} s/trial in all)")
         print(f"  mlflow-sweep 0.1.0:  {theirs * 1000:.0f} ms ({their_wall:.2f} s/trial in all); "
               f"ratio {theirs / ours:.0f}x")
+        for name, launcher, python in (("ours", [sys.executable, "-m", "mlflow_sweep"], sys.executable),
+                                       ("mlflow-sweep 0.1.0", [str(args.peer / "bin" / "mlflow"), "sweep"],
+                                        str(args.peer / "bin" / "python"))):
+            ran, distinct = grid_in_parallel(launcher, python)
+            print(f"  4 agents on a 12-point grid, {name}: {ran} trials, {distinct} distinct points")
         gaps = peer_noop(args.peer, args.peer_noop_trials)
         head, tail = statistics.median(gaps[:20]), statistics.median(gaps[-20:])
         print(f"  mlflow-sweep 0.1.0 on the no-op command, {len(gaps) + 1} trials: overhead/trial median "
