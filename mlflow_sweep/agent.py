@@ -140,6 +140,7 @@ class _Agent:
         self.say, self.stream = say, stream
         self.agent_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.decide = make_decide(config, seed)
+        samplers.prepare(config.method)  # heavy imports before the first claim, not inside the lock
         self.proc: subprocess.Popen[bytes] | None = None
         self.signum: int | None = None
         self.trial_index: int | None = None

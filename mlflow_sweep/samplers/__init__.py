@@ -31,3 +31,14 @@ def propose(config: Any, history: Sequence[Trial], seed: int, index: int) -> Pro
     if config.method not in _MODULES:
         raise ValueError(f"unknown method {config.method!r} (known: {', '.join(_MODULES)})")
     return import_module(_MODULES[config.method]).propose(config, history, seed, index)
+
+
+def prepare(method: str) -> None:
+    """Import what ``method`` needs now, outside the ledger lock (bayes: skopt, about 1 s).
+
+    Args:
+        method: the sweep's ``method``.
+    """
+    preload = getattr(import_module(_MODULES[method]), "preload", None)
+    if preload is not None:
+        preload()
