@@ -241,3 +241,23 @@ def test_a_corrupt_ledger_line_is_a_clear_error_and_the_file_is_kept(store):
     assert (proc.returncode, "ledger.jsonl:2: not a JSON line" in proc.stderr) == (1, True), proc.stderr
     assert "Traceback" not in proc.stderr
     assert (ledger.read_bytes(), child_runs(store, sweep_id)) == (before, [])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_two_agents_run_a_bayes_sweep_past_its_design_points(store):
+    (store.root / "score.py").write_text(
+        "import sys, mlflow\nx, k = float(sys.argv[1]), sys.argv[2]\n"
+        "with mlflow.start_run():\n    mlflow.log_metric('loss', (x - 0.3) ** 2 + (k == 'b'))\n")
+    sweep_id = init_sweep(store, {
+        "method": "bayes", "run_cap": 9, "metric": {"name": "loss", "goal": "minimize"},
+        "command": f"{sys.executable} score.py ${{x}} ${{k}}",
+        "parameters": {"x": {"min": 0.0, "max": 1.0}, "k": {"values": ["a", "b"]}},
+    })
+    with agents(store, sweep_id, 2) as procs:
+        codes = wait_all(procs, timeout=280)
+    runs = child_runs(store, sweep_id)
+    points = {(r.data.params["x"], r.data.params["k"]) for r in runs}
+    ends = [e for e in ledger_events(store, sweep_id) if e.get("event") == "end"]
+    assert (codes, len(runs), len(points)) == ([0, 0], 9, 9), logs(store)
+    assert all(e["state"] == "FINISHED" and e["metric"] is not None for e in ends)
