@@ -22,12 +22,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Measured with scripts/bench_bayes.py (30 trials, 10 seeds, median regret Branin / Hartmann6):
+# 5 design rows 0.0007 / 1.22, 6 rows 0.004 / 0.26, 8 rows 0.007 / 0.37; without the local
+# candidates Hartmann6 went from 0.43 to 1.22. TRAIN_CAP keeps a proposal at 200 trials ~0.3 s.
 N_DESIGN = 6          # Latin-hypercube rows before the GP (issue #3: 5-8 beat skopt's 10 random)
 TRAIN_CAP = 80        # most observations one GP fit sees (the fit is cubic in this)
 TRAIN_BEST = 30       # of which the best ones always kept; the rest is a seeded sample
 N_RANDOM = 2000       # uniform candidates scored by EI
-N_LOCAL = 500         # candidates perturbed around the best observations
-LOCAL_SCALE = 0.05    # their spread, in unit coordinates
+N_LOCAL = 500         # candidates perturbed around the 5 best observations
+LOCAL_SCALE = 0.05    # their spread in unit coordinates (times 0.2, 1 or 4 at random)
 XI = 0.01             # EI's exploration margin, in units of the transformed y
 
 
