@@ -34,7 +34,7 @@ def _decimals(q: float) -> int:
     return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
-def _quantize(x: float, q: float) -> int | float:
+def quantize(x: float, q: float) -> int | float:
     """Round ``x`` to a multiple of ``q`` as W&B does; int ``q`` gives an int."""
     k = round(x / q)
     if isinstance(q, int):
@@ -229,7 +229,7 @@ class _Real(Distribution):
     def ppf(self, u: float) -> int | float:
         q = self._q()
         x = float(self._raw(u))
-        return x if q is None else _quantize(x, q)
+        return x if q is None else quantize(x, q)
 
     def contains(self, x: Any) -> bool:
         q = self._q()
@@ -241,8 +241,8 @@ class _Real(Distribution):
             return lo - tol <= x <= hi + tol
         if isinstance(q, int) and not isinstance(x, int):
             return False
-        lo_q = _quantize(lo, q) if math.isfinite(lo) else lo
-        hi_q = _quantize(hi, q) if math.isfinite(hi) else hi
+        lo_q = quantize(lo, q) if math.isfinite(lo) else lo
+        hi_q = quantize(hi, q) if math.isfinite(hi) else hi
         tol = 1e-9 * max(1.0, abs(x))
         return _on_grid(x, q) and lo_q - tol <= x <= hi_q + tol
 
@@ -283,7 +283,7 @@ class QUniform(Uniform):
         # Every multiple of q that sampling can produce (W&B's grid uses arange(min, max, q),
         # which drops max and ignores the rounding; we enumerate exactly what ppf returns).
         first, last = round(self.min / self.q), round(self.max / self.q)
-        return tuple(_quantize(k * self.q, self.q) for k in range(first, last + 1))
+        return tuple(quantize(k * self.q, self.q) for k in range(first, last + 1))
 
 
 @dataclass(frozen=True)

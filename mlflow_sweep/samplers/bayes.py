@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from mlflow_sweep.distributions import value_key
+from mlflow_sweep.distributions import quantize, value_key
 from mlflow_sweep.trials import Proposal, TrialState
 
 if TYPE_CHECKING:
@@ -34,19 +34,11 @@ LOCAL_SCALE = 0.05    # their spread in unit coordinates (times 0.2, 1 or 4 at r
 XI = 0.01             # EI's exploration margin, in units of the transformed y
 
 
-def _round_to(x: float, q: int | float) -> int | float:
-    """W&B's quantization: the nearest multiple of ``q``; an int ``q`` gives an int."""
-    k = round(x / q)
-    if isinstance(q, int):
-        return int(k * q)
-    return float(round(k * q, 6 - math.floor(math.log10(q))))
-
-
 def _real(lo: float, hi: float, log_prior: bool = False, q: float | None = None) -> tuple:
     from skopt.space import Real
 
     dim = Real(lo, hi, prior="log-uniform" if log_prior else "uniform", transform="normalize")
-    decode = (lambda x: float(x)) if q is None else (lambda x: _round_to(float(x), q))
+    decode = (lambda x: float(x)) if q is None else (lambda x: quantize(float(x), q))
     return dim, decode, lambda v: min(max(float(v), lo), hi)
 
 
