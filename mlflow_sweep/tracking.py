@@ -22,7 +22,7 @@ from mlflow_sweep.trials import Trial, TrialState
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from mlflow_sweep.config import Metric, SweepConfig
+    from mlflow_sweep.config import SweepConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,9 @@
 """The agent end to end: real CLI processes, a real sqlite store, real parallel agents and signals."""
 from __future__ import annotations
 
-import json
-import os
 import signal
 import sys
 import textwrap
-import time
 from collections import Counter
 from pathlib import Path
 
