@@ -8,6 +8,7 @@ the ledger. A heartbeat thread tells other agents this one is alive.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -164,7 +165,11 @@ class _Agent:
             if trial is None:
                 reason = self._done_reason()
                 break
-            state = self._run(trial)
+            try:
+                state = self._run(trial)
+            except BaseException:
+                self._abandon(trial)
+                raise
             ran += 1
             failed += state is TrialState.FAILED
             streak = streak + 1 if state is TrialState.FAILED else 0
@@ -176,6 +181,14 @@ class _Agent:
             raise AgentStopped(self.signum, self._stopped_detail())
         self.say(f"agent done: {reason}; ran {ran} trial{'s' * (ran != 1)}, {failed} failed")
         return AgentResult(ran, failed, reason)
+
+    def _abandon(self, trial: Trial) -> None:
+        """Record a trial the agent could not carry through (e.g. the store refused it) as FAILED."""
+        with contextlib.suppress(Exception):
+            if self.ledger.complete(trial.index, TrialState.FAILED, None):
+                run_id = self.ledger.state().trials[trial.index].run_id
+                if run_id:
+                    tracking.end_run(run_id, TrialState.FAILED)
 
     def _claim(self) -> Trial | None:
         """Claim the next trial; while only other agents' running trials hold the grid, wait.

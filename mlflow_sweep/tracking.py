@@ -46,16 +46,23 @@ class Sweep:
 
 
 def _retrying(func: Callable[..., T]) -> Callable[..., T]:
-    """Retry a tracking call on SQLite lock contention with jittered exponential backoff."""
+    """Retry a tracking call on SQLite lock contention; turn other store failures into TrackingError.
+
+    Lock contention gets a jittered exponential backoff; anything else MLflow raises becomes one
+    clear message naming the store, never a traceback.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> T:
         for attempt in range(8):
             try:
                 return func(*args, **kwargs)
-            except Exception as exc:  # MlflowException or sqlalchemy OperationalError
+            except TrackingError:
+                raise
+            except Exception as exc:  # MlflowException, sqlalchemy or requests errors
                 if "database is locked" not in str(exc) or attempt == 7:
-                    raise
+                    raise TrackingError(f"the tracking store ({tracking_uri()}) refused "
+                                        f"{func.__name__.lstrip('_').replace('_', ' ')}: {exc}") from exc
                 delay = 0.05 * 2**attempt * (0.5 + random.random())
                 log.debug("database is locked in %s; retrying in %.2f s", func.__name__, delay)
                 time.sleep(delay)

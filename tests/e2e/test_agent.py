@@ -258,3 +258,15 @@ def test_two_agents_run_a_bayes_sweep_past_its_design_points(store):
     ends = [e for e in ledger_events(store, sweep_id) if e.get("event") == "end"]
     assert (codes, len(runs), len(points)) == ([0, 0], 9, 9), logs(store)
     assert all(e["state"] == "FINISHED" and e["metric"] is not None for e in ends)
+
+
+def test_a_trial_the_store_refuses_is_recorded_failed_with_a_clear_message(store):
+    # The experiment was deleted (say, in the UI) after init: MLflow refuses the child run.
+    sweep_id = init_sweep(store, {"method": "grid", "experiment_name": "gone", "command": "echo ${x}",
+                                  "parameters": {"x": {"values": [1]}}})
+    client = store.client()
+    client.delete_experiment(client.get_run(sweep_id).info.experiment_id)
+    proc = store.cli("run", "--sweep-id", sweep_id)
+    ends = [(e["trial"], e["state"]) for e in ledger_events(store, sweep_id) if e.get("event") == "end"]
+    assert (proc.returncode, "Traceback" in proc.stderr, ends) == (1, False, [(0, "FAILED")]), proc.stderr
+    assert "the tracking store" in proc.stderr and "refused start trial" in proc.stderr
