@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import secrets
 import shutil
@@ -89,24 +88,11 @@ def reap_dead(ledger: Ledger) -> list[Trial]:
     return reaped
 
 
-def summarize(metric: Metric, values: list[float]) -> float | None:
-    """A trial's single metric value: the best in the goal's direction, or the last (SPEC §3)."""
-    finite = [v for v in values if not math.isnan(v)]
-    if not finite:
-        return None
-    if metric.summary == "last":
-        return finite[-1]
-    return max(finite) if metric.goal == "maximize" else min(finite)
-
-
 def target_reached(metric: Metric | None, trials: tuple[Trial, ...]) -> bool:
     """True once a finished trial's metric reaches ``metric.target`` (SPEC §4a)."""
-    if metric is None or metric.target is None:
+    if metric is None:
         return False
-    done = [t.metric for t in trials if t.state is TrialState.FINISHED and t.metric is not None]
-    if metric.goal == "maximize":
-        return any(v >= metric.target for v in done)
-    return any(v <= metric.target for v in done)
+    return any(metric.reached(t.metric) for t in trials if t.state is TrialState.FINISHED and t.metric is not None)
 
 
 def make_decide(config: SweepConfig, seed: int) -> Callable[[SweepState], Proposal | Any]:
@@ -234,7 +220,7 @@ class _Agent:
         code = self._execute(trial, run_id, output)
         state = self._state(code)
         history = self._history(run_id)
-        metric = None if history is None else summarize(self.config.metric, history)  # type: ignore[arg-type]
+        metric = None if history is None else self.config.metric.summarize(history)  # type: ignore[union-attr]
         # the ledger keeps the history only where hyperband pools it (issue 6), so it stays small
         kept = history if self.config.early_terminate else None
         tags = None if self.stopped_at is None else {STOPPED_EARLY_TAG: str(self.stopped_at)}

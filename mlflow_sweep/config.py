@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from mlflow_sweep import distributions, schema
 from mlflow_sweep.distributions import Distribution
@@ -42,6 +42,21 @@ class Metric:
     target: float | None = None
     impute: str = "worst"
     summary: str = "best"
+
+    def summarize(self, values: Sequence[float]) -> float | None:
+        """A trial's single value: the best in the goal's direction, or the last (SPEC §3); NaN skipped."""
+        finite = [v for v in values if not math.isnan(v)]
+        if not finite:
+            return None
+        if self.summary == "last":
+            return finite[-1]
+        return max(finite) if self.goal == "maximize" else min(finite)
+
+    def reached(self, value: float) -> bool:
+        """True when ``value`` meets ``target`` in the goal's direction (SPEC §4a)."""
+        if self.target is None:
+            return False
+        return value >= self.target if self.goal == "maximize" else value <= self.target
 
 
 @dataclass(frozen=True)

@@ -105,14 +105,10 @@ def _best(config: SweepConfig, trials: Sequence[Trial]) -> list[str]:
     params = ", ".join(f"{k}={format_value(v)}" for k, v in best.params.items())
     lines = [f"Best so far: #{best.index} (run {best.run_id or 'unknown'}) {metric.name} = "
              f"{format_value(best.metric)}", f"  {params}" if params else ""]
-    if metric.target is not None and _reached(metric.goal, float(best.metric), metric.target):
+    if metric.reached(float(best.metric)):
         lines.append(f"Target {metric.name} {'>=' if metric.goal == 'maximize' else '<='} "
                      f"{format_value(metric.target)} reached: no new trials will start")
     return [line for line in lines if line]
-
-
-def _reached(goal: str, value: float, target: float) -> bool:
-    return value >= target if goal == "maximize" else value <= target
 
 
 def _agents(agents: Sequence[Mapping[str, Any]], now: float, timeout: float, exited: set[str],
