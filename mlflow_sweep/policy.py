@@ -44,6 +44,33 @@ def target_reached(config: SweepConfig, trials: Sequence[Trial]) -> bool:
                for t in trials)
 
 
+def _capped(config: SweepConfig, trials: Sequence[Trial]) -> str | None:
+    """Why no trial may be claimed whatever the sampler says (run_cap, target), or None."""
+    if config.run_cap is not None and len(trials) >= config.run_cap:
+        return f"run_cap {config.run_cap} reached"
+    if target_reached(config, trials):
+        return f"metric target {config.metric.target} reached"  # type: ignore[union-attr]
+    return None
+
+
+def sweep_state(config: SweepConfig, trials: Sequence[Trial], seed: int) -> str:
+    """``running`` or ``done`` (no trial runs and none will be handed out), as status and list show it.
+
+    Only a grid asks its sampler (cheap); random and bayes end by run_cap or target alone.
+
+    Args:
+        config: the sweep's configuration.
+        trials: every trial the ledger knows, in index order.
+        seed: the sweep's effective seed.
+    """
+    if any(t.state is TrialState.RUNNING for t in trials):
+        return "running"
+    if _capped(config, trials):
+        return "done"
+    grid_left = config.method != "grid" or samplers.propose(config, trials, seed, len(trials)) is not DONE
+    return "running" if grid_left else "done"
+
+
 def next_step(config: SweepConfig, trials: Sequence[Trial], seed: int) -> Step:
     """The next trial to claim, a Wait, or Done with its reason.
 
@@ -55,10 +82,9 @@ def next_step(config: SweepConfig, trials: Sequence[Trial], seed: int) -> Step:
         trials: every trial the ledger knows, in index order.
         seed: the sweep's effective seed.
     """
-    if config.run_cap is not None and len(trials) >= config.run_cap:
-        return Done(f"run_cap {config.run_cap} reached")
-    if target_reached(config, trials):
-        return Done(f"metric target {config.metric.target} reached")  # type: ignore[union-attr]
+    capped = _capped(config, trials)
+    if capped:
+        return Done(capped)
     proposal = samplers.propose(config, trials, seed, len(trials))
     if proposal is not DONE:
         return proposal

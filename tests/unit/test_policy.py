@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mlflow_sweep.config import config_from_dict
-from mlflow_sweep.policy import Done, Wait, next_step
+from mlflow_sweep.policy import Done, Wait, next_step, sweep_state
 from mlflow_sweep.trials import Proposal, Trial, TrialState
 
 
@@ -37,3 +37,12 @@ def test_an_exhausted_grid_waits_while_a_trial_runs_and_is_done_after() -> None:
     assert next_step(_config(), running, seed=0) == Wait("every remaining grid point is held by a running trial")
     ended = [running[0], replace(running[1], state=TrialState.FINISHED)]
     assert next_step(_config(), ended, seed=0) == Done("every grid point is taken")
+
+
+def test_sweep_state_is_done_only_when_nothing_runs_and_nothing_is_left() -> None:
+    grid, capped = _config(), _config("random", run_cap=2)
+    assert sweep_state(grid, [_trial(0, 1)], seed=0) == "running"
+    assert sweep_state(grid, [_trial(0, 1), _trial(1, 2, TrialState.RUNNING)], seed=0) == "running"
+    assert sweep_state(grid, [_trial(0, 1), _trial(1, 2, TrialState.FAILED)], seed=0) == "done"
+    assert sweep_state(capped, [_trial(0, 1)], seed=0) == "running"
+    assert sweep_state(capped, [_trial(0, 1), _trial(1, 2, TrialState.KILLED)], seed=0) == "done"
