@@ -1,3 +1,12 @@
-"""Hyperparameter sweeps for MLflow: W&B sweep files, parallel agents, nested child runs."""
+"""Hyperparameter sweeps for MLflow: W&B sweep files, parallel agents, nested child runs.
+
+The Python API (SPEC §8) is here at package level; each function imports what it needs when
+called, so ``import mlflow_sweep`` (and ``mlflow sweep --help``) stays cheap.
+"""
+
+from mlflow_sweep.api import agent, finalize, params, should_stop, status, sweep
+from mlflow_sweep.errors import ConfigError, SweepError
 
 __version__ = "0.2.0"
+
+__all__ = ["ConfigError", "SweepError", "agent", "finalize", "params", "should_stop", "status", "sweep"]

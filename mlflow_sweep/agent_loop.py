@@ -34,19 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class AgentStopped(SweepError):
-    """The agent was stopped by a signal; its running trial was ended KILLED."""
-
-    def __init__(self, signum: int, detail: str) -> None:
-        self.signum = signum
-        self.exit_code = 128 + signum
-        super().__init__(f"agent stopped by {signal.Signals(signum).name}{detail}")
-
-
-class TooManyFailures(SweepError):
-    """The agent's last ``max_failures`` trials all failed."""
-
-
 @dataclass(frozen=True)
 class AgentResult:
     """What one agent did: trials it ran, how many failed, and why it stopped."""
@@ -54,6 +41,25 @@ class AgentResult:
     ran: int
     failed: int
     reason: str
+
+
+class AgentStopped(SweepError):
+    """The agent was interrupted (SIGINT, SIGTERM, or KeyboardInterrupt in a function trial).
+
+    Its running trial was ended KILLED; ``result`` says what the agent did until then.
+    """
+
+    def __init__(self, signum: int, detail: str = "", result: AgentResult | None = None) -> None:
+        self.signum, self.detail, self.result = signum, detail, result
+        self.exit_code = 128 + signum
+        super().__init__(signum, detail, result)
+
+    def __str__(self) -> str:
+        return f"agent stopped by {signal.Signals(self.signum).name}{self.detail}"
+
+
+class TooManyFailures(SweepError):
+    """The agent's last ``max_failures`` trials all failed."""
 
 
 def run_agent(sweep_id: str | None, *, count: int | None = None, max_failures: int = 5,
@@ -134,7 +140,8 @@ class _Agent:
                     f"sweep {self.sweep.run_id}: agent stopped after {streak} failed trials in a row "
                     f"(last: trial {step.index}); see the output.log artifact of its child runs")
         if self.signum is not None:
-            raise AgentStopped(self.signum, self._stopped_detail())
+            reason = f"stopped by {signal.Signals(self.signum).name}"
+            raise AgentStopped(self.signum, self._stopped_detail(), AgentResult(ran, failed, reason))
         self.say(f"agent done: {reason}; ran {ran} trial{'s' * (ran != 1)}, {failed} failed")
         return AgentResult(ran, failed, reason)
 
@@ -181,7 +188,11 @@ class _Agent:
         output = (artifact_dir or self.scratch) / tracking.OUTPUT_ARTIFACT
         output.parent.mkdir(parents=True, exist_ok=True)
         with self._watching(trial.index, run_id):
-            code = self.runner.run(trial, run_id, output, self.stop)
+            try:
+                code = self.runner.run(trial, run_id, output, self.stop)
+            except KeyboardInterrupt:  # a function trial's Ctrl-C (a notebook's stop button): as SIGINT
+                self.interrupted(signal.SIGINT)
+                code = 128 + signal.SIGINT
         state = self._state(code)
         history = self._history(run_id)
         metric = None if history is None else self.config.metric.summarize(history)  # type: ignore[union-attr]
@@ -252,11 +263,19 @@ class _Agent:
             return None
         return hyperband.stopping_band(self.config.early_terminate, metric, trials, index, history)
 
-    def on_signal(self, signum: int, _frame: Any) -> None:
-        """First SIGINT/SIGTERM: stop the trial gently; a second one: kill it now."""
-        again = self.signum is not None
-        self.signum = signum
+    def interrupted(self, signum: int) -> None:
+        """Record that the agent was interrupted: its trial ends KILLED and it claims no more (SPEC §4a)."""
+        if self.signum is None:
+            self.signum = signum
         self.stop.set()
+
+    def on_signal(self, signum: int, _frame: Any) -> None:
+        """First SIGINT/SIGTERM: stop the trial gently; a second one: kill it now.
+
+        A function trial runs in this thread: its runner raises KeyboardInterrupt into it.
+        """
+        again = self.signum is not None
+        self.interrupted(signum)
         if again:
             self.runner.kill()
         else:
@@ -286,12 +305,14 @@ class _Heartbeat:
         self.wake.set()
 
     def stop(self) -> None:
+        """End the thread, then beat once more saying so: the process may live on (a notebook's agent)."""
         self.stopped = True
         self.wake.set()
         self.thread.join(timeout=5)
+        self._beat(stopped=True)
 
-    def _beat(self) -> None:
-        info = {**self.info, "trial": self.agent.trial_index}
+    def _beat(self, stopped: bool = False) -> None:
+        info = {**self.info, "trial": self.agent.trial_index, **({"stopped": True} if stopped else {})}
         try:
             self.agent.ledger.heartbeat(self.agent.agent_id, info)
         except OSError as exc:  # a missed beat is retried; the timeout allows many

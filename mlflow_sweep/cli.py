@@ -22,17 +22,13 @@ class SweepCLI:
         Args:
             config_file: path to the sweep configuration (W&B sweep syntax).
         """
-        from dataclasses import replace
+        from mlflow_sweep import api, config
 
-        from mlflow_sweep import config, lifecycle
-
-        cfg = config.load_config(config_file)
-        for warning in cfg.warnings:
+        created = api.create_sweep(config_file)
+        for warning in created.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        sweep = lifecycle.init_sweep(cfg, config_file)
-        # Show the run name MLflow generated when the file gives none.
-        print(config.render_config(cfg if cfg.sweep_name else replace(cfg, sweep_name=sweep.name)))
-        print(f"Sweep initialized with ID: {sweep.run_id}")
+        print(config.render_config(created.config))
+        print(f"Sweep initialized with ID: {created.sweep_id}")
 
     def run(self, sweep_id: str | None = None, count: int | None = None, max_failures: int = 5) -> None:
         """Run an agent: claim trials of the sweep and run them until the sweep is done.
@@ -45,11 +41,10 @@ class SweepCLI:
             count: stop this agent after it has run this many trials.
             max_failures: stop this agent after this many trials in a row have failed.
         """
-        from mlflow_sweep import agent_loop
+        from mlflow_sweep import api
 
-        agent_loop.run_agent(_as_id(sweep_id), count=_as_count(count, "--count"),
-                        max_failures=_as_count(max_failures, "--max-failures"),
-                        say=_say, stream=sys.stdout.buffer)
+        api.run_trials(_as_id(sweep_id), count=_as_count(count, "--count"),
+                       max_failures=_as_count(max_failures, "--max-failures"), stream=sys.stdout.buffer)
 
     def finalize(self, sweep_id: str | None = None) -> None:
         """Analyse a sweep: parameter importance table, best trial, PNG plots on the parent run.
@@ -57,9 +52,9 @@ class SweepCLI:
         Args:
             sweep_id: the sweep's parent run ID; default: the most recently initialized sweep.
         """
-        from mlflow_sweep import results
+        from mlflow_sweep import api
 
-        print(results.finalize_sweep(_as_id(sweep_id)))
+        print(api.finalize(_as_id(sweep_id)))
 
     def status(self, sweep_id: str | None = None) -> None:
         """Show a sweep's progress: trials by state, run_cap progress, best so far, live agents.
@@ -67,14 +62,9 @@ class SweepCLI:
         Args:
             sweep_id: the sweep's parent run ID; default: the most recently initialized sweep.
         """
-        from mlflow_sweep import progress
+        from mlflow_sweep import api
 
-        print(progress.sweep_status(_as_id(sweep_id)))
-
-
-def _say(message: str) -> None:
-    """Agent progress goes to stderr, so stdout carries only the trials' own output."""
-    print(f"[mlflow-sweep] {message}", file=sys.stderr, flush=True)
+        print(api.status(_as_id(sweep_id)))
 
 
 def _as_id(sweep_id: object) -> str | None:

@@ -1,11 +1,13 @@
 """``mlflow sweep status``: a plain summary from the ledger alone (cheap: no run is read).
 
-``render_status`` is pure (the clock and the process check are passed in); ``sweep_status`` does the I/O.
+``render_status`` is pure (the clock and the process check are passed in); ``sweep_status`` does the I/O
+and returns a ``SweepStatus`` (what ``mlflow_sweep.status`` gives a script, and the text the CLI prints).
 """
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
 from mlflow_sweep.analysis import best_trial, count_states
@@ -18,20 +20,67 @@ if TYPE_CHECKING:
 MAX_AGENTS_SHOWN = 50
 
 
-def sweep_status(sweep_id: str | None) -> str:
-    """The status text of a sweep: trials by state, progress, best so far, live agents.
+@dataclass(frozen=True)
+class SweepStatus:
+    """A sweep's state and trials by state, as ``mlflow_sweep.status`` returns it; ``str()`` is the CLI's text."""
+
+    sweep_id: str
+    state: str
+    """From ``policy.sweep_state``: ``running``, ``done`` (and the lifecycle states, SPEC §4b)."""
+    finished: int
+    failed: int
+    killed: int
+    running: int
+    run_cap: int | None
+    best_run_id: str | None
+    best_value: float | None
+    live_agents: int
+    text: str
+
+    @property
+    def trials(self) -> int:
+        """Every trial claimed so far, in any state."""
+        return self.finished + self.failed + self.killed + self.running
+
+    def __str__(self) -> str:
+        return self.text
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython shows the status text, as the CLI prints it."""
+        printer.text(self.text)
+
+
+def sweep_status(sweep_id: str | None) -> SweepStatus:
+    """A sweep's state, trials by state, best so far and live agents, with the text to print.
 
     Args:
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
     """
-    from mlflow_sweep import lifecycle, settings
+    from mlflow_sweep import lifecycle, policy, settings
 
     opened = lifecycle.open_sweep(sweep_id)
     sweep, ledger, config = opened.sweep, opened.ledger, opened.config
     lifecycle.reap_dead(ledger)  # SPEC §4a: status reaps dead trials too
     agents = ledger.agents()
-    return render_status(f"{sweep.name} ({sweep.run_id})", config, ledger.state().trials, agents,
-                         now=time.time(), timeout=settings.heartbeat_timeout(), exited=_exited_here(agents))
+    trials = ledger.state().trials
+    now, timeout, exited = time.time(), settings.heartbeat_timeout(), _exited_here(agents)
+    text = render_status(f"{sweep.name} ({sweep.run_id})", config, trials, agents,
+                         now=now, timeout=timeout, exited=exited)
+    counts = count_states(trials)
+    best = best_trial(trials, config.metric.goal) if config.metric else None
+    return SweepStatus(
+        sweep_id=sweep.run_id, state=policy.sweep_state(config, trials, opened.seed),
+        finished=counts["finished"], failed=counts["failed"], killed=counts["killed"], running=counts["running"],
+        run_cap=config.run_cap, best_run_id=best.run_id if best else None,
+        best_value=float(best.metric) if best and best.metric is not None else None,
+        live_agents=sum(1 for a in agents if _live(a, now, timeout, exited)), text=text)
+
+
+def _live(record: Mapping[str, Any], now: float, timeout: float, exited: Collection[str]) -> bool:
+    """An agent that beat within ``timeout`` and has not stopped (its last beat says so) or exited."""
+    beat = record.get("beat")
+    return (isinstance(beat, (int, float)) and now - beat <= timeout and not record.get("stopped")
+            and str(record.get("agent")) not in exited)
 
 
 def _exited_here(agents: Sequence[Mapping[str, Any]]) -> set[str]:
@@ -118,12 +167,7 @@ def _agents(agents: Sequence[Mapping[str, Any]], now: float, timeout: float, exi
 
     An agent's trial comes from the ledger (current) before its heartbeat (up to a beat old).
     """
-    def live(record: Mapping[str, Any]) -> bool:
-        beat = record.get("beat")
-        return (isinstance(beat, (int, float)) and now - beat <= timeout
-                and str(record.get("agent")) not in exited)
-
-    alive = sorted((a for a in agents if live(a)), key=lambda a: -float(a["beat"]))
+    alive = sorted((a for a in agents if _live(a, now, timeout, exited)), key=lambda a: -float(a["beat"]))
     gone = len(agents) - len(alive)
     lines = [f"Agents: {len(alive)} live" + (f", {gone} stopped or silent" if gone else "")]
     if not alive:

@@ -6,6 +6,7 @@ transaction instead of waiting on its busy timeout, so a short backoff is the fi
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -14,7 +15,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, SupportsIndex, TypeVar
 
 from mlflow_sweep.errors import TrackingError
 from mlflow_sweep.trials import Trial, TrialState
@@ -72,12 +73,17 @@ def _retrying(func: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-@functools.lru_cache(maxsize=1)
 def _client() -> MlflowClient:
+    """The client for the tracking URI in effect now (a notebook may switch stores between sweeps)."""
+    return _client_for(tracking_uri())
+
+
+@functools.lru_cache(maxsize=8)
+def _client_for(uri: str) -> MlflowClient:
     from mlflow import MlflowClient
 
-    _tune_sqlite(tracking_uri())
-    return MlflowClient()
+    _tune_sqlite(uri)
+    return MlflowClient(uri)
 
 
 def _tune_sqlite(uri: str) -> None:
@@ -299,3 +305,70 @@ def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None,
             if run.data.metrics.get(key) != float(best.metric):
                 client.log_metric(sweep.run_id, key, float(best.metric), step=0)
     client.set_terminated(sweep.run_id, status=TrialState.FINISHED.value)
+
+
+_TRIAL_ENV = ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+
+
+@contextlib.contextmanager
+def trial_run_active(sweep: Sweep, run_id: str) -> Iterator[None]:
+    """While a function trial runs in this process, make MLflow's fluent API log into its child run (SPEC §8).
+
+    The child run is *resumable* rather than active: ``MLFLOW_RUN_ID`` names it and the calling
+    thread's active-run stack starts empty, so ``mlflow.log_metric`` (which starts a run when
+    none is active) and ``with mlflow.start_run():`` both resume the child run, exactly as in a
+    command trial, and never create a second run or raise "already active". MLflow consumes
+    ``MLFLOW_RUN_ID`` when it resumes and clears it when the run ends; the stack put in place
+    here sets it again whenever the child run is ended, so a second ``start_run()`` in the same
+    trial (or sklearn autologging's run around ``fit``) resumes the child run too.
+
+    The caller's state is kept aside and restored afterwards: its own active run (a notebook's
+    ``mlflow.start_run()``), its ``mlflow.set_experiment`` choice (MLflow refuses to resume a run
+    of another experiment) and the four environment variables. A run the trial left active is
+    dropped from the stack without being ended: the agent sets its final status.
+
+    Args:
+        sweep: the sweep (tracking URI and experiment of the child run).
+        run_id: the trial's child run.
+    """
+    import mlflow.tracking.fluent as fluent
+
+    saved_env = {name: os.environ.get(name) for name in _TRIAL_ENV}
+    saved_stack, saved_experiment = fluent._active_run_stack.get(), fluent._active_experiment_id
+    fluent._active_run_stack.set(_TrialRunStack(run_id))
+    fluent._active_experiment_id = None
+    os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
+    os.environ.update({"MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": sweep.tracking_uri,
+                       "MLFLOW_EXPERIMENT_ID": sweep.experiment_id})
+    try:
+        yield
+    finally:
+        monitor = fluent.run_id_to_system_metrics_monitor.pop(run_id, None)
+        if monitor is not None:  # started by the trial's own start_run(log_system_metrics=True)
+            with contextlib.suppress(Exception):
+                monitor.finish()
+        fluent._active_run_stack.set(saved_stack)
+        fluent._active_experiment_id = saved_experiment
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class _TrialRunStack(list):
+    """The calling thread's active-run stack during a function trial.
+
+    ``mlflow.end_run`` clears ``MLFLOW_RUN_ID`` and then pops the run; popping the trial's run
+    sets it again, so the next ``start_run()`` of the trial resumes the same child run.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+    def pop(self, index: SupportsIndex = -1) -> Any:
+        run = super().pop(index)
+        if getattr(getattr(run, "info", None), "run_id", None) == self.run_id:
+            os.environ["MLFLOW_RUN_ID"] = self.run_id
+        return run
