@@ -189,6 +189,9 @@ def takes_params(function: Callable[..., Any]) -> bool:
     """
     if not callable(function):
         raise UsageError(f"function must be callable, but got {function!r}")
+    if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+        raise UsageError(f"function must be a plain function, but {getattr(function, '__qualname__', function)} "
+                         "is async; pass a function that calls asyncio.run(...)")
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError):  # a builtin that does not describe itself: call it bare
@@ -235,14 +238,14 @@ class FunctionRunner:
         context = TrialContext(self.sweep.run_id, trial.index, run_id, params, stop)
         with open(output, "w", encoding="utf-8", errors="replace", buffering=1) as sink, \
                 _teeing(sink), tracking.trial_run_active(self.sweep, run_id), _in_trial(context):
-            if stop.is_set():  # asked to stop while the trial was being set up
-                return 128 + signal.SIGTERM
-            return self._call(copy.deepcopy(params))  # the function may change its own copy
+            return self._call(copy.deepcopy(params), stop)  # the function may change its own copy
 
-    def _call(self, params: dict[str, Any]) -> int:
+    def _call(self, params: dict[str, Any], stop: threading.Event) -> int:
         try:
             try:
                 self._thread = threading.get_ident()
+                if stop.is_set():  # asked to stop (a signal) before the function could be interrupted
+                    return 128 + signal.SIGTERM
                 if self.pass_params:
                     self.function(params)
                 else:

@@ -324,8 +324,10 @@ def trial_run_active(sweep: Sweep, run_id: str) -> Iterator[None]:
 
     The caller's state is kept aside and restored afterwards: its own active run (a notebook's
     ``mlflow.start_run()``), its ``mlflow.set_experiment`` choice (MLflow refuses to resume a run
-    of another experiment) and the four environment variables. A run the trial left active is
-    dropped from the stack without being ended: the agent sets its final status.
+    of another experiment) and the four environment variables. The child run, if the trial left
+    it active, is dropped from the stack without being ended (the agent sets its final status);
+    other runs the trial left open (``start_run(nested=True)``) are ended FINISHED, as MLflow ends
+    a script's open run when the script exits.
 
     Args:
         sweep: the sweep (tracking URI and experiment of the child run).
@@ -343,10 +345,15 @@ def trial_run_active(sweep: Sweep, run_id: str) -> Iterator[None]:
     try:
         yield
     finally:
-        monitor = fluent.run_id_to_system_metrics_monitor.pop(run_id, None)
-        if monitor is not None:  # started by the trial's own start_run(log_system_metrics=True)
+        left = [run.info.run_id for run in fluent._active_run_stack.get() if run.info.run_id != run_id]
+        for other in left:  # runs the trial opened (nested=True) and left open: ended as MLflow's atexit would
             with contextlib.suppress(Exception):
-                monitor.finish()
+                _client().set_terminated(other, status="FINISHED")
+        for ended in (run_id, *left):
+            monitor = fluent.run_id_to_system_metrics_monitor.pop(ended, None)
+            if monitor is not None:  # started by the trial's own start_run(log_system_metrics=True)
+                with contextlib.suppress(Exception):
+                    monitor.finish()
         fluent._active_run_stack.set(saved_stack)
         fluent._active_experiment_id = saved_experiment
         for name, value in saved_env.items():

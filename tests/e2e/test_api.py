@@ -233,7 +233,11 @@ def test_params_in_a_command_trial_come_from_its_params_file(tmp_path, monkeypat
     assert mlflow_sweep.params() == {"lr": 0.1, "opt": {"n": 2}}
 
 
-@pytest.mark.parametrize("function", [lambda a, b: None, 42])
+async def _async_train() -> None:
+    pass
+
+
+@pytest.mark.parametrize("function", [lambda a, b: None, 42, _async_train])
 def test_a_function_of_the_wrong_shape_is_refused_before_any_trial(shared, function):
     with pytest.raises(UsageError, match="function must"):
         mlflow_sweep.agent(shared.sweep_id, function=function)

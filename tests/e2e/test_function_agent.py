@@ -173,3 +173,21 @@ def test_should_stop_ends_a_trial_that_hyperband_cuts(store, monkeypatch):
     assert (good.info.status, cut.info.status, cut.data.tags.get("sweep.stopped_early")) == ("FINISHED", "KILLED", "3")
     assert 3 <= logged < 30 and cut.data.tags["saw_should_stop"] == str(logged)
     assert (ends[1]["state"], ends[1]["stopped_at"], ends[1]["metric"]) == ("KILLED", 3, 2.0)
+
+
+def test_a_nested_run_the_trial_leaves_open_is_ended_under_the_trial_run(store):
+    import mlflow
+
+    sweep_id = mlflow_sweep.sweep({"method": "grid", "command": "echo ${x}", "parameters": {"x": {"values": [1]}}})
+
+    def train():
+        mlflow.log_metric("outer", 1.0)
+        mlflow.start_run(nested=True)  # never ended by the function
+        mlflow.log_metric("inner", 2.0)
+
+    mlflow_sweep.agent(sweep_id, function=train)
+    (trial,) = child_runs(store, sweep_id)
+    (nested,) = [r for r in _all_runs(store) if r.data.tags.get("mlflow.parentRunId") == trial.info.run_id]
+    assert (trial.info.status, trial.data.metrics) == ("FINISHED", {"outer": 1.0})
+    assert (nested.info.status, nested.data.metrics) == ("FINISHED", {"inner": 2.0})
+    assert mlflow.active_run() is None

@@ -1,0 +1,177 @@
+"""Function trials (SPEC §6, §8): the agent's overhead per in-process trial, against command trials.
+
+Each measurement runs in a fresh Python process on a fresh sqlite store in a temp directory:
+  1. a no-op function, 1 agent, N trials (default 1,000): the overhead per trial is the gap
+     between consecutive child runs' start times (the function itself takes ~0); the median,
+     and the median of the last 100 trials against the first 100 (flat: ratio near 1);
+  2. the same sweep as command trials of a no-op command (``true``): the same gaps, less the
+     time to launch ``true`` through the shell;
+  3. examples/python_api.py end to end (a 20-trial bayes sweep of a scikit-learn SVM, then
+     finalize), against the same sweep whose trials are commands running the same ``train``
+     in a new Python process each (``python bench_function.py --trial``): wall clock of the
+     whole script, and seconds per trial inside the agent.
+
+    nice -n 10 python scripts/bench_function.py [--trials 1000] [--repeats 3] [--skip-example]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "python_api.py"
+NOOP_SWEEP = {"method": "random", "command": "true ${x}", "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+
+
+def _env(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    return env
+
+
+def _python(root: Path, *args: str) -> float:
+    """Run this script in a fresh process (one of the modes below); return its wall clock."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, __file__, *args], cwd=root, env=_env(root), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def _child_starts(root: Path) -> list[float]:
+    """Start times (s) of every child run in the store, in order."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    parent = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                filter_string="tags.sweep = 'True'", max_results=1)[0]
+    runs = client.search_runs([parent.info.experiment_id], max_results=50000, order_by=["attributes.start_time ASC"],
+                              filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    return [r.info.start_time / 1000 for r in runs]
+
+
+def command_time(repeats: int = 200) -> float:
+    """Median seconds to launch and reap ``true`` through the shell, as the agent does."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(["/bin/sh", "-c", "true 0.5"], check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def overhead(kind: str, trials: int, subtract: float) -> dict[str, float]:
+    """One sweep of no-op trials (``function`` or ``command``): median gap and last-100/first-100."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        wall = _python(root, f"--{kind}-sweep", str(trials))
+        starts = _child_starts(root)
+    gaps = [b - a - subtract for a, b in zip(starts, starts[1:])]
+    first, last = statistics.median(gaps[:99]), statistics.median(gaps[-100:])
+    return {"trials": len(starts), "wall": wall, "median": statistics.median(gaps), "first100": first,
+            "last100": last, "ratio": last / first}
+
+
+def example(kind: str) -> dict[str, float]:
+    """examples/python_api.py as it is (``function``), or with command trials (``command``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        wall = _python(root, "--example-as-commands") if kind == "command" else _run_example(root)
+        starts = _child_starts(root)
+    return {"trials": len(starts), "wall": wall, "per_trial": (starts[-1] - starts[0]) / (len(starts) - 1)}
+
+
+def _run_example(root: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, str(EXAMPLE)], cwd=root, env=_env(root), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+# --- modes run in a fresh process ------------------------------------------------------------
+
+
+def _function_sweep(trials: int) -> None:
+    import mlflow_sweep
+
+    sweep_id = mlflow_sweep.sweep({**NOOP_SWEEP, "run_cap": trials})
+    mlflow_sweep.agent(sweep_id, function=lambda: None)
+
+
+def _command_sweep(trials: int) -> None:
+    import mlflow_sweep
+
+    sweep_id = mlflow_sweep.sweep({**NOOP_SWEEP, "run_cap": trials})
+    mlflow_sweep.agent(sweep_id)
+
+
+def _example_as_commands() -> None:
+    import mlflow_sweep
+
+    sys.path.insert(0, str(EXAMPLE.parent))
+    from python_api import CONFIG
+
+    config = {**CONFIG, "command": f"${{interpreter}} {Path(__file__).resolve()} --trial"}
+    sweep_id = mlflow_sweep.sweep(config, experiment_name="python-api-example")
+    mlflow_sweep.agent(sweep_id)
+    mlflow_sweep.finalize(sweep_id)
+
+
+def _trial() -> None:
+    """One command trial of the example: the same ``train``, its params from the agent's params file."""
+    import mlflow_sweep
+
+    sys.path.insert(0, str(EXAMPLE.parent))
+    from python_api import train
+
+    train(mlflow_sweep.params())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-example", action="store_true")
+    parser.add_argument("--function-sweep", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--command-sweep", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--example-as-commands", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--trial", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.function_sweep:
+        return _function_sweep(args.function_sweep)
+    if args.command_sweep:
+        return _command_sweep(args.command_sweep)
+    if args.example_as_commands:
+        return _example_as_commands()
+    if args.trial:
+        return _trial()
+
+    results: dict[str, list] = {"function": [], "command": [], "example_function": [], "example_command": []}
+    cmd = command_time()
+    print(f"launching `true` through the shell: {cmd * 1000:.1f} ms (subtracted from command trials)")
+    for repeat in range(args.repeats):
+        for kind in ("function", "command"):
+            r = overhead(kind, args.trials, 0.0 if kind == "function" else cmd)
+            results[kind].append(r)
+            print(f"[{repeat + 1}] {kind} trials, {r['trials']} trials: median overhead {r['median'] * 1000:.1f} ms, "
+                  f"first 100 {r['first100'] * 1000:.1f} ms, last 100 {r['last100'] * 1000:.1f} ms "
+                  f"(x{r['ratio']:.2f}), wall {r['wall']:.1f} s", flush=True)
+        if not args.skip_example:
+            for kind in ("function", "command"):
+                r = example(kind)
+                results[f"example_{kind}"].append(r)
+                print(f"[{repeat + 1}] example, {kind} trials: {r['trials']} trials, wall {r['wall']:.1f} s, "
+                      f"{r['per_trial']:.3f} s per trial", flush=True)
+    summary = {kind: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for kind, rs in results.items() if rs}
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
