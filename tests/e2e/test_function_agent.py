@@ -191,3 +191,26 @@ def test_a_nested_run_the_trial_leaves_open_is_ended_under_the_trial_run(store):
     assert (trial.info.status, trial.data.metrics) == ("FINISHED", {"outer": 1.0})
     assert (nested.info.status, nested.data.metrics) == ("FINISHED", {"inner": 2.0})
     assert mlflow.active_run() is None
+
+
+def test_sklearn_autologging_and_later_fluent_calls_share_the_trial_run(store):
+    # autologging opens and ends a run around fit(); the metric logged after it must not start a new run
+    import mlflow
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    sweep_id = mlflow_sweep.sweep({"method": "grid", "command": "echo ${C}", "parameters": {"C": {"values": [0.5]}}})
+
+    def train(params):
+        X, y = load_iris(return_X_y=True)
+        LogisticRegression(C=params["C"], max_iter=300).fit(X, y)
+        mlflow.log_metric("after_fit", 1.0)
+
+    mlflow.sklearn.autolog(log_models=False, log_datasets=False, silent=True)
+    try:
+        mlflow_sweep.agent(sweep_id, function=train)
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+    (trial,) = child_runs(store, sweep_id)
+    assert len(_all_runs(store)) == 2  # the parent and the trial
+    assert {"after_fit", "training_score"} <= set(trial.data.metrics)
