@@ -336,8 +336,8 @@ def trial_run_active(sweep: Sweep, run_id: str) -> Iterator[None]:
     import mlflow.tracking.fluent as fluent
 
     saved_env = {name: os.environ.get(name) for name in _TRIAL_ENV}
-    saved_stack, saved_experiment = fluent._active_run_stack.get(), fluent._active_experiment_id
-    fluent._active_run_stack.set(_TrialRunStack(run_id))
+    saved_stack, saved_experiment = _run_stack(fluent), fluent._active_experiment_id
+    _set_run_stack(fluent, _TrialRunStack(run_id))
     fluent._active_experiment_id = None
     os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
     os.environ.update({"MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": sweep.tracking_uri,
@@ -345,22 +345,35 @@ def trial_run_active(sweep: Sweep, run_id: str) -> Iterator[None]:
     try:
         yield
     finally:
-        left = [run.info.run_id for run in fluent._active_run_stack.get() if run.info.run_id != run_id]
+        left = [run.info.run_id for run in _run_stack(fluent) if run.info.run_id != run_id]
         for other in left:  # runs the trial opened (nested=True) and left open: ended as MLflow's atexit would
             with contextlib.suppress(Exception):
                 _client().set_terminated(other, status="FINISHED")
         for ended in (run_id, *left):
-            monitor = fluent.run_id_to_system_metrics_monitor.pop(ended, None)
+            monitor = getattr(fluent, "run_id_to_system_metrics_monitor", {}).pop(ended, None)
             if monitor is not None:  # started by the trial's own start_run(log_system_metrics=True)
                 with contextlib.suppress(Exception):
                     monitor.finish()
-        fluent._active_run_stack.set(saved_stack)
+        _set_run_stack(fluent, saved_stack)
         fluent._active_experiment_id = saved_experiment
         for name, value in saved_env.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _run_stack(fluent: Any) -> list:
+    """The calling thread's active-run stack (MLflow < 2.16 kept one list for the process)."""
+    stack = fluent._active_run_stack
+    return stack if isinstance(stack, list) else stack.get()
+
+
+def _set_run_stack(fluent: Any, value: list) -> None:
+    if isinstance(fluent._active_run_stack, list):
+        fluent._active_run_stack = value
+    else:
+        fluent._active_run_stack.set(value)
 
 
 class _TrialRunStack(list):
