@@ -214,3 +214,20 @@ def test_sklearn_autologging_and_later_fluent_calls_share_the_trial_run(store):
     (trial,) = child_runs(store, sweep_id)
     assert len(_all_runs(store)) == 2  # the parent and the trial
     assert {"after_fit", "training_score"} <= set(trial.data.metrics)
+
+
+def test_the_heartbeat_keeps_a_long_busy_function_trial_alive(store, monkeypatch):
+    from mlflow_sweep import lifecycle
+
+    monkeypatch.setenv("MLFLOW_SWEEP_HEARTBEAT_TIMEOUT", "1")
+    sweep_id = mlflow_sweep.sweep({"method": "grid", "command": "echo ${x}", "parameters": {"x": {"values": [1]}}})
+    reaped = []
+
+    def train():
+        deadline = time.monotonic() + 3  # three timeouts of pure Python work in the agent's own thread
+        while time.monotonic() < deadline:
+            sum(range(1000))
+        reaped.extend(lifecycle.reap_dead(lifecycle.open_sweep(sweep_id).ledger))  # what another agent does
+
+    mlflow_sweep.agent(sweep_id, function=train)
+    assert (reaped, [r.info.status for r in child_runs(store, sweep_id)]) == ([], ["FINISHED"])
