@@ -5,7 +5,8 @@ Each measurement runs in a fresh Python process on a fresh sqlite store in a tem
      between consecutive child runs' start times (the function itself takes ~0); the median,
      and the median of the last 100 trials against the first 100 (flat: ratio near 1);
   2. the same sweep as command trials of a no-op command (``true``): the same gaps, less the
-     time to launch ``true`` through the shell;
+     time to launch ``true`` through the shell; for both, the agent process's CPU time per trial
+     (less sensitive than the gaps to other jobs on a shared machine) and the load average;
   3. examples/python_api.py end to end (a 20-trial bayes sweep of a scikit-learn SVM, then
      finalize), against the same sweep whose trials are commands running the same ``train``
      in a new Python process each (``python bench_function.py --trial``): wall clock of the
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "python_api.py"
@@ -73,10 +75,11 @@ def overhead(kind: str, trials: int, subtract: float) -> dict[str, float]:
         root = Path(tmp)
         wall = _python(root, f"--{kind}-sweep", str(trials))
         starts = _child_starts(root)
+        cpu = json.loads((root / "cpu.json").read_text())
     gaps = [b - a - subtract for a, b in zip(starts, starts[1:])]
     first, last = statistics.median(gaps[:99]), statistics.median(gaps[-100:])
     return {"trials": len(starts), "wall": wall, "median": statistics.median(gaps), "first100": first,
-            "last100": last, "ratio": last / first}
+            "last100": last, "ratio": last / first, "cpu": cpu, "load": os.getloadavg()[0]}
 
 
 def example(kind: str) -> dict[str, float]:
@@ -99,17 +102,21 @@ def _run_example(root: Path) -> float:
 
 
 def _function_sweep(trials: int) -> None:
-    import mlflow_sweep
-
-    sweep_id = mlflow_sweep.sweep({**NOOP_SWEEP, "run_cap": trials})
-    mlflow_sweep.agent(sweep_id, function=lambda: None)
+    _noop_sweep(trials, lambda: None)
 
 
 def _command_sweep(trials: int) -> None:
+    _noop_sweep(trials, None)
+
+
+def _noop_sweep(trials: int, function: Any) -> None:
+    """Run the no-op sweep; write the agent process's CPU seconds per trial to ``cpu.json``."""
     import mlflow_sweep
 
     sweep_id = mlflow_sweep.sweep({**NOOP_SWEEP, "run_cap": trials})
-    mlflow_sweep.agent(sweep_id)
+    start = time.process_time()
+    mlflow_sweep.agent(sweep_id, function=function)
+    Path("cpu.json").write_text(json.dumps((time.process_time() - start) / trials))
 
 
 def _example_as_commands() -> None:
@@ -162,7 +169,8 @@ def main() -> None:
             results[kind].append(r)
             print(f"[{repeat + 1}] {kind} trials, {r['trials']} trials: median overhead {r['median'] * 1000:.1f} ms, "
                   f"first 100 {r['first100'] * 1000:.1f} ms, last 100 {r['last100'] * 1000:.1f} ms "
-                  f"(x{r['ratio']:.2f}), wall {r['wall']:.1f} s", flush=True)
+                  f"(x{r['ratio']:.2f}), agent CPU {r['cpu'] * 1000:.1f} ms per trial, wall {r['wall']:.1f} s, "
+                  f"load {r['load']:.1f}", flush=True)
         if not args.skip_example:
             for kind in ("function", "command"):
                 r = example(kind)
