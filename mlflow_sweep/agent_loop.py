@@ -34,15 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class AgentResult:
-    """What one agent did: trials it ran, how many failed, and why it stopped."""
-
-    ran: int
-    failed: int
-    reason: str
-
-
 class AgentStopped(SweepError):
     """The agent was interrupted (SIGINT, SIGTERM, or KeyboardInterrupt in a function trial).
 
@@ -60,6 +51,15 @@ class AgentStopped(SweepError):
 
 class TooManyFailures(SweepError):
     """The agent's last ``max_failures`` trials all failed."""
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """What one agent did: trials it ran, how many failed, and why it stopped."""
+
+    ran: int
+    failed: int
+    reason: str
 
 
 def run_agent(sweep_id: str | None, *, count: int | None = None, max_failures: int = 5,
