@@ -76,10 +76,15 @@ def overhead(kind: str, trials: int, subtract: float) -> dict[str, float]:
         wall = _python(root, f"--{kind}-sweep", str(trials))
         starts = _child_starts(root)
         cpu = json.loads((root / "cpu.json").read_text())
+        clocks = json.loads((root / "clocks.json").read_text()) if kind == "function" else []
     gaps = [b - a - subtract for a, b in zip(starts, starts[1:])]
     first, last = statistics.median(gaps[:99]), statistics.median(gaps[-100:])
-    return {"trials": len(starts), "wall": wall, "median": statistics.median(gaps), "first100": first,
-            "last100": last, "ratio": last / first, "cpu": cpu, "load": os.getloadavg()[0]}
+    result = {"trials": len(starts), "wall": wall, "median": statistics.median(gaps), "first100": first,
+              "last100": last, "ratio": last / first, "cpu": cpu, "load": os.getloadavg()[0]}
+    if clocks:  # CPU per trial, first 100 and last 100: flatness that other jobs' load cannot blur
+        cpu_gaps = [b - a for a, b in zip(clocks, clocks[1:])]
+        result.update(cpu_first100=statistics.median(cpu_gaps[:99]), cpu_last100=statistics.median(cpu_gaps[-100:]))
+    return result
 
 
 def example(kind: str) -> dict[str, float]:
@@ -102,7 +107,9 @@ def _run_example(root: Path) -> float:
 
 
 def _function_sweep(trials: int) -> None:
-    _noop_sweep(trials, lambda: None)
+    clocks: list[float] = []
+    _noop_sweep(trials, lambda: clocks.append(time.process_time()))
+    Path("clocks.json").write_text(json.dumps(clocks))  # the agent's CPU time at each trial's call
 
 
 def _command_sweep(trials: int) -> None:
@@ -171,6 +178,9 @@ def main() -> None:
                   f"first 100 {r['first100'] * 1000:.1f} ms, last 100 {r['last100'] * 1000:.1f} ms "
                   f"(x{r['ratio']:.2f}), agent CPU {r['cpu'] * 1000:.1f} ms per trial, wall {r['wall']:.1f} s, "
                   f"load {r['load']:.1f}", flush=True)
+            if "cpu_first100" in r:
+                print(f"    agent CPU per trial: first 100 {r['cpu_first100'] * 1000:.1f} ms, last 100 "
+                      f"{r['cpu_last100'] * 1000:.1f} ms (x{r['cpu_last100'] / r['cpu_first100']:.2f})", flush=True)
         if not args.skip_example:
             for kind in ("function", "command"):
                 r = example(kind)
