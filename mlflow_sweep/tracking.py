@@ -42,6 +42,7 @@ COUNTED_PREFIX = "sweep."
 LEDGER_TAG = "sweep.ledger_dir"
 LEDGER_ENV = "MLFLOW_SWEEP_LEDGER_DIR"
 OUTPUT_ARTIFACT = "output.log"
+STOPPED_EARLY_TAG = "sweep.stopped_early"
 _ATTEMPTS = 8
 _BATCH = 100  # MLflow's log_batch takes at most 100 params (and 1000 entries in all)
 
