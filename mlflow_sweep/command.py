@@ -24,18 +24,6 @@ PLACEHOLDER = re.compile(r"\$\{(envvar:[A-Za-z0-9_]*|[A-Za-z_][A-Za-z0-9_.\-]*)\
 """``${name}``, ``${outer.inner}``, a macro such as ``${args}``, or ``${envvar:NAME}``."""
 
 
-def nest(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Every dot a level (the tree before #13); kept until the agent builds the tree from the config."""
-    out: dict[str, Any] = {}
-    for name, value in params.items():
-        *outer, leaf = name.split(".")
-        node = out
-        for part in outer:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
-
-
 def format_value(value: Any) -> str:
     """A value as W&B's agent writes it on the command line: ``str()`` (``True``, ``1e-05``, ``['a']``)."""
     return str(value)

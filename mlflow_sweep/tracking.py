@@ -282,14 +282,7 @@ def start_trial(sweep: Sweep, trial: Trial) -> tuple[str, Path | None]:
     """
     tags = {"mlflow.parentRunId": sweep.run_id, "sweep.id": sweep.run_id, "sweep.trial": str(trial.index),
             "sweep.agent": trial.agent_id or "", PARAMS_TAG: json.dumps(dict(trial.params), default=str)}
-    client = _client()
-    run = client.create_run(sweep.experiment_id, run_name=f"{sweep.name}-{trial.index}", tags=tags)
-    # Until the agent calls settle_trial (after its restructuring), the params are logged here too.
-    from mlflow.entities import Param
-
-    params = [Param(name, param_text(value)) for name, value in trial.params.items()]
-    if params:
-        client.log_batch(run.info.run_id, params=params)
+    run = _client().create_run(sweep.experiment_id, run_name=f"{sweep.name}-{trial.index}", tags=tags)
     return run.info.run_id, _local_path(run.info.artifact_uri)
 
 
