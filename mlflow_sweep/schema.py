@@ -180,17 +180,28 @@ def _missing_reason(instance: dict) -> str:
 def _additional(error: ValidationError, path: list) -> list[Problem]:
     known = list(error.schema.get("properties", {}))
     extras = [key for key in error.instance if key not in known]
-    return [_unknown_key(key, known, error.schema, path) for key in extras]
+    return [_unknown_key(key, error.instance[key], known, error.schema, path) for key in extras]
 
 
-def _unknown_key(key: str, known: list[str], subschema: dict, path: list) -> Problem:
+def _unknown_key(key: str, value: Any, known: list[str], subschema: dict, path: list) -> Problem:
     where = format_path([*path, key])
     if "distribution" in known and key in _parameter_keys():
         shape = _def_name(subschema)
         allowed = ", ".join(k for k in known if k != "distribution")
         reason = f"not allowed for distribution {shape}" if shape else "not allowed here"
         return Problem(where, reason, f"allowed: {allowed}")
-    return Problem(where, "unknown key", suggest(key, known))
+    return Problem(where, "unknown key", _misplaced_hint(value, path) or suggest(key, known))
+
+
+def _misplaced_hint(value: Any, path: list) -> str | None:
+    """Two mistakes seen in public W&B files (#13): a whole config under a key, a parameter indented too deep."""
+    if not isinstance(value, dict):
+        return None
+    if not path and {"parameters", "method"} & set(value):
+        return "it holds a sweep configuration; its keys belong at the top level of the file"
+    if path[:1] == ["parameters"] and {"values", "value", "distribution", "min", "max"} & set(value):
+        return f"it looks like a parameter indented one level too deep, under {path[-1]}"
+    return None
 
 
 def _def_name(subschema: dict) -> str | None:
