@@ -310,11 +310,10 @@ def settle_trial(run_id: str, params: Mapping[str, Any], counted: tuple[str, flo
     client = _client()
     data = client.get_run(run_id).data
     missing = [Param(name, param_text(value)) for name, value in params.items() if name not in data.params]
-    for start in range(0, len(missing), _BATCH):
-        client.log_batch(run_id, params=missing[start:start + _BATCH])
-    if counted is not None:
-        metric = Metric(counted_metric(counted[0]), float(counted[1]), int(time.time() * 1000), 0)
-        client.log_batch(run_id, metrics=[metric])
+    metrics = [] if counted is None else [
+        Metric(counted_metric(counted[0]), float(counted[1]), int(time.time() * 1000), 0)]
+    for start in range(0, max(len(missing), len(metrics)), _BATCH):  # one call for most trials
+        client.log_batch(run_id, params=missing[start:start + _BATCH], metrics=metrics if start == 0 else [])
     return Settled(tuple(p.key for p in missing), tuple(data.metrics))
 
 

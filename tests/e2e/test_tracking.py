@@ -71,3 +71,13 @@ def test_settle_trial_fills_in_the_params_the_trial_did_not_log(fresh_client):
     assert (data.params, data.metrics, settled) == (
         {"lr": "1.0", "wd": "0.0001", "model.lr": "0.5"}, {"loss": 0.5, "sweep.loss": 0.25},
         tracking.Settled(("wd", "model.lr"), ("loss",)))
+
+
+def test_settle_trial_logs_more_params_than_one_batch_holds(fresh_client):
+    client = fresh_client.client()
+    run_id = client.create_run("0").info.run_id
+    params = {f"p{i:03d}": i for i in range(150)}
+    settled = tracking.settle_trial(run_id, params)
+    data = client.get_run(run_id).data
+    assert (len(settled.filled), data.params == {k: str(v) for k, v in params.items()}, data.metrics) == (
+        150, True, {})
