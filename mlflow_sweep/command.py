@@ -33,25 +33,10 @@ def params_json(config: Any, params: Mapping[str, Any]) -> str:
     """The trial's params as W&B's ``${args_json}``: nested blocks as objects, flat names kept flat.
 
     Args:
-        config: the sweep config (its ``paths`` give each name's place in the tree).
+        config: the sweep config (``config.nest`` puts each name in its place in the tree).
         params: the trial's values under MLflow param names.
     """
-    return json.dumps(_tree(config, params))
-
-
-def _tree(config: Any, params: Mapping[str, Any]) -> dict[str, Any]:
-    from mlflow_sweep.config import nest as nest_by_paths
-
-    return nest_by_paths(params, getattr(config, "paths", {}))
-
-
-def _blocks(config: Any) -> dict[str, tuple[str, ...]]:
-    """Nested blocks by dotted name (``outer`` and ``outer.inner``), each with its key path."""
-    out: dict[str, tuple[str, ...]] = {}
-    for path in getattr(config, "paths", {}).values():
-        for i in range(1, len(path)):
-            out.setdefault(".".join(path[:i]), tuple(path[:i]))
-    return out
+    return json.dumps(config.nest(params))
 
 
 def _text(value: Any, block: bool) -> str:
@@ -59,8 +44,8 @@ def _text(value: Any, block: bool) -> str:
 
 
 def _arg_lists(config: Any, params: Mapping[str, Any]) -> dict[str, list[str]]:
-    tree = _tree(config, params)
-    blocks = _blocks(config)
+    tree = config.nest(params)
+    blocks = config.groups()
     top = [(k, v, _text(v, k in blocks)) for k, v in tree.items()]
     return {
         "args": [f"--{k}={text}" for k, _, text in top],
@@ -86,10 +71,10 @@ def _lookup(name: str, config: Any, params: Mapping[str, Any]) -> tuple[bool, st
     """``${name}``: a parameter's value, or a nested block's values as JSON."""
     if name in params:
         return True, format_value(params[name])
-    path = _blocks(config).get(name)
+    path = config.groups().get(name)
     if path is None:
         return False, ""
-    node: Any = _tree(config, params)
+    node: Any = config.nest(params)
     for part in path:
         node = node[part]
     return True, json.dumps(node)
@@ -124,7 +109,7 @@ def _renderer(macros: dict, config: Any, params: Mapping[str, Any], environ: Map
 def _expand_list(command: tuple, macros: dict, config: Any, params: Mapping[str, Any],
                  environ: Mapping[str, str]) -> list[str]:
     render = _renderer(macros, config, params, environ, quote=lambda s: s)
-    ours = {*params, *_blocks(config)}  # a parameter named like a macro wins, as in the string form
+    ours = {*params, *config.groups()}  # a parameter named like a macro wins, as in the string form
     argv: list[str] = []
     for chunk in command:
         chunk = str(chunk)

@@ -7,8 +7,6 @@ Every problem found is reported at once, schema problems first, each group sorte
 from __future__ import annotations
 
 import copy
-import functools
-import json
 import math
 import re
 from dataclasses import dataclass, field

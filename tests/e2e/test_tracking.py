@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from mlflow_sweep import config, tracking
-from mlflow_sweep.trials import Trial
 
 pytestmark = [pytest.mark.e2e]
 
