@@ -90,7 +90,7 @@ def _tune_sqlite(uri: str) -> None:
     prefix = "sqlite:///"
     if not uri.startswith(prefix) or ":memory:" in uri:
         return
-    from mlflow_sweep.locking import NETWORK_FILESYSTEMS, filesystem_type
+    from mlflow_sweep.mounts import NETWORK_FILESYSTEMS, filesystem_type
 
     if filesystem_type(uri[len(prefix):]) in NETWORK_FILESYSTEMS:
         return

@@ -39,11 +39,12 @@ def test_frozen_v1_ledger_replays(asset_dir: Path) -> None:
             state.trials) == (1, 1234, "5f0c0ffee0000000000000000000000a", "grid", EXPECTED)
 
 
-def test_frozen_v1_ledger_accepts_new_events(asset_dir: Path) -> None:
-    ledger = Ledger(asset_dir, lock_mode="hard")
+def test_frozen_v1_ledger_is_continued_in_events_and_never_rewritten(asset_dir: Path) -> None:
+    ledger = Ledger(asset_dir)
     ended = ledger.complete(4, TrialState.FINISHED, 0.25)
     trial = ledger.claim(lambda state: Proposal({"lr": 0.1, "layers": 1}, point=0), "new-agent")
     state = Ledger(asset_dir).state()
-    assert (ended, trial.index, state.trials[:4], state.trials[4].state, state.trials[4].metric,
-            (asset_dir / "ledger.jsonl").read_bytes().endswith(b"\n")) == \
-        (True, 5, EXPECTED[:4], TrialState.FINISHED, 0.25, True)
+    assert (ended, trial.index, state.trials[:4], state.trials[4].state, state.trials[4].metric, state.version,
+            (asset_dir / "ledger.jsonl").read_bytes() == ASSET.read_bytes(),
+            sorted(p.name for p in (asset_dir / "events").iterdir())) == \
+        (True, 5, EXPECTED[:4], TrialState.FINISHED, 0.25, 1, True, ["00000015.json", "00000016.json"])
