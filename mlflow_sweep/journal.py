@@ -204,9 +204,9 @@ class Journal:
             _write_synced(temp, header)
             os.link(temp, path)  # exclusive, and readers see the whole header or nothing
             (directory / EVENTS_DIR).mkdir(exist_ok=True)
-        except FileExistsError:
-            raise LedgerError(f"{path}: a ledger already exists here (one sweep per directory)") from None
         except OSError as exc:
+            if isinstance(exc, FileExistsError) or path.exists():  # sshfs reports a lost race as EPERM
+                raise LedgerError(f"{path}: a ledger already exists here (one sweep per directory)") from None
             hint = (" (the ledger needs a filesystem with hard links: NFS, Lustre, GPFS, BeeGFS, CephFS, "
                     "sshfs or a local disk)") if exc.errno in NO_LINKS | {errno.EPERM} else ""
             raise LedgerError(f"{path}: could not create the ledger ({exc.strerror or exc}){hint}") from exc
@@ -287,7 +287,10 @@ class Journal:
                 failure = exc
             existing = _retrying(target, "read an event", self.timeout, lambda: _read_whole(target))
             if existing is not None:
-                return existing == data  # equal: our link did happen (its reply was lost and retried)
+                ours = existing == data  # equal: our link did happen (its reply was lost and retried)
+                log.debug("%s: link() failed with %s; %s", target, errno.errorcode.get(failure.errno, failure.errno),
+                          "the event is ours" if ours else "lost the race")
+                return ours
             if failure.errno in NO_LINKS:
                 raise LedgerError(f"{target}: cannot publish a ledger event: link() failed ({failure.strerror}); "
                                   f"the ledger needs a filesystem with hard links") from failure

@@ -166,3 +166,64 @@ def test_two_hosts_run_every_grid_point_exactly_once(bed: Bed, sshfs_opts: str) 
     bad = {sweep: result for sweep, result in results.items() if result != (Counter(FINISHED=24), 24)}
     assert (codes, bad, "Traceback" in logs) == (Counter({0: 6 * REPETITIONS}), {}, False), \
         _summary(results) + "\n" + logs[-20000:]
+
+
+@pytest.mark.timeout(600)
+def test_a_sigkilled_agent_per_host_is_reaped_and_its_point_run_again(bed: Bed) -> None:
+    config = {**GRID, "command": "sleep 0.5 ${x} ${y}"}
+    [sweep] = init_sweeps(bed, config, 1)
+    records, logs = play(bed, "kill", [{"sweep_id": sweep, "agents": 3, "kill": True}],
+                         MLFLOW_SWEEP_HEARTBEAT_TIMEOUT="6", MLFLOW_SWEEP_POLL_INTERVAL="0.5")
+    statuses, points, per_point = outcome(bed, sweep)
+    codes = sorted(code for record in records for code in record["codes"])
+    assert ([record["killed"] for record in records], codes, statuses, points, max(per_point.values()),
+            "Traceback" in logs) == ([True, True], [-9, -9, 0, 0, 0, 0], Counter(FINISHED=24, FAILED=2), 24, 1,
+                                     False), logs[-20000:]
+
+
+@pytest.mark.timeout(600)
+def test_random_sweep_on_two_hosts_runs_exactly_run_cap_trials(bed: Bed) -> None:
+    config = {"method": "random", "run_cap": 60, "experiment_name": "netfs", "command": "true ${x}",
+              "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    sweeps = init_sweeps(bed, config, 3)
+    records, logs = play(bed, "random", [{"sweep_id": sweep, "agents": 4} for sweep in sweeps])
+    codes = Counter(code for record in records for code in record["codes"])
+    trials = {sweep: sorted(int(r.data.tags["sweep.trial"]) for r in child_runs(bed, sweep)
+                            if r.info.status == "FINISHED") for sweep in sweeps}
+    assert (codes, trials, "Traceback" in logs) == \
+        (Counter({0: 8 * len(sweeps)}), {sweep: list(range(60)) for sweep in sweeps}, False), logs[-20000:]
+
+
+VERIFY = REPO / "scripts" / "verify_ledger.py"
+RACER = r"""
+import logging, runpy, sys
+logging.basicConfig(filename=sys.argv[1], level=logging.DEBUG, format="%(name)s %(message)s")
+sys.argv = [sys.argv[2], *sys.argv[3:]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("sshfs_opts", ["", "cache=no"], ids=["default", "cache-no"])
+def test_racing_publishers_on_two_hosts_each_get_distinct_trials(bed: Bed, sshfs_opts: str) -> None:
+    """6 processes on 2 hosts claim as fast as they can: lost races (EPERM or EEXIST) are contention."""
+    directory = bed.root / "export" / "race" / (sshfs_opts or "default")
+    directory.mkdir(parents=True)
+    shared = bed.root / "mnt" / "race" / (sshfs_opts or "default")
+    out = bed.root / f"race-{sshfs_opts or 'default'}"
+    out.mkdir()
+    script = " & ".join(f"{sys.executable} -c '{RACER}' {out}/$(hostname)-{i}.log {VERIFY} worker {shared} "
+                        f"--iterations 60 --barrier 6" for i in range(3)) + " & wait"
+    hosts = [subprocess.Popen(["bash", str(HOSTS_SCRIPT), "host", host, str(bed.root), "bash", "-c", script],
+                              cwd=REPO, env=bed.env(SSHFS_OPTS=sshfs_opts), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT) for host in ("hostA", "hostB")]
+    texts = [proc.communicate(timeout=240)[0].decode(errors="replace") for proc in hosts]
+    check = subprocess.run([sys.executable, str(VERIFY), "check", str(directory), "--expect", "360"],
+                           capture_output=True, text=True, timeout=60)
+    debug = "".join(p.read_text(errors="replace") for p in out.glob("*.log"))
+    lost = Counter(line.split("link() failed with ")[1].split(";")[0] for line in debug.splitlines()
+                   if "lost the race" in line)
+    assert ([p.returncode for p in hosts], check.returncode, "Traceback" in "".join(texts)) == ([0, 0], 0, False), \
+        "\n".join(texts) + check.stdout + f"\nlost races: {lost}"
+    assert sum(lost.values()) > 0, f"no race was lost, so the test proved nothing: {lost}"
+    print(f"lost races by errno ({sshfs_opts or 'default'}): {dict(lost)}; {check.stdout.strip()}")
