@@ -170,7 +170,7 @@ def test_two_hosts_run_every_grid_point_exactly_once(bed: Bed, sshfs_opts: str) 
 
 @pytest.mark.timeout(600)
 def test_a_sigkilled_agent_per_host_is_reaped_and_its_point_run_again(bed: Bed) -> None:
-    config = {**GRID, "command": "sleep 0.5 ${x} ${y}"}
+    config = {**GRID, "command": "sleep 0.5; true ${x} ${y}"}
     [sweep] = init_sweeps(bed, config, 1)
     records, logs = play(bed, "kill", [{"sweep_id": sweep, "agents": 3, "kill": True}],
                          MLFLOW_SWEEP_HEARTBEAT_TIMEOUT="6", MLFLOW_SWEEP_POLL_INTERVAL="0.5")
