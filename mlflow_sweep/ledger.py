@@ -373,6 +373,16 @@ class Ledger:
                 reaped.append(state.trials[trial.index])
         return reaped
 
+    def export(self, path: str | os.PathLike[str]) -> Path:
+        """Write every event, in log order, as one JSON-lines file (a copy that ``replay`` reads whole).
+
+        Args:
+            path: the file to write (its directory must exist).
+        """
+        events = Journal(self.directory, self.timeout).read_new()
+        Path(path).write_bytes(b"".join(_encode(event) for _, event in events))
+        return Path(path)
+
     # -- reading and writing -------------------------------------------------------------------
 
     def _snapshot(self) -> SweepState:

@@ -304,3 +304,12 @@ def test_writing_to_a_missing_ledger_creates_nothing(tmp_path: Path) -> None:
 def test_claims_need_an_agent_id_that_can_have_a_heartbeat_file(ledger_dir: Path) -> None:
     with pytest.raises(LedgerError, match="agent id"):
         Ledger(ledger_dir).claim(take, "node 1/agent")
+
+
+def test_export_writes_the_whole_log_as_one_file_that_replays(ledger_dir: Path, tmp_path: Path) -> None:
+    ledger = Ledger(ledger_dir)
+    trial = ledger.claim(take, "a")
+    ledger.complete(trial.index, TrialState.FINISHED, 0.5)
+    copy = ledger.export(tmp_path / "copy.jsonl")
+    lines = copy.read_bytes().split(b"\n")
+    assert (len(lines), lines[-1], replay(json.loads(line) for line in lines[:-1]) == ledger.state()) == (4, b"", True)
