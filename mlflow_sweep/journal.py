@@ -243,19 +243,20 @@ class Journal:
     def _read_event(self, number: int) -> Any | None:
         """Event ``number`` decoded, or None if it is not published (yet, as far as this client sees)."""
         path = self.events / event_name(number)
+        data = self._read_complete(path)
+        return None if data is None else decode_line(data, str(path))
+
+    def _read_complete(self, path: Path) -> bytes | None:
+        """The bytes of a published event file, waiting out a short read; None if it does not exist."""
         backoff = _Backoff(min(self.timeout, 5.0))
         while True:
             try:
                 data = _retrying(path, "read an event", self.timeout, lambda: _read_whole(path))
             except OSError as exc:
                 raise LedgerError(f"{path}: cannot read the ledger event ({exc.strerror or exc})") from exc
-            if data is None:
-                return None
-            if data.endswith(b"\n") and data.count(b"\n") == 1:
-                return decode_line(data, str(path))
             # A published event is whole; a short read is a client cache catching up.
-            if not backoff.wait():
-                return decode_line(data, str(path))
+            if data is None or (data.endswith(b"\n") and data.count(b"\n") == 1) or not backoff.wait():
+                return data
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -285,7 +286,7 @@ class Journal:
                 return True
             except OSError as exc:
                 failure = exc
-            existing = _retrying(target, "read an event", self.timeout, lambda: _read_whole(target))
+            existing = self._read_complete(target)
             if existing is not None:
                 ours = existing == data  # equal: our link did happen (its reply was lost and retried)
                 log.debug("%s: link() failed with %s; %s", target, errno.errorcode.get(failure.errno, failure.errno),

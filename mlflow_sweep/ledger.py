@@ -30,10 +30,12 @@ may be NaN or Infinity, spelled as Python's json module does.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
 import os
+import random
 import re
 import threading
 import time
@@ -408,7 +410,9 @@ class Ledger:
         returned None: nothing to write).
         """
         with self._mutex:
-            while True:
+            for lost in itertools.count():
+                if lost:  # spread a herd of agents that all lost to the same winner (a job array starting)
+                    time.sleep(random.uniform(0, min(0.1, 0.001 * 2 ** lost)))
                 self._read_new()
                 event = make(self._snapshot())
                 if event is None:
@@ -419,6 +423,7 @@ class Ledger:
                     self._fold.apply(written)
                     return self._snapshot(), written
                 log.debug("%s: another agent published first; deciding again", self.directory)
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _check_index(state: SweepState, index: int) -> Trial:
