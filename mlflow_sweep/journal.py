@@ -127,6 +127,13 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def _remove(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError as exc:  # a leftover temporary file is ignored by readers
+        log.debug("%s: could not remove (%s)", path, exc)
+
+
 def _temp_name(directory: Path) -> Path:
     host = "".join(c if c.isalnum() or c in "-_." else "_" for c in socket.gethostname())
     return directory / f".tmp-{host}-{os.getpid()}-{secrets.token_hex(4)}"
@@ -160,6 +167,7 @@ class Journal:
     def reset(self) -> None:
         """Forget what was read: the next ``read_new`` starts from the first event."""
         self.next: int | None = None  # the number of the next event to read (None: prefix not read yet)
+        self._spare: tuple[bytes, Path] | None = None  # a lost event's fsynced file, for a retry of the same bytes
 
     def read_new(self) -> list[tuple[str, Any]]:
         """The events published since the last call, decoded, each with where it was read."""
@@ -178,17 +186,28 @@ class Journal:
         """
         assert self.next is not None, "read_new() first: a writer must have seen every earlier event"
         target = self.events / event_name(self.next)
-        temp = self._write_temp(data)
+        if self._spare is not None and self._spare[0] == data:
+            temp, self._spare = self._spare[1], None  # the same event again: its file is written and synced
+        else:
+            self.discard()
+            temp = self._write_temp(data)
         try:
             won = self._link(temp, target, data)
-        finally:
-            try:
-                os.unlink(temp)
-            except OSError as exc:  # a leftover temporary file is ignored by readers
-                log.debug("%s: could not remove (%s)", temp, exc)
+        except BaseException:
+            _remove(temp)
+            raise
         if won:
             self.next += 1
+            _remove(temp)
+        else:
+            self._spare = (data, temp)
         return won
+
+    def discard(self) -> None:
+        """Remove the file kept from a lost attempt (the caller will not publish the same event again)."""
+        if self._spare is not None:
+            _remove(self._spare[1])
+            self._spare = None
 
     @classmethod
     def create(cls, directory: Path, header: bytes) -> None:
@@ -234,7 +253,7 @@ class Journal:
 
     def _check_continuation(self) -> None:
         """Refuse a v1 ledger.jsonl that grew after events/ took over from its end."""
-        if self.next and self.next > 1 and self._read_event(self.next - 1) is not None:
+        if self.next is not None and self.next > 1 and self._read_event(self.next - 1) is not None:
             raise LedgerError(
                 f"{self.path}: an agent of an older mlflow-sweep (ledger format v1) appended to this "
                 f"ledger after agents of this version continued it in {self.events}; stop the older "
@@ -261,9 +280,11 @@ class Journal:
     # -- writing -------------------------------------------------------------------------------
 
     def _write_temp(self, data: bytes) -> Path:
+        """A new temporary file in events/ holding ``data``, fsynced, ready to be linked."""
         temp = _temp_name(self.events)
 
         def write() -> None:
+            temp.unlink(missing_ok=True)  # left by a failed attempt
             try:
                 _write_synced(temp, data)
             except FileNotFoundError:  # a v1 ledger's first event of this version

@@ -277,14 +277,14 @@ class Ledger:
         """
         self._agent_path(agent_id)  # reap matches claims to heartbeat files by this id
 
-        def make(state: SweepState) -> dict[str, Any] | None:
+        def make(state: SweepState, now: float) -> dict[str, Any] | None:
             proposal = decide(state)
             if proposal is DONE:
                 return None
             if not isinstance(proposal, Proposal):
                 raise TypeError(f"decide must return a Proposal or DONE, but got {proposal!r}")
             return {"event": "claim", "trial": len(state.trials), "params": dict(proposal.params),
-                    "point": proposal.point, "agent": agent_id, "time": _now()}
+                    "point": proposal.point, "agent": agent_id, "time": now}
 
         state, event = self._commit(make)
         return None if event is None else state.trials[event["trial"]]
@@ -296,9 +296,9 @@ class Ledger:
             index: the trial index returned by ``claim``.
             run_id: the child run's id.
         """
-        def make(state: SweepState) -> dict[str, Any]:
+        def make(state: SweepState, now: float) -> dict[str, Any]:
             self._check_index(state, index)
-            return {"event": "start", "trial": index, "run_id": run_id, "time": _now()}
+            return {"event": "start", "trial": index, "run_id": run_id, "time": now}
 
         self._commit(make)
 
@@ -318,11 +318,11 @@ class Ledger:
         if not ended.is_terminal:
             raise ValueError(f"state must be terminal, but got {ended.value!r}")
 
-        def make(current: SweepState) -> dict[str, Any] | None:
+        def make(current: SweepState, now: float) -> dict[str, Any] | None:
             if self._check_index(current, index).state.is_terminal:
                 return None  # first terminal event wins; losing to the reaper is tolerated
             event = {"event": "end", "trial": index, "state": ended.value, "metric": metric,
-                     "stopped_at": stopped_at, "time": _now()}
+                     "stopped_at": stopped_at, "time": now}
             if history is not None:
                 event["history"] = [float(v) for v in history]
             return event
@@ -365,10 +365,10 @@ class Ledger:
             self._checked_mount = timeout
         reaped = []
         for trial, last in self._stale(self.state(), timeout):  # usually none: one read, no write
-            def make(state: SweepState, trial: Trial = trial, last: float = last) -> dict[str, Any] | None:
+            def make(state: SweepState, now: float, trial: Trial = trial, last: float = last) -> dict[str, Any] | None:
                 if state.trials[trial.index].state.is_terminal:
                     return None  # it ended, or another agent reaped it first
-                return {"event": "dead", "trial": trial.index, "last_beat": last, "time": _now()}
+                return {"event": "dead", "trial": trial.index, "last_beat": last, "time": now}
 
             state, event = self._commit(make)
             if event is not None:
@@ -403,26 +403,32 @@ class Ledger:
                 self._fold = _Replay()
                 raise LedgerError(f"{where}: {exc}") from None
 
-    def _commit(self, make: Callable[[SweepState], dict[str, Any] | None]) -> tuple[SweepState, dict[str, Any] | None]:
-        """Publish ``make(state)`` as the next event, deciding again after every lost race.
+    def _commit(self, make: Callable[[SweepState, float], dict[str, Any] | None]
+                ) -> tuple[SweepState, dict[str, Any] | None]:
+        """Publish ``make(state, now)`` as the next event, deciding again after every lost race.
 
         Returns the state with the event folded in, and the event as written (None if ``make``
-        returned None: nothing to write).
+        returned None: nothing to write). ``now`` is taken once, so an event that does not depend
+        on the state (start, end) keeps its bytes, and its fsynced file, from one attempt to the next.
         """
+        now = _now()
         with self._mutex:
-            for lost in itertools.count():
-                if lost:  # spread a herd of agents that all lost to the same winner (a job array starting)
-                    time.sleep(random.uniform(0, min(0.1, 0.001 * 2 ** lost)))
-                self._read_new()
-                event = make(self._snapshot())
-                if event is None:
-                    return self._snapshot(), None
-                data = _encode(event)  # before touching the file: an unencodable event writes nothing
-                if self._journal.publish(data):
-                    written = json.loads(data)
-                    self._fold.apply(written)
-                    return self._snapshot(), written
-                log.debug("%s: another agent published first; deciding again", self.directory)
+            try:
+                for lost in itertools.count():
+                    if lost:  # spread a herd of agents that all lost to the same winner (a job array starting)
+                        time.sleep(random.uniform(0, min(0.1, 0.001 * 2 ** lost)))
+                    self._read_new()
+                    event = make(self._snapshot(), now)
+                    if event is None:
+                        return self._snapshot(), None
+                    data = _encode(event)  # before touching the file: an unencodable event writes nothing
+                    if self._journal.publish(data):
+                        written = json.loads(data)
+                        self._fold.apply(written)
+                        return self._snapshot(), written
+                    log.debug("%s: another agent published first; deciding again", self.directory)
+            finally:
+                self._journal.discard()
         raise AssertionError("unreachable")
 
     @staticmethod
