@@ -77,7 +77,7 @@ def _wait(pids: list[int]) -> list[int]:
 def run(plan: list[dict], out: Path, hosts: int) -> None:
     """Play every repetition of ``plan`` on this host."""
     import mlflow  # noqa: F401  once here, inherited by every forked agent
-    from mlflow_sweep import agent, cli, tracking  # noqa: F401
+    from mlflow_sweep import agent_loop, cli, tracking  # noqa: F401
 
     host = socket.gethostname()
     for rep, step in enumerate(plan):

@@ -37,10 +37,10 @@ GRID = {"method": "grid", "experiment_name": "netfs", "command": "true ${x} ${y}
         "parameters": {"x": {"values": [0, 1, 2, 3, 4, 5]}, "y": {"values": ["a", "b", "c", "d"]}}}
 INIT = r"""
 import json, sys
-from mlflow_sweep import agent, config
+from mlflow_sweep import config, lifecycle
 cfg = config.config_from_dict(json.loads(sys.argv[1]), "netfs.yaml")
 path = sys.argv[2]
-print(json.dumps([agent.init_sweep(cfg, path).run_id for _ in range(int(sys.argv[3]))]))
+print(json.dumps([lifecycle.init_sweep(cfg, path).run_id for _ in range(int(sys.argv[3]))]))
 """
 
 
@@ -185,7 +185,7 @@ def test_a_sigkilled_agent_per_host_is_reaped_and_its_point_run_again(bed: Bed) 
 def test_random_sweep_on_two_hosts_runs_exactly_run_cap_trials(bed: Bed) -> None:
     config = {"method": "random", "run_cap": 60, "experiment_name": "netfs", "command": "true ${x}",
               "parameters": {"x": {"min": 0.0, "max": 1.0}}}
-    sweeps = init_sweeps(bed, config, 3)
+    sweeps = init_sweeps(bed, config, 2)
     records, logs = play(bed, "random", [{"sweep_id": sweep, "agents": 4} for sweep in sweeps])
     codes = Counter(code for record in records for code in record["codes"])
     trials = {sweep: sorted(int(r.data.tags["sweep.trial"]) for r in child_runs(bed, sweep)
