@@ -1,7 +1,8 @@
 """The agent behind ``mlflow sweep run``: claim a trial, run it as a nested child run, record it.
 
-The loop (SPEC §3, §4): reap trials of dead agents → claim under the ledger lock (``policy``
-decides inside the lock, so parallel agents never share a grid point or overshoot run_cap) →
+The loop (SPEC §3, §4): reap trials of dead agents → claim (``policy`` decides on every event
+before the claim's place in the ledger, and only one agent can take that place, so parallel
+agents never share a grid point or overshoot run_cap) →
 create the child run → hand the trial to a runner (``runners``) → record the outcome in MLflow,
 then in the ledger. A heartbeat thread tells other agents this one is alive; while a trial runs,
 a watch thread applies hyperband's cuts (issue 6).
@@ -83,7 +84,7 @@ class _Agent:
         self.sweep, self.ledger, self.config, self.seed = opened.sweep, opened.ledger, opened.config, opened.seed
         self.runner, self.say = runner, say
         self.agent_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        samplers.prepare(self.config.method)  # heavy imports before the first claim, not inside the lock
+        samplers.prepare(self.config.method)  # heavy imports before the first claim, not inside it
         self.signum: int | None = None
         self.trial_index: int | None = None
         self.killed: int | None = None
@@ -161,7 +162,7 @@ class _Agent:
         return "stopped by a signal"
 
     def _decide(self, state: SweepState, steps: list[policy.Step]) -> Proposal | Any:
-        """The ledger's critical-section callback: remember policy's step, hand the ledger a Proposal or DONE."""
+        """The ledger's claim callback (again after a lost race): remember policy's step, return a Proposal or DONE."""
         step = policy.next_step(self.config, state.trials, self.seed)
         steps.append(step)
         return step if isinstance(step, Proposal) else DONE

@@ -133,7 +133,7 @@ def _tune_sqlite(uri: str) -> None:
     prefix = "sqlite:///"
     if not uri.startswith(prefix) or ":memory:" in uri:
         return
-    from mlflow_sweep.locking import NETWORK_FILESYSTEMS, filesystem_type
+    from mlflow_sweep.mounts import NETWORK_FILESYSTEMS, filesystem_type
 
     if filesystem_type(uri[len(prefix):]) in NETWORK_FILESYSTEMS:
         return
@@ -353,11 +353,13 @@ def metric_history(run_id: str, name: str) -> list[float]:
 
 @_store_errors
 def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None, table: str,
-                   plot_dir: Path, ledger_path: Path) -> None:
+                   plot_dir: Path, ledger_path: Path, ledger_copy: Path | None = None) -> None:
     """Store finalize's results on the parent run and end it FINISHED (SPEC §5).
 
     Finalizing again replaces rather than duplicates: artifacts keep their names, tags are
-    overwritten, and ``best_<metric>`` is logged only when its value changed.
+    overwritten, and ``best_<metric>`` is logged only when its value changed. When the ledger
+    (``ledger_path``) is not in the parent's local artifacts, ``ledger_copy`` (the whole log in
+    one file) is stored instead, if given.
     """
     client = _client()
     run = client.get_run(sweep.run_id)
@@ -365,7 +367,7 @@ def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None,
     client.log_text(sweep.run_id, table, "sweep_summary.txt")
     local = _local_path(run.info.artifact_uri)
     if local is None or not Path(ledger_path).resolve().is_relative_to(local.resolve()):
-        client.log_artifact(sweep.run_id, str(ledger_path), "sweep")  # SPEC §4: remote stores get a copy
+        client.log_artifact(sweep.run_id, str(ledger_copy or ledger_path), "sweep")  # SPEC §4: remote stores get a copy
     if best is not None:
         if best.run_id:
             client.set_tag(sweep.run_id, "sweep.best_run_id", best.run_id)
