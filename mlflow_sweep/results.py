@@ -51,7 +51,7 @@ def finalize_sweep(sweep_id: str | None) -> SweepReport:
     Args:
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
     """
-    from mlflow_sweep import analysis, lifecycle, plots, report, runners, tracking
+    from mlflow_sweep import analysis, lifecycle, plots, report, tracking
 
     opened = lifecycle.open_sweep(sweep_id)
     sweep, ledger, config, seed = opened.sweep, opened.ledger, opened.config, opened.seed
@@ -62,15 +62,17 @@ def finalize_sweep(sweep_id: str | None) -> SweepReport:
                               goal=metric.goal if metric else "minimize",
                               scales=analysis.param_scales(config.parameters), seed=seed)
     text = f"Sweep {sweep.name} ({sweep.run_id})\n\n{report.render_report(result)}"
-    with tempfile.TemporaryDirectory(prefix="mlflow-sweep-plots-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mlflow-sweep-plots-") as tmp, \
+            tempfile.TemporaryDirectory(prefix="mlflow-sweep-ledger-") as copy_dir:
         drawn = plots.draw_plots(result, trials, Path(tmp))
+        copy = ledger.export(Path(copy_dir) / "ledger.jsonl")  # events/ holds one file per event
         tracking.record_outcome(sweep, best=result.best, metric_name=metric.name if metric else None,
-                                table=text + "\n", plot_dir=Path(tmp), ledger_path=ledger.path)
+                                table=text + "\n", plot_dir=Path(tmp), ledger_path=ledger.path, ledger_copy=copy)
     best = result.best
     return SweepReport(
         sweep_id=sweep.run_id, metric=result.metric, goal=result.goal,
         best_run_id=best.run_id if best else None,
-        best_params=runners.nested_params(config, best.params) if best else None,
+        best_params=config.nest(best.params) if best else None,
         best_value=float(best.metric) if best and best.metric is not None else None,
         importance=tuple(result.rows), counts=dict(result.counts), plots=tuple(p.name for p in drawn),
         text=f"{text}\n\n{_recorded(sweep.run_id, drawn, result.counts.get('running', 0))}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
-import json
 import os
 import shutil
 import signal
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, TextIO
 
 from mlflow_sweep import command, settings
-from mlflow_sweep.errors import UsageError
+from mlflow_sweep.errors import SweepError, UsageError
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
@@ -54,6 +53,12 @@ class TrialRunner(Protocol):
         """Release what the runner holds (temporary files)."""
 
 
+class NoCommand(SweepError):
+    """The sweep file has neither ``program`` nor ``command``: only the function agent can run it (SPEC §2)."""
+
+    exit_code = 2
+
+
 class CommandRunner:
     """Runs the sweep's command in its own process group, with MLFLOW_RUN_ID set, teeing its output."""
 
@@ -65,6 +70,11 @@ class CommandRunner:
             config: the sweep's configuration (``command``, ``program``, parameters).
             stream: where the command's output is also copied, live (the agent's stdout); None for nowhere.
         """
+        if config.command is None:
+            raise NoCommand(
+                f"sweep {sweep.run_id}: its file sets neither program nor command, so 'mlflow sweep run' "
+                "has nothing to start; add program (or command) to the sweep file, or run the trials from "
+                "Python with the function agent: mlflow_sweep.agent(sweep_id, function=train)")
         self.sweep, self.config, self.stream = sweep, config, stream
         self.workdir = Path(tempfile.mkdtemp(prefix="mlflow-sweep-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -72,7 +82,7 @@ class CommandRunner:
     def run(self, trial: Trial, run_id: str, output: Path, stop: threading.Event) -> int:
         """Launch the command, copy its output live and into ``output``, and return its exit code."""
         json_file = self.workdir / f"params-{trial.index}.json"
-        json_file.write_text(json.dumps(command.nest(trial.params)))
+        json_file.write_text(command.params_json(self.config, trial.params))
         argv = command.build_argv(self.config, trial.params, interpreter=sys.executable, json_file=str(json_file))
         env = self._env(trial, run_id, json_file)
         try:
@@ -175,12 +185,6 @@ def current_trial() -> TrialContext | None:
     return _current
 
 
-def nested_params(config: SweepConfig, params: Mapping[str, Any]) -> dict[str, Any]:
-    """A trial's params as the function and ``${args_json}`` get them: nested blocks as dicts."""
-    nest = getattr(config, "nest", None)  # the config knows each name's key path (PLAN decision 2)
-    return nest(params) if nest is not None else command.nest(params)
-
-
 def takes_params(function: Callable[..., Any]) -> bool:
     """True when ``function`` takes the params dict, False when it takes no argument (SPEC §8).
 
@@ -234,7 +238,7 @@ class FunctionRunner:
         """Call the function with the child run resumable, its output teed into ``output``; return an exit code."""
         from mlflow_sweep import tracking
 
-        params = nested_params(self.config, trial.params)
+        params = self.config.nest(trial.params)  # W&B's run-config shape, as ${args_json} (PLAN decision 2)
         context = TrialContext(self.sweep.run_id, trial.index, run_id, params, stop)
         with open(output, "w", encoding="utf-8", errors="replace", buffering=1) as sink, \
                 _teeing(sink), tracking.trial_run_active(self.sweep, run_id), _in_trial(context):
