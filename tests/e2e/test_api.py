@@ -28,7 +28,6 @@ KINDS = ["fluent", "own_runs", "raises", "exits", "prints"]
 SHARED = {
     "method": "grid",
     "metric": {"name": "loss", "goal": "minimize"},
-    "command": "echo ${kind}",
     "parameters": {
         "kind": {"values": KINDS},
         "n": {"value": 3},

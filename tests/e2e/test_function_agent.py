@@ -67,7 +67,7 @@ def test_an_invalid_file_names_itself_and_creates_nothing(store):
 
 
 def test_a_dict_config_is_logged_and_experiment_name_overrides_it(store):
-    config = {"project": "from-config", "command": "echo ${x}", "parameters": {"x": {"values": [1, 2]}}}
+    config = {"project": "from-config", "parameters": {"x": {"values": [1, 2]}}}
     sweep_id = mlflow_sweep.sweep(config, experiment_name="from-argument")
     client = store.client()
     parent = client.get_run(sweep_id)
@@ -82,7 +82,7 @@ def test_a_dict_config_is_logged_and_experiment_name_overrides_it(store):
 
 def test_sweeps_in_two_stores_from_one_process_land_in_their_own(store, tmp_path_factory, template_store, monkeypatch):
     # the tracking client was cached for the first store a process used (bug found writing the API)
-    config = {"command": "echo ${x}", "parameters": {"x": {"values": [1]}}}
+    config = {"parameters": {"x": {"values": [1]}}}
     first = mlflow_sweep.sweep(config)
     other = make_store(tmp_path_factory.mktemp("other"), template_store)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", other.uri)
@@ -93,8 +93,7 @@ def test_sweeps_in_two_stores_from_one_process_land_in_their_own(store, tmp_path
 
 
 def test_keyboard_interrupt_kills_the_trial_and_returns_from_agent(store, capsys):
-    sweep_id = mlflow_sweep.sweep({"method": "random", "run_cap": 5, "command": "echo ${x}",
-                                   "parameters": {"x": {"values": [1]}}})
+    sweep_id = mlflow_sweep.sweep({"method": "random", "run_cap": 5, "parameters": {"x": {"values": [1]}}})
     calls = []
 
     def train():
@@ -113,8 +112,7 @@ def test_keyboard_interrupt_kills_the_trial_and_returns_from_agent(store, capsys
 
 
 def test_too_many_failures_in_a_row_stops_the_agent(store):
-    sweep_id = mlflow_sweep.sweep({"method": "random", "run_cap": 6, "command": "echo ${x}",
-                                   "parameters": {"x": {"values": [1]}}})
+    sweep_id = mlflow_sweep.sweep({"method": "random", "run_cap": 6, "parameters": {"x": {"values": [1]}}})
 
     def train():
         raise RuntimeError("always")
@@ -125,8 +123,7 @@ def test_too_many_failures_in_a_row_stops_the_agent(store):
 
 
 def test_count_limits_the_trials_of_one_agent(store):
-    sweep_id = mlflow_sweep.sweep({"method": "random", "run_cap": 6, "command": "echo ${x}",
-                                   "parameters": {"x": {"values": [1]}}})
+    sweep_id = mlflow_sweep.sweep({"method": "random", "run_cap": 6, "parameters": {"x": {"values": [1]}}})
     assert mlflow_sweep.agent(sweep_id, function=lambda: None, count=2).ran == 2
     assert mlflow_sweep.agent(function=lambda: None).ran == 4  # the latest sweep: the rest of run_cap
     assert (mlflow_sweep.status().state, mlflow_sweep.status().finished) == ("done", 6)
@@ -142,6 +139,17 @@ def test_without_a_function_the_agent_runs_the_command(store, monkeypatch):
     assert sorted(r.info.status for r in child_runs(store, sweep_id)) == ["FINISHED", "FINISHED"]
 
 
+def test_a_sweep_without_command_needs_a_function_and_claims_nothing_without_one(store):
+    from mlflow_sweep.runners import NoCommand
+
+    sweep_id = mlflow_sweep.sweep({"method": "grid", "parameters": {"x": {"values": [1]}}})
+    with pytest.raises(NoCommand, match=r"mlflow_sweep.agent\(sweep_id, function=train\)") as caught:
+        mlflow_sweep.agent(sweep_id)
+    assert caught.value.exit_code == 2
+    assert [e for e in ledger_events(store, sweep_id) if e.get("event") == "claim"] == []
+    assert mlflow_sweep.agent(sweep_id, function=lambda: None).ran == 1
+
+
 def _loss(lr: float, step: int) -> float:
     return 2.0 + lr * step if lr > 1 else 1.0 / (step + 1)
 
@@ -150,7 +158,7 @@ def _loss(lr: float, step: int) -> float:
 def test_should_stop_ends_a_trial_that_hyperband_cuts(store, monkeypatch):
     monkeypatch.setenv("MLFLOW_SWEEP_EARLY_TERMINATE_INTERVAL", "0.1")
     sweep_id = mlflow_sweep.sweep({
-        "method": "grid", "command": "echo ${lr}", "metric": {"name": "loss", "goal": "minimize"},
+        "method": "grid", "metric": {"name": "loss", "goal": "minimize"},
         "early_terminate": {"type": "hyperband", "min_iter": 3, "eta": 3},
         "parameters": {"lr": {"values": [0.01, 8.0]}},
     })
@@ -178,7 +186,7 @@ def test_should_stop_ends_a_trial_that_hyperband_cuts(store, monkeypatch):
 def test_a_nested_run_the_trial_leaves_open_is_ended_under_the_trial_run(store):
     import mlflow
 
-    sweep_id = mlflow_sweep.sweep({"method": "grid", "command": "echo ${x}", "parameters": {"x": {"values": [1]}}})
+    sweep_id = mlflow_sweep.sweep({"method": "grid", "parameters": {"x": {"values": [1]}}})
 
     def train():
         mlflow.log_metric("outer", 1.0)
@@ -199,7 +207,7 @@ def test_sklearn_autologging_and_later_fluent_calls_share_the_trial_run(store):
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    sweep_id = mlflow_sweep.sweep({"method": "grid", "command": "echo ${C}", "parameters": {"C": {"values": [0.5]}}})
+    sweep_id = mlflow_sweep.sweep({"method": "grid", "parameters": {"C": {"values": [0.5]}}})
 
     def train(params):
         X, y = load_iris(return_X_y=True)
@@ -220,7 +228,7 @@ def test_the_heartbeat_keeps_a_long_busy_function_trial_alive(store, monkeypatch
     from mlflow_sweep import lifecycle
 
     monkeypatch.setenv("MLFLOW_SWEEP_HEARTBEAT_TIMEOUT", "1")
-    sweep_id = mlflow_sweep.sweep({"method": "grid", "command": "echo ${x}", "parameters": {"x": {"values": [1]}}})
+    sweep_id = mlflow_sweep.sweep({"method": "grid", "parameters": {"x": {"values": [1]}}})
     reaped = []
 
     def train():

@@ -1,5 +1,5 @@
-"""Function agents in their own Python processes (SPEC §8): a real Ctrl-C, and a function agent beside
-a CLI agent on one grid (one ledger: each point exactly once)."""
+"""Function agents in their own Python processes (SPEC §8): a real Ctrl-C, a function agent beside
+a CLI agent on one grid (one ledger: each point exactly once), and examples/python_api.py."""
 from __future__ import annotations
 
 import signal
@@ -10,6 +10,7 @@ from collections import Counter
 
 import pytest
 
+from tests.conftest import EXAMPLES
 from tests.e2e.agents import child_runs, init_sweep, ledger_events, poll, start_agent
 
 pytestmark = [pytest.mark.e2e]
@@ -29,8 +30,7 @@ SLEEPER = textwrap.dedent("""
 
 @pytest.mark.timeout(240)
 def test_ctrl_c_kills_the_function_trial_and_the_agent_returns(store):
-    sweep_id = init_sweep(store, {"method": "random", "run_cap": 3, "command": "echo ${x}",
-                                  "parameters": {"x": {"values": [1]}}})
+    sweep_id = init_sweep(store, {"method": "random", "run_cap": 3, "parameters": {"x": {"values": [1]}}})
     (store.root / "sleeper.py").write_text(SLEEPER)
     proc = subprocess.Popen([sys.executable, "sleeper.py", sweep_id], cwd=store.root, env=store.env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -87,3 +87,20 @@ def test_a_cli_agent_and_a_function_agent_run_each_grid_point_once(store):
     logs = out + (store.root / "agent-cli.log").read_text()
     assert (cli_code, function.returncode, ran) == (0, 0, points), logs
     assert len(agents) == 2 and {r.info.status for r in runs} == {"FINISHED"}, logs
+
+
+@pytest.mark.timeout(300)
+def test_the_python_api_example_runs_a_bayes_sweep_of_function_trials(store):
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "python_api.py")], cwd=store.root, env=store.env,
+                          capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    client = store.client()
+    (parent,) = client.search_runs([client.get_experiment_by_name("python-api-example").experiment_id],
+                                   filter_string="tags.sweep = 'True'")
+    runs = child_runs(store, parent.info.run_id)
+    accuracy = [r.data.metrics["val_accuracy"] for r in runs]
+    assert (len(runs), {r.info.status for r in runs}) == (20, {"FINISHED"}), proc.stderr
+    assert {"scaler", "svm.C", "svm.gamma", "svm.kernel"} <= set(runs[0].data.params)
+    assert max(accuracy) > 0.95 and parent.data.tags["sweep.best_run_id"] in {r.info.run_id for r in runs}
+    assert "Parameter importance for val_accuracy (maximize), 20 trials" in proc.stdout
+    assert "best: 0.9" in proc.stdout
