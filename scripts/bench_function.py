@@ -79,12 +79,18 @@ def overhead(kind: str, trials: int, subtract: float) -> dict[str, float]:
         clocks = json.loads((root / "clocks.json").read_text()) if kind == "function" else []
     gaps = [b - a - subtract for a, b in zip(starts, starts[1:])]
     first, last = statistics.median(gaps[:99]), statistics.median(gaps[-100:])
-    result = {"trials": len(starts), "wall": wall, "median": statistics.median(gaps), "first100": first,
-              "last100": last, "ratio": last / first, "cpu": cpu, "load": os.getloadavg()[0]}
-    if clocks:  # CPU per trial, first 100 and last 100: flatness that other jobs' load cannot blur
+    result = {"trials": len(starts), "wall": wall, "median": statistics.median(gaps), "p10": _p10(gaps),
+              "first100": first, "last100": last, "ratio": last / first, "cpu": cpu, "load": os.getloadavg()[0]}
+    if clocks:  # CPU per trial, first 100 and last 100: flatness that other jobs' load blurs less
         cpu_gaps = [b - a for a, b in zip(clocks, clocks[1:])]
-        result.update(cpu_first100=statistics.median(cpu_gaps[:99]), cpu_last100=statistics.median(cpu_gaps[-100:]))
+        result.update(cpu_first100=statistics.median(cpu_gaps[:99]), cpu_last100=statistics.median(cpu_gaps[-100:]),
+                      cpu_p10_first100=_p10(cpu_gaps[:99]), cpu_p10_last100=_p10(cpu_gaps[-100:]))
     return result
+
+
+def _p10(values: list[float]) -> float:
+    """The 10th percentile: other jobs on a shared machine only ever add time, so this is the trial's own cost."""
+    return statistics.quantiles(values, n=10)[0]
 
 
 def example(kind: str) -> dict[str, float]:
@@ -174,13 +180,15 @@ def main() -> None:
         for kind in ("function", "command"):
             r = overhead(kind, args.trials, 0.0 if kind == "function" else cmd)
             results[kind].append(r)
-            print(f"[{repeat + 1}] {kind} trials, {r['trials']} trials: median overhead {r['median'] * 1000:.1f} ms, "
+            print(f"[{repeat + 1}] {kind} trials, {r['trials']} trials: median overhead {r['median'] * 1000:.1f} ms "
+                  f"(p10 {r['p10'] * 1000:.1f} ms), "
                   f"first 100 {r['first100'] * 1000:.1f} ms, last 100 {r['last100'] * 1000:.1f} ms "
                   f"(x{r['ratio']:.2f}), agent CPU {r['cpu'] * 1000:.1f} ms per trial, wall {r['wall']:.1f} s, "
                   f"load {r['load']:.1f}", flush=True)
             if "cpu_first100" in r:
                 print(f"    agent CPU per trial: first 100 {r['cpu_first100'] * 1000:.1f} ms, last 100 "
-                      f"{r['cpu_last100'] * 1000:.1f} ms (x{r['cpu_last100'] / r['cpu_first100']:.2f})", flush=True)
+                      f"{r['cpu_last100'] * 1000:.1f} ms (x{r['cpu_last100'] / r['cpu_first100']:.2f}); p10 "
+                      f"{r['cpu_p10_first100'] * 1000:.1f} / {r['cpu_p10_last100'] * 1000:.1f} ms", flush=True)
         if not args.skip_example:
             for kind in ("function", "command"):
                 r = example(kind)
