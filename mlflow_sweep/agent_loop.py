@@ -92,6 +92,7 @@ class _Agent:
         self.stop = threading.Event()  # the running trial's own: set when it must end
         self.scratch = Path(tempfile.mkdtemp(prefix="mlflow-sweep-"))  # output of trials without local artifacts
         self.check_every = settings.early_terminate_interval() if self.config.early_terminate else None
+        self.hinted = False  # the missing-metric hint is said once per agent (#13)
         self.heartbeat = _Heartbeat(self)
 
     @contextlib.contextmanager
@@ -188,6 +189,10 @@ class _Agent:
         metric = None if history is None else self.config.metric.summarize(history)  # type: ignore[union-attr]
         # the ledger keeps the history only where hyperband pools it (issue 6), so it stays small
         kept = history if self.config.early_terminate else None
+        counted = None if metric is None else (self.config.metric.name, metric)  # type: ignore[union-attr]
+        settled = tracking.settle_trial(run_id, trial.params, counted)
+        if state is TrialState.FINISHED and history == []:
+            self._hint_missing_metric(trial.index, settled.metrics)
         tags = None if self.stopped_at is None else {tracking.STOPPED_EARLY_TAG: str(self.stopped_at)}
         tracking.end_trial(run_id, state, None if artifact_dir else output, tags)
         self.ledger.complete(trial.index, state, metric, stopped_at=self.stopped_at, history=kept)
@@ -199,6 +204,18 @@ class _Agent:
         self.say(f"trial {trial.index} {state.value} (exit code {code}{shown}{early}) "
                  f"in {time.monotonic() - started:.1f} s")
         return state
+
+    def _hint_missing_metric(self, index: int, logged: tuple[str, ...]) -> None:
+        """Once per agent: a finished trial logged no ``metric.name`` to its run; say why that happens (#13)."""
+        if self.hinted:
+            return
+        self.hinted = True
+        name = self.config.metric.name  # type: ignore[union-attr]
+        has = f"its run has {', '.join(sorted(logged))}" if logged else "its run has no metrics at all"
+        self.say(f"trial {index} finished but logged no metric {name!r} to its run ({has}), so the sweep cannot "
+                 "rank it. PyTorch Lightning's MLFlowLogger opens a run of its own unless given the trial's: "
+                 "MLFlowLogger(run_id=os.environ[\"MLFLOW_RUN_ID\"], ...). Otherwise check the name the "
+                 "script logs with mlflow.log_metric")
 
     def _state(self, code: int) -> TrialState:
         if self.signum is not None or self.stopped_at is not None:  # a signal, or hyperband (issue 6)
