@@ -58,11 +58,15 @@ def sweep(config: Mapping[str, Any] | str | os.PathLike[str], experiment_name: s
         ConfigError: the config is invalid; the message lists every problem with its path, and
             nothing was created in MLflow.
 
-    The config's warnings (an ignored ``entity``, ...) are issued as Python warnings.
+    The config's warnings (an ignored ``entity``, ...) are issued as Python warnings; a config
+    without ``program`` or ``command`` is the function agent's usual case here, so it gets none.
     """
+    from mlflow_sweep.config import NO_COMMAND
+
     created = create_sweep(config, experiment_name)
     for message in created.warnings:
-        warnings.warn(message, UserWarning, stacklevel=2)
+        if message != NO_COMMAND:
+            warnings.warn(message, UserWarning, stacklevel=2)
     return created.sweep_id
 
 

@@ -7,6 +7,7 @@ import io
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,15 @@ def test_a_dict_config_is_logged_and_experiment_name_overrides_it(store):
     assert client.get_experiment_by_name("from-config") is None
     with pytest.raises(UsageError, match="experiment_name must be a non-empty string"):
         mlflow_sweep.sweep(config, experiment_name="")
+
+
+def test_a_sweep_for_the_function_agent_warns_of_nothing_and_others_warn_as_init_does(store):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mlflow_sweep.sweep({"method": "grid", "parameters": {"x": {"values": [1]}}})  # no program, no command
+        mlflow_sweep.sweep({"entity": "team", "parameters": {"x": {"values": [1]}}})
+    ours = [str(w.message) for w in caught if w.filename == __file__]  # pointing at the caller's line
+    assert ours == ["entity is ignored (W&B only)"]
 
 
 def test_sweeps_in_two_stores_from_one_process_land_in_their_own(store, tmp_path_factory, template_store, monkeypatch):
