@@ -12,7 +12,10 @@ Each measurement runs in a fresh Python process on a fresh sqlite store in a tem
      in a new Python process each (``python bench_function.py --trial``): wall clock of the
      whole script, and seconds per trial inside the agent.
 
+A fourth mode times each step of the agent loop for function trials (where the time goes):
+
     nice -n 10 python scripts/bench_function.py [--trials 1000] [--repeats 3] [--skip-example]
+    nice -n 10 python scripts/bench_function.py --parts 400
 """
 from __future__ import annotations
 
@@ -144,6 +147,48 @@ def _example_as_commands() -> None:
     mlflow_sweep.finalize(sweep_id)
 
 
+def _parts(trials: int) -> None:
+    """Where a function trial's time goes: each step of the agent loop timed over ``trials`` no-op trials."""
+    import collections
+    import functools
+    import io
+
+    import mlflow_sweep
+    from mlflow_sweep import lifecycle, runners, tracking
+    from mlflow_sweep.ledger import Ledger
+
+    times: dict[str, list[float]] = collections.defaultdict(list)
+
+    def timed(owner: Any, name: str, label: str) -> None:
+        func = getattr(owner, name)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                times[label].append(time.perf_counter() - start)
+
+        setattr(owner, name, wrapper)
+
+    for name in ("start_trial", "settle_trial", "end_trial"):
+        timed(tracking, name, f"tracking.{name} (MLflow)")
+    for name in ("claim", "start", "complete"):
+        timed(Ledger, name, f"Ledger.{name} (one event)")
+    timed(lifecycle, "reap_dead", "lifecycle.reap_dead")
+    timed(runners.FunctionRunner, "run", "FunctionRunner.run (the runner's own work)")
+    sweep_id = mlflow_sweep.sweep({**NOOP_SWEEP, "run_cap": trials})
+    sys.stderr, saved = io.StringIO(), sys.stderr
+    start = time.perf_counter()
+    mlflow_sweep.agent(sweep_id, function=lambda: None)
+    wall = time.perf_counter() - start
+    sys.stderr = saved
+    print(f"{trials} no-op function trials, load {os.getloadavg()[0]:.1f}: {wall / trials * 1000:.1f} ms per trial")
+    for label, values in times.items():
+        print(f"  {label:45s} median {statistics.median(values) * 1000:6.2f} ms, p10 {_p10(values) * 1000:6.2f} ms")
+
+
 def _trial() -> None:
     """One command trial of the example: the same ``train``, its params from the agent's params file."""
     import mlflow_sweep
@@ -159,11 +204,17 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-example", action="store_true")
+    parser.add_argument("--parts", type=int, metavar="N", help="only time each step of N function trials, in this process")
     parser.add_argument("--function-sweep", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--command-sweep", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--example-as-commands", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--trial", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ.update(_env(Path(tmp)))
+            os.chdir(tmp)
+            return _parts(args.parts)
     if args.function_sweep:
         return _function_sweep(args.function_sweep)
     if args.command_sweep:
