@@ -201,8 +201,9 @@ class _Agent:
         # the ledger keeps the history only where hyperband pools it (issue 6), so it stays small
         kept = history if self.config.early_terminate else None
         counted = None if metric is None else (self.config.metric.name, metric)  # type: ignore[union-attr]
-        settled = tracking.settle_trial(run_id, trial.params, counted)
-        if state is TrialState.FINISHED and history == []:
+        hint = state is TrialState.FINISHED and history == []  # the hint lists the run's metrics
+        settled = tracking.settle_trial(run_id, trial.params, counted, read=hint)
+        if hint:
             self._hint_missing_metric(trial.index, settled.metrics)
         tags = None if self.stopped_at is None else {tracking.STOPPED_EARLY_TAG: str(self.stopped_at)}
         tracking.end_trial(run_id, state, None if artifact_dir else output, tags)
