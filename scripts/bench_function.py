@@ -204,6 +204,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-example", action="store_true")
+    parser.add_argument("--skip-overhead", action="store_true", help="only the example, function against command")
     parser.add_argument("--parts", type=int, metavar="N", help="only time each step of N function trials, in this process")
     parser.add_argument("--function-sweep", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--command-sweep", type=int, help=argparse.SUPPRESS)
@@ -228,7 +229,7 @@ def main() -> None:
     cmd = command_time()
     print(f"launching `true` through the shell: {cmd * 1000:.1f} ms (subtracted from command trials)")
     for repeat in range(args.repeats):
-        for kind in ("function", "command"):
+        for kind in () if args.skip_overhead else ("function", "command"):
             r = overhead(kind, args.trials, 0.0 if kind == "function" else cmd)
             results[kind].append(r)
             print(f"[{repeat + 1}] {kind} trials, {r['trials']} trials: median overhead {r['median'] * 1000:.1f} ms "
