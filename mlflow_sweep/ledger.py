@@ -14,6 +14,18 @@ Event format v1 (every event has "event" and "time", Unix seconds from the write
     {"event": "end", "trial": 0, "state": "FINISHED", "metric": 0.93, "stopped_at": null, "time": t}
     {"event": "dead", "trial": 0, "last_beat": t0, "time": t}
 
+Lifecycle events (SPEC §4b, issue 10), additive within v1::
+
+    {"event": "control", "state": "paused", "by": "alice@login01", "time": t}
+    {"event": "run_cap", "run_cap": 20, "by": "alice@login01", "time": t}
+    {"event": "requeue", "trial": 3, "reason": "interrupted", "time": t}
+
+"control" records what the user asked (running, paused, stopped, cancelled; the last one
+counts). "run_cap" replaces the config's run_cap (the last one counts). "requeue" hands the
+point of an ended trial out again (reason ``interrupted``: its agent got a signal; ``retry``:
+``mlflow sweep retry``); the first requeue of a trial wins. A claim that re-issues such a point
+carries ``"retry_of": 3``.
+
 An "end" event of a sweep with ``early_terminate`` also carries "history": every value the trial
 logged under the metric, in logging order, which hyperband's cuts pool (issue 6); other end
 events leave the key out.
@@ -49,7 +61,7 @@ from mlflow_sweep.errors import LedgerError
 from mlflow_sweep.locking import (
     LOCK_MODE_ENV, SOFT_LOCK_STALE_AFTER, acquire, check_marker, check_still_held, make_lock, resolve_lock_mode,
 )
-from mlflow_sweep.trials import DONE, Proposal, Trial, TrialState
+from mlflow_sweep.trials import DONE, Controls, Proposal, SweepControl, Trial, TrialState
 
 if TYPE_CHECKING:
     from mlflow_sweep.trials import _Done
@@ -69,6 +81,7 @@ class SweepState:
     header: Mapping[str, Any]
     trials: tuple[Trial, ...] = ()
     version: int = FORMAT_VERSION
+    controls: Controls = Controls()
 
     def count(self, *states: TrialState) -> int:
         """Number of trials in any of ``states`` (all trials when none are given)."""
@@ -107,6 +120,7 @@ class _Replay:
         self.header: dict[str, Any] | None = None
         self.version = FORMAT_VERSION
         self.trials: list[Trial] = []
+        self.controls = Controls()
         self._snapshot: SweepState | None = None
 
     def apply(self, event: Mapping[str, Any]) -> None:
@@ -132,7 +146,7 @@ class _Replay:
         if self.header is None:
             raise _BadEvent("the ledger has no sweep header")
         if self._snapshot is None:
-            self._snapshot = SweepState(self.header, tuple(self.trials), self.version)
+            self._snapshot = SweepState(self.header, tuple(self.trials), self.version, self.controls)
         return self._snapshot
 
     def _trial(self, event: Mapping[str, Any]) -> Trial:
@@ -155,8 +169,10 @@ class _Replay:
         if index != len(self.trials):
             raise _BadEvent(f"claims trial {index}, but the next index is {len(self.trials)} (two writers "
                             f"without a common lock? every agent must use the same {LOCK_MODE_ENV})")
+        retry_of = event.get("retry_of")
         self.trials.append(Trial(index=index, params=dict(event["params"]), point=event.get("point"),
-                                 agent_id=event.get("agent"), started=float(event["time"])))
+                                 agent_id=event.get("agent"), started=float(event["time"]),
+                                 retry_of=None if retry_of is None else int(retry_of)))
 
     def _on_start(self, event: Mapping[str, Any]) -> None:
         trial = self._trial(event)
@@ -181,10 +197,27 @@ class _Replay:
                                                ended=float(event["time"]))
 
 
+    def _on_control(self, event: Mapping[str, Any]) -> None:
+        self.controls = replace(self.controls, state=SweepControl(event["state"]))
+
+    def _on_run_cap(self, event: Mapping[str, Any]) -> None:
+        run_cap = event["run_cap"]
+        if isinstance(run_cap, bool) or not isinstance(run_cap, int) or run_cap < 1:
+            raise _BadEvent(f"'run_cap' must be an integer of at least 1, but got {run_cap!r}")
+        self.controls = replace(self.controls, run_cap=run_cap)
+
+    def _on_requeue(self, event: Mapping[str, Any]) -> None:
+        trial, reason = self._trial(event), str(event["reason"])
+        if trial.state.is_terminal and trial.requeued is None:  # the first requeue of an ended trial wins
+            self.trials[trial.index] = replace(trial, requeued=reason)
+
+
 _HANDLERS: dict[Any, Callable[[_Replay, Mapping[str, Any]], None]] = {
     "sweep": _Replay._on_sweep, "claim": _Replay._on_claim, "start": _Replay._on_start,
     "end": _Replay._on_end, "dead": _Replay._on_dead,
+    "control": _Replay._on_control, "run_cap": _Replay._on_run_cap, "requeue": _Replay._on_requeue,
 }
+LIFECYCLE_EVENTS = frozenset({"control", "run_cap", "requeue"})
 
 
 def replay(events: Iterable[Mapping[str, Any]]) -> SweepState:
@@ -309,8 +342,11 @@ class Ledger:
             if not isinstance(proposal, Proposal):
                 raise TypeError(f"decide must return a Proposal or DONE, but got {proposal!r}")
             index = len(state.trials)
-            state = self._append({"event": "claim", "trial": index, "params": dict(proposal.params),
-                                  "point": proposal.point, "agent": agent_id, "time": _now()})
+            event = {"event": "claim", "trial": index, "params": dict(proposal.params),
+                     "point": proposal.point, "agent": agent_id, "time": _now()}
+            if proposal.retry_of is not None:
+                event["retry_of"] = proposal.retry_of
+            state = self._append(event)
             return state.trials[index]
 
     def start(self, index: int, run_id: str) -> None:
@@ -325,7 +361,8 @@ class Ledger:
             self._append({"event": "start", "trial": index, "run_id": run_id, "time": _now()})
 
     def complete(self, index: int, state: TrialState, metric: float | None, *,
-                 stopped_at: int | None = None, history: Sequence[float] | None = None) -> bool:
+                 stopped_at: int | None = None, history: Sequence[float] | None = None,
+                 requeue: str | None = None) -> bool:
         """Record how trial ``index`` ended; False (nothing written) if it had already ended or was reaped.
 
         Args:
@@ -335,6 +372,8 @@ class Ledger:
             stopped_at: the hyperband iteration that stopped the trial, if any.
             history: the trial's metric values in logging order, kept for hyperband's cuts;
                 None (the default) leaves it out of the event.
+            requeue: a reason to hand the trial's point out again (``interrupted``), written in
+                the same lock hold as the end, so no agent sees one without the other.
         """
         state = TrialState(state)
         if not state.is_terminal:
@@ -347,7 +386,24 @@ class Ledger:
             if history is not None:
                 event["history"] = [float(v) for v in history]
             self._append(event)
+            if requeue is not None:
+                self._append({"event": "requeue", "trial": index, "reason": requeue, "time": _now()})
             return True
+
+    def record(self, decide: Callable[[SweepState], Sequence[Mapping[str, Any]]]) -> SweepState:
+        """Under the lock: refresh, ask ``decide`` for lifecycle events, append them; return the new state.
+
+        Args:
+            decide: given the fresh state, returns the events to append (kinds ``control``,
+                ``run_cap``, ``requeue``; "time" is added); runs under the lock, so it must be
+                quick. An empty list writes nothing.
+        """
+        with self._transaction() as state:
+            for event in decide(state):
+                if event.get("event") not in LIFECYCLE_EVENTS:
+                    raise ValueError(f"record appends only {sorted(LIFECYCLE_EVENTS)} events, but got {event!r}")
+                state = self._append({**event, "time": _now()})
+            return state
 
     def heartbeat(self, agent_id: str, info: Mapping[str, Any]) -> None:
         """Atomically rewrite agents/<agent_id>.json with ``info`` plus the agent id and the time.
