@@ -180,6 +180,8 @@ def retry_candidates(config: SweepConfig, trials: Sequence[Trial]) -> list[int]:
 def control_change(command: str, controls: Controls, state: str) -> SweepControl | str:
     """The control a lifecycle command records, or why it records nothing (SPEC §4b).
 
+    (SweepControl is a str Enum: tell the two apart with ``isinstance(x, SweepControl)``.)
+
     ``resume`` goes on from paused, stopped or cancelled; ``stop`` and ``pause`` act on a sweep
     that can still run trials; ``cancel`` on one that is not done.
 

@@ -31,6 +31,12 @@ LEDGER_TAG = "sweep.ledger_dir"
 LEDGER_ENV = "MLFLOW_SWEEP_LEDGER_DIR"
 OUTPUT_ARTIFACT = "output.log"
 STOPPED_EARLY_TAG = "sweep.stopped_early"
+STATE_TAG = "sweep.state"
+KILLED_BY_TAG = "sweep.killed_by"  # SIGINT/SIGTERM (the agent was interrupted) or cancel (SPEC §4b)
+RETRY_OF_TAG = "sweep.retry_of"  # the index of the trial whose point this trial runs again
+# The parent run's status for each sweep state: RUNNING while it can run trials (SPEC §4b).
+_PARENT_STATUS = {"running": "RUNNING", "paused": "RUNNING", "stopped": "FINISHED", "done": "FINISHED",
+                  "cancelled": "KILLED"}
 
 T = TypeVar("T")
 
@@ -136,7 +142,7 @@ def create_sweep(config: SweepConfig, config_path: str) -> Sweep:
     client = _client()
     experiment_id = _experiment_id(client, config.experiment_name)
     ledger_root = _ledger_root(client, experiment_id)
-    tags = {SWEEP_TAG: "True", "sweep.method": config.method}
+    tags = {SWEEP_TAG: "True", "sweep.method": config.method, STATE_TAG: "running"}
     run = client.create_run(experiment_id, run_name=config.sweep_name, tags=tags)
     run_id = run.info.run_id
     ledger_dir = _ledger_dir(ledger_root, run.info.artifact_uri, run_id)
@@ -240,6 +246,8 @@ def start_trial(sweep: Sweep, trial: Trial) -> tuple[str, Path | None]:
     client = _client()
     tags = {"mlflow.parentRunId": sweep.run_id, "sweep.id": sweep.run_id, "sweep.trial": str(trial.index),
             "sweep.agent": trial.agent_id or ""}
+    if trial.retry_of is not None:
+        tags[RETRY_OF_TAG] = str(trial.retry_of)
     run = client.create_run(sweep.experiment_id, run_name=f"{sweep.name}-{trial.index}", tags=tags)
     params = [Param(name, _param_value(value)) for name, value in trial.params.items()]
     if params:
@@ -269,6 +277,22 @@ def end_run(run_id: str, state: TrialState) -> None:
 
 
 @_retrying
+def set_sweep_state(run_id: str, state: str) -> None:
+    """Show a sweep's state on its parent run: tag ``sweep.state`` and the run's status (SPEC §4b)."""
+    client = _client()
+    run = client.get_run(run_id)
+    if run.data.tags.get(STATE_TAG) != state:
+        client.set_tag(run_id, STATE_TAG, state)
+    status = _PARENT_STATUS[state]
+    if run.info.status == status:
+        return
+    if status == "RUNNING":
+        client.update_run(run_id, status=status)
+    else:
+        client.set_terminated(run_id, status=status)
+
+
+@_retrying
 def metric_history(run_id: str, name: str) -> list[float]:
     """The values a run logged under ``name``, in the order they were logged."""
     history = _client().get_metric_history(run_id, name)
@@ -278,7 +302,7 @@ def metric_history(run_id: str, name: str) -> list[float]:
 @_retrying
 def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None, table: str,
                    plot_dir: Path, ledger_path: Path) -> None:
-    """Store finalize's results on the parent run and end it FINISHED (SPEC §5).
+    """Store finalize's results on the parent run (SPEC §5); its status follows the sweep's state (§4b).
 
     Finalizing again replaces rather than duplicates: artifacts keep their names, tags are
     overwritten, and ``best_<metric>`` is logged only when its value changed.
@@ -298,4 +322,3 @@ def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None,
             key = f"best_{metric_name}"
             if run.data.metrics.get(key) != float(best.metric):
                 client.log_metric(sweep.run_id, key, float(best.metric), step=0)
-    client.set_terminated(sweep.run_id, status=TrialState.FINISHED.value)
