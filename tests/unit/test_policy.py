@@ -146,3 +146,15 @@ def test_control_changes_and_refusals() -> None:
     assert control_change("resume", CANCELLED, "cancelled") is SweepControl.RUNNING
     assert control_change("resume", running, "running") == "the sweep is already running"
     assert control_change("resume", running, "done").startswith("the sweep is done; 'mlflow sweep update")
+
+
+def test_bayes_never_skips_a_design_row_for_an_interrupted_trial() -> None:
+    from mlflow_sweep import samplers
+
+    config = _config("bayes", run_cap=9, metric={"name": "loss"}, parameters={"x": {"min": 0.0, "max": 1.0}})
+    row0 = next_step(config, [], seed=4)
+    interrupted = [Trial(0, row0.params, TrialState.KILLED, requeued="interrupted"),
+                   Trial(1, row0.params, retry_of=0)]
+    step = next_step(config, interrupted, seed=4)
+    assert step == samplers.propose(config, [interrupted[1]], 4, 1)  # design row 1, not row 2
+    assert step.params != row0.params and step.retry_of is None
