@@ -80,7 +80,10 @@ def run_agent(sweep_id: str | None, *, count: int | None = None, max_failures: i
     agent = _Agent(opened, make(opened), say)
     with agent.running():
         result = agent.loop(count, max_failures)
-    lifecycle.publish_state(opened, only_ended=True)  # the last agent out marks the parent done (SPEC §4b)
+    try:
+        lifecycle.publish_state(opened, only_ended=True)  # the last agent out marks the parent done (SPEC §4b)
+    except SweepError as exc:  # the trials are recorded; the next command or finalize shows the state again
+        say(f"could not show the sweep's state on its parent run: {exc}")
     return result
 
 
@@ -271,10 +274,12 @@ class _Agent:
                 return
             if self._cancelled():
                 if not done.is_set():
+                    # Cancelled even when interrupt() finds no process: the runner may be about to
+                    # launch it and then ends it at once because ``stop`` is set (SPEC §4b).
+                    self.cancelled = True
                     stop.set()
-                    if self.runner.interrupt():  # False: it ended on its own meanwhile
-                        self.cancelled = True
-                        self.say(f"the sweep was cancelled: stopping trial {index}")
+                    self.runner.interrupt()
+                    self.say(f"the sweep was cancelled: stopping trial {index}")
                 return
             if next_cut is None or time.monotonic() < next_cut:
                 continue

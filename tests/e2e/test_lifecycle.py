@@ -247,13 +247,9 @@ def test_the_python_functions_return_what_they_did(store):
                                         "running True True", "stopped True True"], proc.stderr
 
 
-@pytest.mark.timeout(60)
-def test_a_paused_agent_reads_without_the_lock_and_claims_at_resume(tmp_path, monkeypatch):
-    """In process: while paused, the agent takes the ledger lock once (its first claim), not every poll."""
-    import shutil
-    import threading
-
-    from mlflow_sweep import agent_loop, ledger as ledger_module
+def _in_process_agent(tmp_path: Path, monkeypatch, control: str, runner=None):
+    """An agent object on a real ledger in tmp_path (no MLflow), its sweep in ``control`` state."""
+    from mlflow_sweep import agent_loop
     from mlflow_sweep.config import config_from_dict
     from mlflow_sweep.ledger import Ledger
     from mlflow_sweep.lifecycle import OpenSweep
@@ -263,14 +259,50 @@ def test_a_paused_agent_reads_without_the_lock_and_claims_at_resume(tmp_path, mo
     config = config_from_dict({**RANDOM, "run_cap": 3, "command": "true"}, "sweep.yaml")
     directory = tmp_path / "sweep"
     Ledger.create(directory, {"config": config.raw, "seed": 1, "sweep_id": "s"})
-    Ledger(directory).record(lambda state: [{"event": "control", "state": "paused"}])
+    Ledger(directory).record(lambda state: [{"event": "control", "state": control}])
+    said: list[str] = []
+    agent = agent_loop._Agent(OpenSweep(Sweep("s", "0", "n", "sqlite://", directory), Ledger(directory), config, 1),
+                              runner=runner, say=said.append)  # type: ignore[arg-type]
+    monkeypatch.setattr(agent, "say", said.append)
+    return agent, said
+
+
+@pytest.mark.timeout(60)
+def test_a_cancel_that_lands_before_the_command_starts_still_ends_the_trial_killed(tmp_path, monkeypatch):
+    """In process: the runner had no process to interrupt yet, but ends the trial at launch (stop is set)."""
+    import shutil
+
+    from mlflow_sweep.trials import TrialState
+
+    class NotLaunchedYet:
+        def interrupt(self) -> bool:
+            return False
+
+    agent, said = _in_process_agent(tmp_path, monkeypatch, "cancelled", NotLaunchedYet())
+    try:
+        with agent._watching(0, "run-0"):
+            seen = agent.stop.wait(30)
+    finally:
+        shutil.rmtree(agent.scratch, ignore_errors=True)
+    assert (seen, agent._outcome(143)) == (True, (TrialState.KILLED, None, {"sweep.killed_by": "cancel"}))
+    assert said == ["the sweep was cancelled: stopping trial 0"]
+
+
+@pytest.mark.timeout(60)
+def test_a_paused_agent_reads_without_the_lock_and_claims_at_resume(tmp_path, monkeypatch):
+    """In process: while paused, the agent takes the ledger lock once (its first claim), not every poll."""
+    import shutil
+    import threading
+
+    from mlflow_sweep import ledger as ledger_module
+    from mlflow_sweep.ledger import Ledger
+
     holds: list[str] = []
     real_acquire = ledger_module.acquire
     monkeypatch.setattr(ledger_module, "acquire",
                         lambda *a: (holds.append(threading.current_thread().name), real_acquire(*a))[1])
-    said: list[str] = []
-    agent = agent_loop._Agent(OpenSweep(Sweep("s", "0", "n", "sqlite://", directory), Ledger(directory), config, 1),
-                              runner=None, say=said.append)  # type: ignore[arg-type]
+    agent, said = _in_process_agent(tmp_path, monkeypatch, "paused")
+    directory = agent.ledger.directory
     reads: list[int] = []
     real_state = agent.ledger.state
     monkeypatch.setattr(agent.ledger, "state", lambda: (reads.append(1), real_state())[1])
