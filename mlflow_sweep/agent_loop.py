@@ -1,14 +1,15 @@
 """The agent behind ``mlflow sweep run``: claim a trial, run it as a nested child run, record it.
 
-The loop (SPEC §3, §4): reap trials of dead agents → claim under the ledger lock (``policy``
-decides inside the lock, so parallel agents never share a grid point or overshoot run_cap) →
+The loop (SPEC §3, §4): reap trials of dead agents → claim (``policy`` decides on every event
+before the claim's place in the ledger, and only one agent can take that place, so parallel
+agents never share a grid point or overshoot run_cap) →
 create the child run → hand the trial to a runner (``runners``) → record the outcome in MLflow,
 then in the ledger. A heartbeat thread tells other agents this one is alive; while a trial runs,
 a watch thread applies hyperband's cuts (issue 6) and stops the trial when the sweep is cancelled.
 
 The sweep's lifecycle (SPEC §4b): ``policy`` says Done for a stopped or cancelled sweep, so the
 agent exits 0 at its next claim; it says Wait for a paused one, and the agent then waits with
-lock-free reads of the ledger until ``policy`` says something else. A trial ends KILLED when
+reads of the ledger until ``policy`` says something else. A trial ends KILLED when
 the agent is interrupted (SIGINT/SIGTERM; its point is requeued, so another agent runs it
 again), when the sweep is cancelled, or when hyperband stops it (both final).
 """
@@ -94,7 +95,7 @@ class _Agent:
         self.sweep, self.ledger, self.config, self.seed = opened.sweep, opened.ledger, opened.config, opened.seed
         self.runner, self.say = runner, say
         self.agent_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        samplers.prepare(self.config.method)  # heavy imports before the first claim, not inside the lock
+        samplers.prepare(self.config.method)  # heavy imports before the first claim, not inside it
         self.signum: int | None = None
         self.trial_index: int | None = None
         self.killed: int | None = None
@@ -104,6 +105,7 @@ class _Agent:
         self.scratch = Path(tempfile.mkdtemp(prefix="mlflow-sweep-"))  # output of trials without local artifacts
         self.check_every = settings.early_terminate_interval() if self.config.early_terminate else None
         self.poll_every = settings.poll_interval()
+        self.hinted = False  # the missing-metric hint is said once per agent (#13)
         self.heartbeat = _Heartbeat(self)
 
     @contextlib.contextmanager
@@ -177,19 +179,20 @@ class _Agent:
         return "stopped by a signal"
 
     def _wait(self) -> None:
-        """Sleep until a lock-free read of the ledger no longer makes ``policy`` say Wait.
+        """Sleep until a read of the ledger (only the events published since) no longer makes ``policy`` say Wait.
 
-        A paused sweep may wait for hours: the lock is taken again only when a claim may succeed.
+        A paused sweep may wait for hours: the agent only reads, once per poll interval, and
+        claims again only when a claim may succeed.
         """
         while self.signum is None:
             time.sleep(self.poll_every)
-            lifecycle.reap_dead(self.ledger)  # takes the lock only when a trial is stale
+            lifecycle.reap_dead(self.ledger)  # writes only when a trial is stale
             state = self.ledger.state()
             if not isinstance(policy.next_step(self.config, state.trials, self.seed, state.controls), policy.Wait):
                 return
 
     def _decide(self, state: SweepState, steps: list[policy.Step]) -> Proposal | Any:
-        """The ledger's critical-section callback: remember policy's step, hand the ledger a Proposal or DONE."""
+        """The ledger's claim callback (again after a lost race): remember policy's step, return a Proposal or DONE."""
         step = policy.next_step(self.config, state.trials, self.seed, state.controls)
         steps.append(step)
         return step if isinstance(step, Proposal) else DONE
@@ -219,6 +222,10 @@ class _Agent:
         metric = None if history is None else self.config.metric.summarize(history)  # type: ignore[union-attr]
         # the ledger keeps the history only where hyperband pools it (issue 6), so it stays small
         kept = history if self.config.early_terminate else None
+        counted = None if metric is None else (self.config.metric.name, metric)  # type: ignore[union-attr]
+        settled = tracking.settle_trial(run_id, trial.params, counted)
+        if state is TrialState.FINISHED and history == []:
+            self._hint_missing_metric(trial.index, settled.metrics)
         tracking.end_trial(run_id, state, None if artifact_dir else output, tags)
         self.ledger.complete(trial.index, state, metric, stopped_at=self.stopped_at, history=kept, requeue=requeue)
         self.trial_index = None
@@ -245,6 +252,18 @@ class _Agent:
             return TrialState.KILLED, None, {tracking.STOPPED_EARLY_TAG: str(self.stopped_at)}
         return (TrialState.FINISHED if code == 0 else TrialState.FAILED), None, None
 
+    def _hint_missing_metric(self, index: int, logged: tuple[str, ...]) -> None:
+        """Once per agent: a finished trial logged no ``metric.name`` to its run; say why that happens (#13)."""
+        if self.hinted:
+            return
+        self.hinted = True
+        name = self.config.metric.name  # type: ignore[union-attr]
+        has = f"its run has {', '.join(sorted(logged))}" if logged else "its run has no metrics at all"
+        self.say(f"trial {index} finished but logged no metric {name!r} to its run ({has}), so the sweep cannot "
+                 "rank it. PyTorch Lightning's MLFlowLogger opens a run of its own unless given the trial's: "
+                 "MLFlowLogger(run_id=os.environ[\"MLFLOW_RUN_ID\"], ...). Otherwise check the name the "
+                 "script logs with mlflow.log_metric")
+
     def _history(self, run_id: str) -> list[float] | None:
         """The trial's values of the sweep's metric in logging order; None without a metric."""
         metric = self.config.metric
@@ -266,7 +285,7 @@ class _Agent:
             thread.join()
 
     def _watch(self, index: int, run_id: str, stop: threading.Event, done: threading.Event) -> None:
-        """Every poll interval: is the sweep cancelled (a cheap lock-free read)? Every hyperband interval: the cut."""
+        """Every poll interval: is the sweep cancelled (a cheap incremental read)? Every hyperband interval: the cut."""
         step = self.poll_every if self.check_every is None else min(self.poll_every, self.check_every)
         next_cut = None if self.check_every is None else time.monotonic() + self.check_every
         while not done.wait(step):

@@ -1,7 +1,7 @@
 """The sweep's lifecycle commands (SPEC §4b): stop, pause, resume, cancel, retry, update.
 
-Each one opens the sweep, records its event in the ledger under the lock (so every agent on
-every host sees it at its next claim), shows the new state on the parent run, and returns a
+Each one opens the sweep, publishes its event in the ledger, decided on the freshest state (so
+every agent on every host sees it at its next claim), shows the new state on the parent run, and returns a
 ``ControlResult``. A command that would change nothing (``stop`` on a stopped sweep, ``retry``
 with no failed trial) writes nothing and says why. The CLI calls these and prints the message.
 Heavy imports happen inside the functions, so ``import mlflow_sweep`` stays cheap.
@@ -95,9 +95,9 @@ def retry(sweep_id: str | None = None) -> ControlResult:
     lifecycle.reap_dead(opened.ledger)  # a trial whose agent died is FAILED, so it can be retried now
     picked: list[int] = []
 
-    def decide(state: SweepState) -> list[Mapping[str, Any]]:
+    def decide(state: SweepState) -> Mapping[str, Any] | None:  # again after a lost race: no side effect but picked
         picked[:] = policy.retry_candidates(opened.config, state.trials)
-        return [{"event": "requeue", "trial": i, "reason": "retry"} for i in picked]
+        return {"event": "requeue", "trials": list(picked), "reason": "retry", "by": _who()} if picked else None
 
     state = opened.ledger.record(decide)
     if not picked:
@@ -125,9 +125,9 @@ def update(sweep_id: str | None = None, *, run_cap: int) -> ControlResult:
     opened = lifecycle.open_sweep(sweep_id)
     before: list[int | None] = []
 
-    def decide(state: SweepState) -> list[Mapping[str, Any]]:
-        before.append(policy.run_cap(opened.config, state.controls))
-        return [] if before[0] == run_cap else [{"event": "run_cap", "run_cap": run_cap, "by": _who()}]
+    def decide(state: SweepState) -> Mapping[str, Any] | None:
+        before[:] = [policy.run_cap(opened.config, state.controls)]
+        return None if before[0] == run_cap else {"event": "run_cap", "run_cap": run_cap, "by": _who()}
 
     state = opened.ledger.record(decide)
     if before[0] == run_cap:
@@ -147,10 +147,10 @@ def _control(sweep_id: str | None, command: str) -> ControlResult:
     opened = lifecycle.open_sweep(sweep_id)
     outcome: list[SweepControl | str] = []
 
-    def decide(state: SweepState) -> list[Mapping[str, Any]]:
+    def decide(state: SweepState) -> Mapping[str, Any] | None:
         outcome[:] = [policy.control_change(command, state.controls, lifecycle.state_of(opened, state))]
         change = outcome[0]  # SweepControl is a str Enum: test for it, not for str
-        return [{"event": "control", "state": change.value, "by": _who()}] if isinstance(change, SweepControl) else []
+        return {"event": "control", "state": change.value, "by": _who()} if isinstance(change, SweepControl) else None
 
     state = opened.ledger.record(decide)
     if not isinstance(outcome[0], SweepControl):

@@ -15,6 +15,7 @@ from mlflow_sweep.trials import Trial, TrialState
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
+    from mlflow_sweep.ledger import Conflict
 
 MAX_AGENTS_SHOWN = 50
 
@@ -30,11 +31,11 @@ def sweep_status(sweep_id: str | None) -> str:
     opened = lifecycle.open_sweep(sweep_id)
     sweep, ledger, config = opened.sweep, opened.ledger, opened.config
     lifecycle.reap_dead(ledger)  # SPEC §4a: status reaps dead trials too
-    agents = ledger.agents()
-    state = ledger.state()
+    agents, state = ledger.agents(), ledger.state()
     return render_status(f"{sweep.name} ({sweep.run_id})", config, state.trials, agents,
                          now=time.time(), timeout=settings.heartbeat_timeout(), exited=_exited_here(agents),
-                         state=lifecycle.state_of(opened, state), run_cap=policy.run_cap(config, state.controls))
+                         conflicts=state.conflicts, state=lifecycle.state_of(opened, state),
+                         run_cap=policy.run_cap(config, state.controls))
 
 
 def _exited_here(agents: Sequence[Mapping[str, Any]]) -> set[str]:
@@ -64,8 +65,8 @@ _STATE_HINTS = {
 
 
 def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agents: Sequence[Mapping[str, Any]],
-                  *, now: float, timeout: float, exited: Collection[str] = (), state: str = "running",
-                  run_cap: int | None = None) -> str:
+                  *, now: float, timeout: float, exited: Collection[str] = (),
+                  conflicts: Sequence[Conflict] = (), state: str = "running", run_cap: int | None = None) -> str:
     """Format the status (pure).
 
     Args:
@@ -76,6 +77,7 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
         now: the current time (Unix seconds).
         timeout: seconds of silence after which an agent counts as gone.
         exited: ids of agents known to have exited although their last beat is recent.
+        conflicts: claims the ledger dropped because an earlier claim had their trial number.
         state: the sweep's state (``policy.sweep_state``, SPEC §4b).
         run_cap: the run_cap in effect (after ``update --run-cap``); None: the config's.
     """
@@ -85,6 +87,7 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
     hint = _STATE_HINTS.get(state)
     lines = [head, f"State: {state}" + (f" ({hint})" if hint else ""),
              f"Progress: {_progress(config, trials, run_cap)}", f"Trials: {_by_state(trials)}"]
+    lines += _conflicts(conflicts)
     lines += _best(config, trials)
     running = {t.agent_id: t.index for t in trials if t.state is TrialState.RUNNING}
     lines += _agents(agents, now, timeout, set(exited), running)
@@ -118,6 +121,17 @@ def _by_state(trials: Sequence[Trial]) -> str:
     text = render_counts(count_states(trials)).split(": ", 1)[1]
     dead = sum(1 for t in trials if t.dead)
     return text + (f" ({dead} failed because their agent went silent)" if dead else "")
+
+
+def _conflicts(conflicts: Sequence[Conflict]) -> list[str]:
+    """One line when two claims of one trial number reached the ledger (issue 11): it says it was resolved."""
+    if not conflicts:
+        return []
+    numbers = ", ".join(f"#{c.trial}" for c in conflicts[:10]) + (", …" if len(conflicts) > 10 else "")
+    many = len(conflicts) != 1
+    return [f"Conflicts: {len(conflicts)} claim{'s' * many} of a trial number already taken ({numbers}) "
+            f"{'were' if many else 'was'} dropped; the first claim in the ledger keeps each trial, "
+            f"and nothing needs repair"]
 
 
 def _best(config: SweepConfig, trials: Sequence[Trial]) -> list[str]:

@@ -105,3 +105,13 @@ def test_render_shows_the_lifecycle_state_and_leaves_requeued_trials_out_of_run_
         "State: paused (running trials finish, agents wait; 'mlflow sweep resume' goes on)",
         "Progress: 1 of run_cap 6 trials claimed (16%), not counting 2 interrupted or retried; "
         "1 of their points waits to run again"]
+
+
+def test_render_says_when_conflicting_claims_were_resolved():
+    from mlflow_sweep.ledger import Conflict
+
+    text = render_status("g (id)", grid_config(run_cap=4), [Trial(0, {"a": 1, "b": "x"})], [], now=0.0, timeout=1.0,
+                         conflicts=[Conflict(0, "h-1", 3)])
+    clean = render_status("g (id)", grid_config(run_cap=4), [Trial(0, {"a": 1, "b": "x"})], [], now=0.0, timeout=1.0)
+    assert ("Conflicts: 1 claim of a trial number already taken (#0) was dropped; the first claim in the ledger "
+            "keeps each trial, and nothing needs repair" in text, "Conflicts" in clean) == (True, False)

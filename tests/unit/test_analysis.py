@@ -168,3 +168,16 @@ def test_param_scales_from_distribution_names():
              "c": SimpleNamespace(name="q_uniform"), "d": SimpleNamespace(name="inv_log_uniform"),
              "e": SimpleNamespace(name="constant")}
     assert param_scales(dists) == {"a": LOG, "b": CATEGORICAL, "c": LINEAR, "d": LOG, "e": LINEAR}
+
+
+def test_rows_are_named_by_the_mlflow_param_names_flat_and_nested():
+    """Issue 13: a flat dotted name and a nested block's leaf are rows as named, never re-nested."""
+    from tests.unit.helpers import make_config
+
+    config = make_config({"model.lr": {"min": 0.0, "max": 1.0}, "mixmethod": {"values": ["a", "b"]},
+                          "opt": {"parameters": {"lr": {"min": 0.0, "max": 1.0}}}})
+    rng = np.random.default_rng(3)
+    trials = [Trial(i, {"model.lr": float(rng.uniform()), "mixmethod": "ab"[i % 2], "opt.lr": float(rng.uniform())},
+                    TrialState.FINISHED, float(i), run_id=f"r{i}") for i in range(12)]
+    result = analyse(trials, metric="loss", scales=param_scales(config.parameters))
+    assert sorted(names(result)) == ["mixmethod", "model.lr", "opt.lr"]
