@@ -390,8 +390,8 @@ def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None,
     client.log_artifacts(sweep.run_id, str(plot_dir), "plots")
     client.log_text(sweep.run_id, table, "sweep_summary.txt")
     local = _local_path(run.info.artifact_uri)
-    if local is None or not Path(ledger_path).resolve().is_relative_to(local.resolve()):
-        client.log_artifact(sweep.run_id, str(ledger_copy or ledger_path), "sweep")  # SPEC §4: remote stores get a copy
+    if local is None or not Path(ledger_path).resolve().is_relative_to(local.resolve()):  # SPEC §4: a copy
+        client.log_artifact(sweep.run_id, str(ledger_copy or ledger_path), "sweep")
     if best is not None:
         if best.run_id:
             client.set_tag(sweep.run_id, "sweep.best_run_id", best.run_id)
