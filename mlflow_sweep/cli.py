@@ -12,7 +12,7 @@ _SWEEP_ID_FLAGS = ("--sweep-id", "--sweep_id")
 
 
 class SweepCLI:
-    """Hyperparameter sweeps for MLflow: init a sweep, run agents, check status, finalize."""
+    """Hyperparameter sweeps for MLflow: init a sweep, run agents, check status, finalize, stop or pause it."""
 
     def init(self, config_file: str) -> None:
         """Create a sweep from a YAML or JSON file and print its ID.
@@ -65,6 +65,76 @@ class SweepCLI:
         from mlflow_sweep import api
 
         print(api.status(_as_id(sweep_id)))
+
+    def stop(self, sweep_id: str | None = None) -> None:
+        """Stop a sweep: no new trial starts; running trials finish; agents exit 0.
+
+        'mlflow sweep run' on a stopped sweep starts nothing. 'resume' starts it again.
+
+        Args:
+            sweep_id: the sweep's parent run ID; default: the most recently initialized sweep.
+        """
+        from mlflow_sweep import control
+
+        print(control.stop(_as_id(sweep_id)))
+
+    def pause(self, sweep_id: str | None = None) -> None:
+        """Pause a sweep: running trials finish; agents wait (they do not exit) until 'resume'.
+
+        Args:
+            sweep_id: the sweep's parent run ID; default: the most recently initialized sweep.
+        """
+        from mlflow_sweep import control
+
+        print(control.pause(_as_id(sweep_id)))
+
+    def resume(self, sweep_id: str | None = None) -> None:
+        """Resume a paused, stopped or cancelled sweep: agents claim trials again.
+
+        Args:
+            sweep_id: the sweep's parent run ID; default: the most recently initialized sweep.
+        """
+        from mlflow_sweep import control
+
+        print(control.resume(_as_id(sweep_id)))
+
+    def cancel(self, sweep_id: str | None = None) -> None:
+        """Cancel a sweep: running trials are stopped (SIGTERM, then SIGKILL) and end KILLED; agents exit.
+
+        Args:
+            sweep_id: the sweep's parent run ID; default: the most recently initialized sweep.
+        """
+        from mlflow_sweep import control
+
+        print(control.cancel(_as_id(sweep_id)))
+
+    def retry(self, sweep_id: str | None = None) -> None:
+        """Run the points of FAILED trials again, before new ones, as new trials (tag sweep.retry_of).
+
+        Each retried point adds one trial to what the sweep runs. Fix the cause first, then
+        retry, then start agents ('mlflow sweep run').
+
+        Args:
+            sweep_id: the sweep's parent run ID; default: the most recently initialized sweep.
+        """
+        from mlflow_sweep import control
+
+        print(control.retry(_as_id(sweep_id)))
+
+    def update(self, sweep_id: str | None = None, run_cap: int | None = None) -> None:
+        """Change a sweep's run_cap: raise it for more trials (a done sweep runs again), or lower it.
+
+        Args:
+            sweep_id: the sweep's parent run ID; default: the most recently initialized sweep.
+            run_cap: the most trials the sweep runs in all (required); trials interrupted by a
+                signal or named by 'retry' do not count.
+        """
+        from mlflow_sweep import control
+
+        if run_cap is None:
+            raise UsageError("update needs --run-cap N, e.g. 'mlflow sweep update --run-cap 50'")
+        print(control.update(_as_id(sweep_id), run_cap=_as_count(run_cap, "--run-cap")))
+
 
 
 def _as_id(sweep_id: object) -> str | None:

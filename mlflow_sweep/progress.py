@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
 from mlflow_sweep.analysis import best_trial, count_states
+from mlflow_sweep.policy import counted, queue
 from mlflow_sweep.report import format_value, render_counts
 from mlflow_sweep.trials import Trial, TrialState
 
@@ -65,14 +66,15 @@ def sweep_status(sweep_id: str | None) -> SweepStatus:
     agents, state = ledger.agents(), ledger.state()
     trials = state.trials
     now, timeout, exited = time.time(), settings.heartbeat_timeout(), _exited_here(agents)
-    text = render_status(f"{sweep.name} ({sweep.run_id})", config, trials, agents,
-                         now=now, timeout=timeout, exited=exited, conflicts=state.conflicts)
+    run_cap, sweep_state = policy.run_cap(config, state.controls), lifecycle.state_of(opened, state)
+    text = render_status(f"{sweep.name} ({sweep.run_id})", config, trials, agents, now=now, timeout=timeout,
+                         exited=exited, conflicts=state.conflicts, state=sweep_state, run_cap=run_cap)
     counts = count_states(trials)
     best = best_trial(trials, config.metric.goal) if config.metric else None
     return SweepStatus(
-        sweep_id=sweep.run_id, state=policy.sweep_state(config, trials, opened.seed),
+        sweep_id=sweep.run_id, state=sweep_state,
         finished=counts["finished"], failed=counts["failed"], killed=counts["killed"], running=counts["running"],
-        run_cap=config.run_cap, best_run_id=best.run_id if best else None,
+        run_cap=run_cap, best_run_id=best.run_id if best else None,
         best_value=float(best.metric) if best and best.metric is not None else None,
         live_agents=sum(1 for a in agents if _live(a, now, timeout, exited)), text=text)
 
@@ -102,9 +104,17 @@ def _exited_here(agents: Sequence[Mapping[str, Any]]) -> set[str]:
     return gone
 
 
+_STATE_HINTS = {
+    "paused": "running trials finish, agents wait; 'mlflow sweep resume' goes on",
+    "stopped": "no new trials; 'mlflow sweep resume' starts it again",
+    "cancelled": "'mlflow sweep resume' starts it again",
+    "done": "'mlflow sweep update --run-cap N' or 'mlflow sweep retry' runs more",
+}
+
+
 def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agents: Sequence[Mapping[str, Any]],
                   *, now: float, timeout: float, exited: Collection[str] = (),
-                  conflicts: Sequence[Conflict] = ()) -> str:
+                  conflicts: Sequence[Conflict] = (), state: str = "running", run_cap: int | None = None) -> str:
     """Format the status (pure).
 
     Args:
@@ -116,11 +126,15 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
         timeout: seconds of silence after which an agent counts as gone.
         exited: ids of agents known to have exited although their last beat is recent.
         conflicts: claims the ledger dropped because an earlier claim had their trial number.
+        state: the sweep's state (``policy.sweep_state``, SPEC §4b).
+        run_cap: the run_cap in effect (after ``update --run-cap``); None: the config's.
     """
     metric = config.metric
     head = f"Sweep {title}: method {config.method}, " + (
         f"metric {metric.name} ({metric.goal})" if metric else "no metric")
-    lines = [head, f"Progress: {_progress(config, len(trials))}", f"Trials: {_by_state(trials)}"]
+    hint = _STATE_HINTS.get(state)
+    lines = [head, f"State: {state}" + (f" ({hint})" if hint else ""),
+             f"Progress: {_progress(config, trials, run_cap)}", f"Trials: {_by_state(trials)}"]
     lines += _conflicts(conflicts)
     lines += _best(config, trials)
     running = {t.agent_id: t.index for t in trials if t.state is TrialState.RUNNING}
@@ -128,14 +142,22 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
     return "\n".join(lines)
 
 
-def _progress(config: SweepConfig, claimed: int) -> str:
-    if config.run_cap is not None:
-        percent = 100 * min(claimed, config.run_cap) // config.run_cap
-        return f"{claimed} of run_cap {config.run_cap} trials claimed ({percent}%)"
+def _progress(config: SweepConfig, trials: Sequence[Trial], run_cap: int | None) -> str:
+    """Claimed trials against run_cap or the grid; requeued trials do not count (SPEC §4b)."""
+    claimed, cap = len(counted(trials)), run_cap if run_cap is not None else config.run_cap
     size = _grid_size(config)
-    if size:
-        return f"{claimed} trials claimed for a grid of {size} points (dead trials' points are run again)"
-    return f"{claimed} trials claimed (no run_cap)"
+    if cap is not None:
+        text = f"{claimed} of run_cap {cap} trials claimed ({100 * min(claimed, cap) // cap}%)"
+    elif size:
+        text = f"{claimed} trials claimed for a grid of {size} points (dead trials' points are run again)"
+    else:
+        text = f"{claimed} trials claimed (no run_cap)"
+    requeued, waiting = len(trials) - claimed, len(queue(trials))
+    if requeued:
+        text += f", not counting {requeued} interrupted or retried"
+    if waiting:
+        text += f"; {waiting} of their points wait{'s' * (waiting == 1)} to run again"
+    return text
 
 
 def _grid_size(config: SweepConfig) -> int | None:

@@ -15,7 +15,7 @@ from mlflow_sweep import cli
 pytestmark = [pytest.mark.e2e]
 
 BIN = Path(sys.executable).parent
-COMMANDS = ["init", "run", "status", "finalize"]
+COMMANDS = ["init", "run", "status", "finalize", "stop", "pause", "resume", "cancel", "retry", "update"]
 GOOD = Path(__file__).resolve().parent.parent / "configs" / "good" / "grid.yaml"
 
 
