@@ -249,3 +249,23 @@ def test_the_heartbeat_keeps_a_long_busy_function_trial_alive(store, monkeypatch
 
     mlflow_sweep.agent(sweep_id, function=train)
     assert (reaped, [r.info.status for r in child_runs(store, sweep_id)]) == ([], ["FINISHED"])
+
+
+@pytest.mark.timeout(120)
+def test_cancel_reaches_a_function_trial_through_should_stop(store, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_SWEEP_POLL_INTERVAL", "0.1")
+    sweep_id = mlflow_sweep.sweep({"method": "random", "run_cap": 3, "parameters": {"x": {"values": [1]}}})
+
+    def train():
+        mlflow_sweep.cancel(sweep_id)  # as from another process or notebook cell
+        deadline = time.monotonic() + 60
+        while not mlflow_sweep.should_stop() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        mlflow.set_tag("saw_should_stop", str(mlflow_sweep.should_stop()))
+
+    result = mlflow_sweep.agent(sweep_id, function=train)
+    (run,) = child_runs(store, sweep_id)
+    assert (result.ran, run.info.status, run.data.tags["saw_should_stop"]) == (1, "KILLED", "True")
+    assert mlflow_sweep.status(sweep_id).state == "cancelled"
