@@ -183,9 +183,9 @@ def corpus_store(tmp_path_factory: pytest.TempPathFactory, template_store: Path)
         for key, value in ENVIRON.items():
             mp.setenv(key, value)
         mp.chdir(root)
-        tracking._client.cache_clear()
+        tracking._client_for.cache_clear()
         yield root
-        tracking._client.cache_clear()
+        tracking._client_for.cache_clear()
 
 
 def _write_stubs(root: Path, bin_dir: Path) -> None:
