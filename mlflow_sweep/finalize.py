@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow_sweep.plots import Plots
 
 
 def finalize_sweep(sweep_id: str | None) -> str:
@@ -19,7 +23,8 @@ def finalize_sweep(sweep_id: str | None) -> str:
     metric = config.metric
     result = analysis.analyse(trials, metric=metric.name if metric else None,
                               goal=metric.goal if metric else "minimize",
-                              scales=analysis.param_scales(config.parameters), seed=seed)
+                              scales=analysis.param_scales(config.parameters), seed=seed,
+                              levels=analysis.param_levels(config.parameters))
     text = f"Sweep {sweep.name} ({sweep.run_id})\n\n{report.render_report(result)}"
     with tempfile.TemporaryDirectory(prefix="mlflow-sweep-plots-") as tmp:
         drawn = plots.draw_plots(result, trials, Path(tmp))
@@ -28,10 +33,20 @@ def finalize_sweep(sweep_id: str | None) -> str:
     return f"{text}\n\n{_recorded(sweep.run_id, drawn, result.counts.get('running', 0))}"
 
 
-def _recorded(run_id: str, drawn: list[Path], running: int) -> str:
-    """What was stored on the parent run, and a reminder when trials are still running."""
-    names = ", ".join(p.name for p in drawn) or "none"
-    lines = [f"Recorded on run {run_id}: sweep_summary.txt, {len(drawn)} plots under plots/ ({names})"]
+def _by_reason(skipped: tuple[tuple[str, str], ...]) -> dict[str, list[str]]:
+    """Plots left out, grouped by reason (an empty sweep has one reason for all six)."""
+    groups: dict[str, list[str]] = {}
+    for name, why in skipped:
+        groups.setdefault(why, []).append(name)
+    return groups
+
+
+def _recorded(run_id: str, drawn: Plots, running: int) -> str:
+    """What was stored on the parent run, which plots were left out and why, and a reminder when
+    trials are still running."""
+    names = ", ".join(p.name for p in drawn.paths) or "none"
+    lines = [f"Recorded on run {run_id}: sweep_summary.txt, {len(drawn.paths)} plots under plots/ ({names})"]
+    lines += [f"Left out {', '.join(files)}: {why}" for why, files in _by_reason(drawn.skipped).items()]
     if running:
         lines.append(f"{running} trial{'s are' if running != 1 else ' is'} still running; "
                      "finalize again when the agents are done")
