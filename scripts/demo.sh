@@ -12,6 +12,14 @@ repo=$PWD
 steps=5
 step() { printf '\n[%s/%s] %s\n' "$1" "$steps" "$2"; }
 
+# A package's name from pip's "mlflow>=2.10 (from …)" or "scipy-1.17.1-cp311-….whl".
+package() {
+    local name=${1%% *}
+    name=${name##*/}
+    name=${name%%[<>=!~;\[]*}
+    echo "${name%%-[0-9]*}"
+}
+
 # pip's output in, one status line out: the package pip is on and how many it has seen, with a
 # spinner while pip is quiet (unpacking wheels). Not a terminal: pip's main lines, one each.
 show_pip() {
@@ -33,7 +41,9 @@ show_pip() {
             [ -n "$line" ] || break
         fi
         case $line in
-            Collecting*) seen=$((seen + 1)); what="collecting ${line#Collecting } ($seen packages so far)" ;;
+            Collecting*) seen=$((seen + 1)); what="collecting $(package "${line#Collecting }") ($seen packages so far)" ;;
+            "Processing "*.whl) seen=$((seen + 1)); what="collecting $(package "${line##*/}") ($seen packages so far)" ;;
+            *Downloading*) what="downloading $(package "${line##*Downloading }") ($seen packages so far)" ;;
             "Requirement already satisfied"*) seen=$((seen + 1)); what="checking what is installed ($seen packages)" ;;
             "Installing collected packages"*) what="installing $seen packages into .venv (the longest part)" ;;
             "Successfully installed"*) what="done" ;;

@@ -65,7 +65,10 @@ def timeline(trials: Sequence[Trial]) -> Figure:
                    marker="x", color="black", s=20, label=f"agent died ({len(dead)})", zorder=3)
     indices = [t.index for t in timed]
     ax.set_ylim(max(indices) + 0.6, min(indices) - 0.6)  # trial 0 on top, half a row of room
-    whole_numbers(ax.yaxis)
+    if len(indices) <= 20:
+        ax.set_yticks(indices)  # few trials: every one is labelled
+    else:
+        whole_numbers(ax.yaxis)
     ax.set_xlabel(f"time since the sweep started ({unit})")
     ax.set_ylabel("trial number")
     ax.set_title(f"Trial timeline, {count_trials(len(timed))}")
