@@ -6,9 +6,6 @@
 # scikit-learn, matplotlib …) shows which package pip is on, on one updating line in a
 # terminal, one line per package in a log; pip's full output is kept in .venv/demo-install.log.
 # A second run skips the install when setup.cfg and pyproject.toml have not changed.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-repo=$PWD
 steps=5
 step() { printf '\n[%s/%s] %s\n' "$1" "$steps" "$2"; }
 
@@ -23,7 +20,7 @@ package() {
 # pip's output in, one status line out: the package pip is on and how many it has seen, with a
 # spinner while pip is quiet (unpacking wheels). Not a terminal: pip's main lines, one each.
 show_pip() {
-    local line= part= seen=0 tick=0 what="resolving dependencies" spin='|/-\'
+    local line= part= commas= seen=0 tick=0 what="resolving dependencies" spin='|/-\'
     local tty=false
     [ -t 1 ] && tty=true
     while :; do
@@ -42,10 +39,14 @@ show_pip() {
         fi
         case $line in
             Collecting*) seen=$((seen + 1)); what="collecting $(package "${line#Collecting }") ($seen packages so far)" ;;
-            "Processing "*.whl) seen=$((seen + 1)); what="collecting $(package "${line##*/}") ($seen packages so far)" ;;
-            *Downloading*) what="downloading $(package "${line##*Downloading }") ($seen packages so far)" ;;
+            "Processing "*) seen=$((seen + 1)); what="collecting $(package "${line##*/}") ($seen packages so far)" ;;
+            *Downloading*)  # a log gets one line per package, a terminal sees the download too
+                $tty || { line=; continue; }
+                what="downloading $(package "${line##*Downloading }") ($seen packages so far)" ;;
             "Requirement already satisfied"*) seen=$((seen + 1)); what="checking what is installed ($seen packages)" ;;
-            "Installing collected packages"*) what="installing $seen packages into .venv (the longest part)" ;;
+            "Installing collected packages"*)
+                commas=${line//[^,]/}
+                what="installing $((${#commas} + 1)) packages into .venv (the longest part)" ;;
             "Successfully installed"*) what="done" ;;
             *) line=; continue ;;
         esac
@@ -55,7 +56,7 @@ show_pip() {
     if $tty; then printf '\r\033[K'; fi
 }
 
-install() {
+install_venv() {
     local log=.venv/demo-install.log stamp=.venv/demo-install.stamp want
     want=$(cat setup.cfg pyproject.toml | cksum)
     if [ -x .venv/bin/mlflow-sweep ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
@@ -72,31 +73,41 @@ install() {
     echo "  installed: $(.venv/bin/python -c 'import mlflow, mlflow_sweep; print(f"mlflow-sweep {mlflow_sweep.__version__}, mlflow {mlflow.__version__}")')"
 }
 
-step 1 "Setting up .venv with mlflow-sweep and its dependencies (about a minute the first time)"
-if [ ! -x .venv/bin/python ]; then
-    echo "  creating the virtual environment .venv"
-    python3 -m venv .venv
+main() {
+    set -euo pipefail
+    cd "$(dirname "${BASH_SOURCE[0]}")/.."
+    local repo=$PWD sweep_id
+    step 1 "Setting up .venv with mlflow-sweep and its dependencies (about a minute the first time)"
+    if [ ! -x .venv/bin/python ]; then
+        echo "  creating the virtual environment .venv"
+        python3 -m venv .venv
+    fi
+    install_venv
+
+    export PATH="$repo/.venv/bin:$PATH"
+    unset MLFLOW_TRACKING_URI MLFLOW_EXPERIMENT_NAME MLFLOW_EXPERIMENT_ID
+    export MLFLOW_DISABLE_TELEMETRY=${MLFLOW_DISABLE_TELEMETRY:-true}  # a demo sends nothing anywhere
+    mkdir -p demo
+    cp examples/train.py examples/sweep_config.yaml demo/
+    cd demo
+
+    step 2 "Creating the sweep: mlflow sweep init sweep_config.yaml (a parent run in ./demo/mlflow.db)"
+    mlflow sweep init sweep_config.yaml | tee init.log
+    sweep_id=$(tail -n 1 init.log | awk '{print $NF}')
+
+    step 3 "Running 2 agents in parallel: scripts/launch_agents.sh 2 $sweep_id (10 trials in all)"
+    bash "$repo/scripts/launch_agents.sh" 2 "$sweep_id"
+
+    step 4 "Where the sweep stands: mlflow sweep status --sweep-id $sweep_id"
+    mlflow sweep status --sweep-id "$sweep_id"
+
+    step 5 "Which parameters mattered: mlflow sweep finalize --sweep-id $sweep_id"
+    mlflow sweep finalize --sweep-id "$sweep_id"
+    echo
+    echo "Browse the sweep: cd demo && mlflow ui   (then open http://127.0.0.1:5000)"
+}
+
+# Sourcing this file (the tests do) defines the functions and runs nothing.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    main "$@"
 fi
-install
-
-export PATH="$repo/.venv/bin:$PATH"
-unset MLFLOW_TRACKING_URI MLFLOW_EXPERIMENT_NAME MLFLOW_EXPERIMENT_ID
-export MLFLOW_DISABLE_TELEMETRY=${MLFLOW_DISABLE_TELEMETRY:-true}  # a demo sends nothing anywhere
-mkdir -p demo
-cp examples/train.py examples/sweep_config.yaml demo/
-cd demo
-
-step 2 "Creating the sweep: mlflow sweep init sweep_config.yaml (a parent run in ./demo/mlflow.db)"
-mlflow sweep init sweep_config.yaml | tee init.log
-sweep_id=$(tail -n 1 init.log | awk '{print $NF}')
-
-step 3 "Running 2 agents in parallel: scripts/launch_agents.sh 2 $sweep_id (10 trials in all)"
-bash "$repo/scripts/launch_agents.sh" 2 "$sweep_id"
-
-step 4 "Where the sweep stands: mlflow sweep status --sweep-id $sweep_id"
-mlflow sweep status --sweep-id "$sweep_id"
-
-step 5 "Which parameters mattered: mlflow sweep finalize --sweep-id $sweep_id"
-mlflow sweep finalize --sweep-id "$sweep_id"
-echo
-echo "Browse the sweep: cd demo && mlflow ui   (then open http://127.0.0.1:5000)"
