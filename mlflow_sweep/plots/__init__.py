@@ -3,7 +3,7 @@
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot), so nothing needs a display and no
 global figure state leaks between calls. Every plot stays legible with 20 parameters or 1,000 trials,
 and a plot with nothing to show is left out with the reason (issue 12). The plots live in
-``summary`` (importance, correlation), ``progress`` (metric over time, timeline) and
+``summary`` (importance, correlation), ``history`` (metric over time, timeline) and
 ``parameters`` (parallel coordinates, metric against each parameter); ``common`` holds what they share.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from mlflow_sweep.analysis import MIN_TRIALS, Analysis, usable_metric
-from mlflow_sweep.plots import parameters, progress, summary
+from mlflow_sweep.plots import history, parameters, summary
 from mlflow_sweep.plots.common import DPI
 from mlflow_sweep.trials import Trial
 
@@ -84,8 +84,8 @@ def draw_figure(name: str, analysis: Analysis, trials: Sequence[Trial]) -> Figur
     draw: dict[str, Callable[[], Figure]] = {
         "importance": lambda: summary.importance(analysis),
         "correlation": lambda: summary.correlation(analysis),
-        "metric_over_time": lambda: progress.metric_over_time(analysis, scored),
-        "timeline": lambda: progress.timeline(trials),
+        "metric_over_time": lambda: history.metric_over_time(analysis, scored),
+        "timeline": lambda: history.timeline(trials),
         "parallel_coordinates": lambda: parameters.parallel_coordinates(analysis, trials, scored),
         "metric_vs_parameters": lambda: parameters.metric_vs_parameters(analysis, scored),
     }
