@@ -24,12 +24,12 @@ class SweepCLI:
         """
         from dataclasses import replace
 
-        from mlflow_sweep import agent, config
+        from mlflow_sweep import config, lifecycle
 
         cfg = config.load_config(config_file)
         for warning in cfg.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        sweep = agent.init_sweep(cfg, config_file)
+        sweep = lifecycle.init_sweep(cfg, config_file)
         # Show the run name MLflow generated when the file gives none.
         print(config.render_config(cfg if cfg.sweep_name else replace(cfg, sweep_name=sweep.name)))
         print(f"Sweep initialized with ID: {sweep.run_id}")
@@ -45,9 +45,9 @@ class SweepCLI:
             count: stop this agent after it has run this many trials.
             max_failures: stop this agent after this many trials in a row have failed.
         """
-        from mlflow_sweep import agent
+        from mlflow_sweep import agent_loop
 
-        agent.run_agent(_as_id(sweep_id), count=_as_count(count, "--count"),
+        agent_loop.run_agent(_as_id(sweep_id), count=_as_count(count, "--count"),
                         max_failures=_as_count(max_failures, "--max-failures"),
                         say=_say, stream=sys.stdout.buffer)
 
@@ -57,9 +57,9 @@ class SweepCLI:
         Args:
             sweep_id: the sweep's parent run ID; default: the most recently initialized sweep.
         """
-        from mlflow_sweep import finalize
+        from mlflow_sweep import results
 
-        print(finalize.finalize_sweep(_as_id(sweep_id)))
+        print(results.finalize_sweep(_as_id(sweep_id)))
 
     def status(self, sweep_id: str | None = None) -> None:
         """Show a sweep's progress: trials by state, run_cap progress, best so far, live agents.
@@ -67,9 +67,9 @@ class SweepCLI:
         Args:
             sweep_id: the sweep's parent run ID; default: the most recently initialized sweep.
         """
-        from mlflow_sweep import status
+        from mlflow_sweep import progress
 
-        print(status.sweep_status(_as_id(sweep_id)))
+        print(progress.sweep_status(_as_id(sweep_id)))
 
 
 def _say(message: str) -> None:

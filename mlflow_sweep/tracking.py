@@ -30,6 +30,7 @@ SWEEP_TAG = "sweep"
 LEDGER_TAG = "sweep.ledger_dir"
 LEDGER_ENV = "MLFLOW_SWEEP_LEDGER_DIR"
 OUTPUT_ARTIFACT = "output.log"
+STOPPED_EARLY_TAG = "sweep.stopped_early"
 
 T = TypeVar("T")
 

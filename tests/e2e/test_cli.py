@@ -83,10 +83,10 @@ def test_other_mlflow_commands_are_unchanged(args: list[str], store):
     ["--sweep-id", "0x1F"], ["--sweep-id", "True"], ["-s", "00123"],
 ], ids=" ".join)
 def test_sweep_id_flags_keep_the_text_as_typed(args: list[str], monkeypatch: pytest.MonkeyPatch):
-    from mlflow_sweep import agent
+    from mlflow_sweep import agent_loop
 
     seen = {}
-    monkeypatch.setattr(agent, "run_agent", lambda sweep_id, **kw: seen.update(sweep_id=sweep_id, **kw))
+    monkeypatch.setattr(agent_loop, "run_agent", lambda sweep_id, **kw: seen.update(sweep_id=sweep_id, **kw))
     assert cli.main(["run", *args, "--count", "2"]) == 0
     typed = args[-1].split("=")[-1]
     assert {k: seen.get(k) for k in ("sweep_id", "count", "max_failures")} == {

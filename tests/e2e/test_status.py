@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from mlflow_sweep.config import config_from_dict
-from mlflow_sweep.status import render_status
+from mlflow_sweep.progress import render_status
 from mlflow_sweep.trials import Trial, TrialState
 from tests.e2e.agents import init_sweep
 from tests.e2e.test_finalize import CONFIG, add_trials, ledger_of, lr_only_trials

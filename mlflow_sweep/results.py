@@ -15,10 +15,11 @@ def finalize_sweep(sweep_id: str | None) -> str:
     Args:
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
     """
-    from mlflow_sweep import agent, analysis, plots, report, tracking
+    from mlflow_sweep import analysis, lifecycle, plots, report, tracking
 
-    sweep, ledger, config, seed = agent.open_sweep(sweep_id)
-    agent.reap_dead(ledger)  # SPEC §4a: finalize reaps too, so a dead agent's trial shows as failed
+    opened = lifecycle.open_sweep(sweep_id)
+    sweep, ledger, config, seed = opened.sweep, opened.ledger, opened.config, opened.seed
+    lifecycle.reap_dead(ledger)  # SPEC §4a: finalize reaps too, so a dead agent's trial shows as failed
     trials = ledger.state().trials
     metric = config.metric
     result = analysis.analyse(trials, metric=metric.name if metric else None,

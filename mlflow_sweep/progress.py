@@ -24,10 +24,11 @@ def sweep_status(sweep_id: str | None) -> str:
     Args:
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
     """
-    from mlflow_sweep import agent, settings
+    from mlflow_sweep import lifecycle, settings
 
-    sweep, ledger, config, _ = agent.open_sweep(sweep_id)
-    agent.reap_dead(ledger)  # SPEC §4a: status reaps dead trials too
+    opened = lifecycle.open_sweep(sweep_id)
+    sweep, ledger, config = opened.sweep, opened.ledger, opened.config
+    lifecycle.reap_dead(ledger)  # SPEC §4a: status reaps dead trials too
     agents = ledger.agents()
     return render_status(f"{sweep.name} ({sweep.run_id})", config, ledger.state().trials, agents,
                          now=time.time(), timeout=settings.heartbeat_timeout(), exited=_exited_here(agents))

@@ -1,0 +1,311 @@
+"""The agent behind ``mlflow sweep run``: claim a trial, run it as a nested child run, record it.
+
+The loop (SPEC §3, §4): reap trials of dead agents → claim under the ledger lock (``policy``
+decides inside the lock, so parallel agents never share a grid point or overshoot run_cap) →
+create the child run → hand the trial to a runner (``runners``) → record the outcome in MLflow,
+then in the ledger. A heartbeat thread tells other agents this one is alive; while a trial runs,
+a watch thread applies hyperband's cuts (issue 6).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
+
+from mlflow_sweep import hyperband, lifecycle, policy, samplers, settings, tracking
+from mlflow_sweep.errors import SweepError
+from mlflow_sweep.runners import CommandRunner
+from mlflow_sweep.trials import DONE, Proposal, Trial, TrialState
+
+if TYPE_CHECKING:
+    from mlflow_sweep.ledger import SweepState
+    from mlflow_sweep.runners import TrialRunner
+
+log = logging.getLogger(__name__)
+
+
+class AgentStopped(SweepError):
+    """The agent was stopped by a signal; its running trial was ended KILLED."""
+
+    def __init__(self, signum: int, detail: str) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"agent stopped by {signal.Signals(signum).name}{detail}")
+
+
+class TooManyFailures(SweepError):
+    """The agent's last ``max_failures`` trials all failed."""
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """What one agent did: trials it ran, how many failed, and why it stopped."""
+
+    ran: int
+    failed: int
+    reason: str
+
+
+def run_agent(sweep_id: str | None, *, count: int | None = None, max_failures: int = 5,
+              say: Callable[[str], None] = lambda _: None, stream: IO[bytes] | None = None,
+              runner: Callable[[lifecycle.OpenSweep], TrialRunner] | None = None) -> AgentResult:
+    """Run trials of the sweep until it is done, ``count`` trials ran, or too many failed in a row.
+
+    Args:
+        sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
+        count: stop after this many trials.
+        max_failures: stop (TooManyFailures) after this many trials in a row failed.
+        say: where progress lines go.
+        stream: where the command's output is copied live (command trials).
+        runner: builds the trial runner for the opened sweep; default: the sweep's command.
+    """
+    opened = lifecycle.open_sweep(sweep_id)
+    make = runner or (lambda o: CommandRunner(o.sweep, o.config, stream))
+    agent = _Agent(opened, make(opened), say)
+    with agent.running():
+        return agent.loop(count, max_failures)
+
+
+class _Agent:
+    """One agent: its identity, its heartbeat, the trial it runs and the signals it got."""
+
+    def __init__(self, opened: lifecycle.OpenSweep, runner: TrialRunner, say: Callable[[str], None]) -> None:
+        self.sweep, self.ledger, self.config, self.seed = opened.sweep, opened.ledger, opened.config, opened.seed
+        self.runner, self.say = runner, say
+        self.agent_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        samplers.prepare(self.config.method)  # heavy imports before the first claim, not inside the lock
+        self.signum: int | None = None
+        self.trial_index: int | None = None
+        self.killed: int | None = None
+        self.stopped_at: int | None = None  # the hyperband band that stopped the running trial
+        self.stop = threading.Event()  # the running trial's own: set when it must end
+        self.scratch = Path(tempfile.mkdtemp(prefix="mlflow-sweep-"))  # output of trials without local artifacts
+        self.check_every = settings.early_terminate_interval() if self.config.early_terminate else None
+        self.heartbeat = _Heartbeat(self)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[_Agent]:
+        """Signal handlers and heartbeat on for the agent's life, then everything restored."""
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, self.on_signal)
+        self.heartbeat.start()
+        try:
+            yield self
+        finally:
+            self.heartbeat.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.runner.close()
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def loop(self, count: int | None, max_failures: int) -> AgentResult:
+        ran = failed = streak = 0
+        reason = "the sweep is done"
+        while self.signum is None:
+            if count is not None and ran >= count:
+                reason = f"ran --count {count} trials"
+                break
+            step = self._claim()
+            if not isinstance(step, Trial):
+                reason = step
+                break
+            try:
+                state = self._run(step)
+            except BaseException:
+                self._abandon(step)
+                raise
+            ran += 1
+            failed += state is TrialState.FAILED
+            streak = streak + 1 if state is TrialState.FAILED else 0
+            if streak >= max_failures:
+                raise TooManyFailures(
+                    f"sweep {self.sweep.run_id}: agent stopped after {streak} failed trials in a row "
+                    f"(last: trial {step.index}); see the output.log artifact of its child runs")
+        if self.signum is not None:
+            raise AgentStopped(self.signum, self._stopped_detail())
+        self.say(f"agent done: {reason}; ran {ran} trial{'s' * (ran != 1)}, {failed} failed")
+        return AgentResult(ran, failed, reason)
+
+    def _abandon(self, trial: Trial) -> None:
+        """Record a trial the agent could not carry through (e.g. the store refused it) as FAILED."""
+        with contextlib.suppress(Exception):
+            if self.ledger.complete(trial.index, TrialState.FAILED, None):
+                run_id = self.ledger.state().trials[trial.index].run_id
+                if run_id:
+                    tracking.end_run(run_id, TrialState.FAILED)
+
+    def _claim(self) -> Trial | str:
+        """The next claimed trial, or why there is none; waits while ``policy`` says Wait (SPEC §4)."""
+        while self.signum is None:
+            lifecycle.reap_dead(self.ledger)
+            steps: list[policy.Step] = []
+            trial = self.ledger.claim(lambda state: self._decide(state, steps), self.agent_id)
+            if trial is not None:
+                return trial
+            if isinstance(steps[-1], policy.Done):
+                return steps[-1].reason
+            time.sleep(settings.poll_interval())
+        return "stopped by a signal"
+
+    def _decide(self, state: SweepState, steps: list[policy.Step]) -> Proposal | Any:
+        """The ledger's critical-section callback: remember policy's step, hand the ledger a Proposal or DONE."""
+        step = policy.next_step(self.config, state.trials, self.seed)
+        steps.append(step)
+        return step if isinstance(step, Proposal) else DONE
+
+    def _stopped_detail(self) -> str:
+        return "" if self.killed is None else f"; trial {self.killed} ended KILLED"
+
+    def _run(self, trial: Trial) -> TrialState:
+        """Run one claimed trial end to end and record its outcome; return its state."""
+        started = time.monotonic()
+        run_id, artifact_dir = tracking.start_trial(self.sweep, trial)
+        self.ledger.start(trial.index, run_id)
+        self.trial_index, self.stopped_at, self.stop = trial.index, None, threading.Event()
+        if self.signum is not None:
+            self.stop.set()  # the signal came between the claim and now
+        self.heartbeat.poke()
+        self.say(f"trial {trial.index} (run {run_id}): {_format_params(trial.params)}")
+        output = (artifact_dir or self.scratch) / tracking.OUTPUT_ARTIFACT
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with self._watching(trial.index, run_id):
+            code = self.runner.run(trial, run_id, output, self.stop)
+        state = self._state(code)
+        history = self._history(run_id)
+        metric = None if history is None else self.config.metric.summarize(history)  # type: ignore[union-attr]
+        # the ledger keeps the history only where hyperband pools it (issue 6), so it stays small
+        kept = history if self.config.early_terminate else None
+        tags = None if self.stopped_at is None else {tracking.STOPPED_EARLY_TAG: str(self.stopped_at)}
+        tracking.end_trial(run_id, state, None if artifact_dir else output, tags)
+        self.ledger.complete(trial.index, state, metric, stopped_at=self.stopped_at, history=kept)
+        self.trial_index = None
+        if self.signum is not None:
+            self.killed = trial.index
+        shown = "" if metric is None else f", {self.config.metric.name}={metric:g}"  # type: ignore[union-attr]
+        early = "" if self.stopped_at is None else f", stopped early at iteration {self.stopped_at}"
+        self.say(f"trial {trial.index} {state.value} (exit code {code}{shown}{early}) "
+                 f"in {time.monotonic() - started:.1f} s")
+        return state
+
+    def _state(self, code: int) -> TrialState:
+        if self.signum is not None or self.stopped_at is not None:  # a signal, or hyperband (issue 6)
+            return TrialState.KILLED
+        return TrialState.FINISHED if code == 0 else TrialState.FAILED
+
+    def _history(self, run_id: str) -> list[float] | None:
+        """The trial's values of the sweep's metric in logging order; None without a metric."""
+        metric = self.config.metric
+        if metric is None:
+            return None
+        return tracking.metric_history(run_id, metric.name)
+
+    @contextlib.contextmanager
+    def _watching(self, index: int, run_id: str) -> Iterator[None]:
+        """While the trial runs, judge it by hyperband every interval (issue 6); joined before its outcome is read."""
+        if self.check_every is None:
+            yield
+            return
+        done = threading.Event()
+        thread = threading.Thread(target=self._watch, args=(index, run_id, self.stop, done), daemon=True,
+                                  name="mlflow-sweep-watch")
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+    def _watch(self, index: int, run_id: str, stop: threading.Event, done: threading.Event) -> None:
+        assert self.check_every is not None
+        while not done.wait(self.check_every):
+            if stop.is_set():
+                return
+            band = self._below_cut(index, run_id)
+            if band is not None and not done.is_set():
+                stop.set()
+                if self.runner.interrupt():  # False: it ended on its own meanwhile
+                    self.stopped_at = band
+                    self.say(f"trial {index} is below the hyperband cut at iteration {band}: stopping it")
+                return
+
+    def _below_cut(self, index: int, run_id: str) -> int | None:
+        """The band at which the running trial is below the cut, from its history and the ended trials'."""
+        metric = self.config.metric
+        assert metric is not None and self.config.early_terminate is not None  # config.py requires both
+        try:
+            history = tracking.metric_history(run_id, metric.name)
+            trials = self.ledger.state().trials
+        except Exception as exc:  # noqa: BLE001  a missed check is retried next interval; never end the trial for it
+            log.warning("trial %d: early-termination check skipped: %s", index, exc)
+            return None
+        return hyperband.stopping_band(self.config.early_terminate, metric, trials, index, history)
+
+    def on_signal(self, signum: int, _frame: Any) -> None:
+        """First SIGINT/SIGTERM: stop the trial gently; a second one: kill it now."""
+        again = self.signum is not None
+        self.signum = signum
+        self.stop.set()
+        if again:
+            self.runner.kill()
+        else:
+            self.say(f"{signal.Signals(signum).name} received: stopping the running trial")
+            self.runner.interrupt()
+
+
+class _Heartbeat:
+    """A stoppable thread that rewrites the agent's heartbeat file every few seconds.
+
+    ``poke`` asks for a beat now (a new trial started) without the main loop waiting for it.
+    """
+
+    def __init__(self, agent: _Agent) -> None:
+        self.agent = agent
+        self.interval = min(5.0, settings.heartbeat_timeout() / 4)
+        self.stopped = False
+        self.wake = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="mlflow-sweep-heartbeat", daemon=True)
+        self.info = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+
+    def start(self) -> None:
+        self._beat()
+        self.thread.start()
+
+    def poke(self) -> None:
+        self.wake.set()
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.wake.set()
+        self.thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        info = {**self.info, "trial": self.agent.trial_index}
+        try:
+            self.agent.ledger.heartbeat(self.agent.agent_id, info)
+        except OSError as exc:  # a missed beat is retried; the timeout allows many
+            log.warning("heartbeat failed: %s", exc)
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            if self.stopped:
+                return
+            self._beat()
+
+
+def _format_params(params: dict[str, Any] | Any) -> str:
+    return " ".join(f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}"
+                    for name, value in params.items())

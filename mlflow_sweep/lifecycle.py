@@ -1,0 +1,57 @@
+"""A sweep's life outside any one agent: create it, open it by ID, reap trials of dead agents.
+
+Everything here is the glue between the tracking store (the parent run) and the ledger; the
+agent loop, ``status`` and ``finalize`` all open a sweep the same way.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mlflow_sweep import settings, tracking
+from mlflow_sweep.ledger import Ledger
+from mlflow_sweep.trials import Trial, TrialState
+
+if TYPE_CHECKING:
+    from mlflow_sweep.config import SweepConfig
+
+
+@dataclass(frozen=True)
+class OpenSweep:
+    """A sweep ready to use: the parent run, its ledger, the config and seed from the ledger header."""
+
+    sweep: tracking.Sweep
+    ledger: Ledger
+    config: SweepConfig
+    seed: int
+
+
+def init_sweep(config: SweepConfig, config_path: str) -> tracking.Sweep:
+    """Create the parent run and the sweep's ledger; the seed is drawn now when the file has none."""
+    seed = config.seed if config.seed is not None else secrets.randbits(31)
+    sweep = tracking.create_sweep(config, config_path)
+    header = {"config": config.raw, "seed": seed, "sweep_id": sweep.run_id, "created": time.time()}
+    Ledger.create(sweep.ledger_dir, header)
+    return sweep
+
+
+def open_sweep(sweep_id: str | None) -> OpenSweep:
+    """Find a sweep (the latest one when ``sweep_id`` is None) and rebuild its config from the ledger."""
+    from mlflow_sweep.config import config_from_dict
+
+    sweep = tracking.find_sweep(sweep_id)
+    ledger = Ledger(sweep.ledger_dir)
+    header = ledger.state().header
+    config = config_from_dict(header["config"], f"sweep {sweep.run_id}")
+    return OpenSweep(sweep, ledger, config, int(header["seed"]))
+
+
+def reap_dead(ledger: Ledger) -> list[Trial]:
+    """Mark trials whose agent went silent as dead in the ledger and FAILED in MLflow (SPEC §4a)."""
+    reaped = ledger.reap(settings.heartbeat_timeout())
+    for trial in reaped:
+        if trial.run_id:
+            tracking.end_run(trial.run_id, TrialState.FAILED)
+    return reaped
