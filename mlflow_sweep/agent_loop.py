@@ -286,9 +286,12 @@ class _Heartbeat:
         self.wake.set()
 
     def stop(self) -> None:
+        """Stop beating, and leave a last beat saying this agent exited (status tells it from a death)."""
         self.stopped = True
         self.wake.set()
         self.thread.join(timeout=5)
+        self.info["exited"] = time.time()
+        self._beat()
 
     def _beat(self) -> None:
         info = {**self.info, "trial": self.agent.trial_index}

@@ -60,10 +60,11 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
         title: how to name the sweep, e.g. "name (run id)".
         config: the sweep's configuration (method, metric, run_cap, parameters).
         trials: every trial in the ledger.
-        agents: heartbeat records ({"agent", "host", "pid", "beat", "trial", ...}).
+        agents: heartbeat records ({"agent", "host", "pid", "beat", "trial", ...}; "exited" once
+            the agent has exited cleanly).
         now: the current time (Unix seconds).
         timeout: seconds of silence after which an agent counts as gone.
-        exited: ids of agents known to have exited although their last beat is recent.
+        exited: ids of agents whose process is known to be gone although their last beat is recent.
     """
     metric = config.metric
     head = f"Sweep {title}: method {config.method}, " + (
@@ -114,18 +115,23 @@ def _best(config: SweepConfig, trials: Sequence[Trial]) -> list[str]:
 
 def _agents(agents: Sequence[Mapping[str, Any]], now: float, timeout: float, exited: set[str],
             running: Mapping[str | None, int]) -> list[str]:
-    """A table of live agents, newest beat first, and a count of the others.
+    """A table of live agents, newest beat first, then how many exited cleanly and how many died.
 
-    An agent's trial comes from the ledger (current) before its heartbeat (up to a beat old).
+    An agent that exits writes a last heartbeat saying so (``exited``); one whose process is gone
+    without it, or that has been silent for ``timeout`` seconds, died (issue 12). An agent's trial
+    comes from the ledger (current) before its heartbeat (up to a beat old).
     """
-    def live(record: Mapping[str, Any]) -> bool:
+    def kind(record: Mapping[str, Any]) -> str:
+        if record.get("exited") is not None:
+            return "exited"
         beat = record.get("beat")
-        return (isinstance(beat, (int, float)) and now - beat <= timeout
-                and str(record.get("agent")) not in exited)
+        recent = isinstance(beat, (int, float)) and now - beat <= timeout
+        return "live" if recent and str(record.get("agent")) not in exited else "died"
 
-    alive = sorted((a for a in agents if live(a)), key=lambda a: -float(a["beat"]))
-    gone = len(agents) - len(alive)
-    lines = [f"Agents: {len(alive)} live" + (f", {gone} stopped or silent" if gone else "")]
+    kinds = [kind(a) for a in agents]
+    alive = sorted((a for a, k in zip(agents, kinds) if k == "live"), key=lambda a: -float(a["beat"]))
+    counts = [f"{kinds.count('exited')} exited", f"{kinds.count('died')} died (gone without exiting cleanly)"]
+    lines = ["Agents: " + ", ".join([f"{len(alive)} live", *(c for c in counts if not c.startswith("0 "))])]
     if not alive:
         return lines
     rows = [(str(a.get("agent", "?")), str(a.get("host", "?")), str(a.get("pid", "?")),
