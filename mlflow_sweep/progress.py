@@ -34,6 +34,57 @@ def sweep_status(sweep_id: str | None) -> str:
                          now=time.time(), timeout=settings.heartbeat_timeout(), exited=_exited_here(agents))
 
 
+def sweep_list() -> str:
+    """Every sweep in the tracking store, newest first, one row each (``mlflow sweep list``).
+
+    The state comes from ``policy.sweep_state`` (the one place a sweep's state is decided), the
+    trials and best value from each sweep's ledger; a ledger that cannot be read shows why.
+    """
+    from mlflow_sweep import tracking
+
+    uri = tracking.tracking_uri()
+    missing = tracking.missing_store(uri)
+    if missing is not None:
+        return f"No sweeps: there is no tracking store at {missing} (tracking URI {uri})."
+    sweeps = tracking.list_sweeps()
+    if not sweeps:
+        return f"No sweeps in the tracking store ({uri}); 'mlflow sweep init CONFIG' creates one."
+    header = ("ID", "NAME", "EXPERIMENT", "METHOD", "STATE", "TRIALS", "BEST")
+    rows = [header, *(_list_row(sweep, run) for sweep, run in sweeps)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join([*lines, f"{len(sweeps)} sweep{'s' * (len(sweeps) != 1)} in {uri}"])
+
+
+def _list_row(sweep: Any, run: Any) -> tuple[str, ...]:
+    """ID, name, experiment, method, state, trials done/cap, best so far of one sweep."""
+    from mlflow_sweep import policy
+    from mlflow_sweep.config import config_from_dict
+    from mlflow_sweep.errors import SweepError
+    from mlflow_sweep.ledger import Ledger
+
+    head = (sweep.run_id, sweep.name, run.experiment_name)
+    try:
+        state = Ledger(sweep.ledger_dir).state()
+        config = config_from_dict(state.header["config"], f"sweep {sweep.run_id}")
+        seed = int(state.header["seed"])
+    except (SweepError, OSError, KeyError, TypeError, ValueError) as exc:
+        return (*head, run.tags.get("sweep.method", "?"), "?", "?", f"ledger unreadable: {exc}")
+    trials = state.trials
+    done = sum(1 for t in trials if t.state is not TrialState.RUNNING)
+    cap = config.run_cap if config.run_cap is not None else _grid_size(config)
+    return (*head, config.method, policy.sweep_state(config, trials, seed),
+            f"{done}/{cap if cap is not None else '-'}", _best_cell(config, trials))
+
+
+def _best_cell(config: SweepConfig, trials: Sequence[Trial]) -> str:
+    metric = config.metric
+    best = best_trial(trials, metric.goal) if metric else None
+    if metric is None or best is None:
+        return "-"
+    return f"{metric.name}={format_value(best.metric)} (#{best.index})"
+
+
 def _exited_here(agents: Sequence[Mapping[str, Any]]) -> set[str]:
     """Agents on this host whose process is gone (their last beat may still look recent)."""
     import os

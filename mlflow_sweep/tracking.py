@@ -219,7 +219,7 @@ def list_sweeps() -> list[tuple[Sweep, catalog.SweepRun]]:
     An empty list when the store has none, or when a local store does not exist (it is not created).
     """
     uri = tracking_uri()
-    if _missing_store(uri) is not None:
+    if missing_store(uri) is not None:
         return []
     runs = catalog.read_sweeps(uri)
     if runs is None:
@@ -227,15 +227,19 @@ def list_sweeps() -> list[tuple[Sweep, catalog.SweepRun]]:
     return [(_sweep_of(run, uri), run) for run in runs]
 
 
-def _missing_store(uri: str) -> Path | None:
-    """Where a local store should be when it does not exist; None when it exists or is not local."""
+def missing_store(uri: str) -> Path | None:
+    """Where a local store should be when it does not exist; None when it exists or is not local.
+
+    Args:
+        uri: the tracking URI in effect (``tracking_uri()``).
+    """
     path = catalog.local_store(uri)
     return path if path is not None and not path.exists() else None
 
 
 def _require_store(uri: str, sweep_id: str | None) -> None:
     """Say "no sweep" before MLflow would create an empty store (and print its migrations) to look."""
-    path = _missing_store(uri)
+    path = missing_store(uri)
     if path is None:
         return
     what = f"no sweep with ID {sweep_id!r}" if sweep_id else "no sweep found"
