@@ -24,14 +24,16 @@ def sweep_status(sweep_id: str | None) -> str:
     Args:
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
     """
-    from mlflow_sweep import lifecycle, settings
+    from mlflow_sweep import lifecycle, policy, settings
 
     opened = lifecycle.open_sweep(sweep_id)
     sweep, ledger, config = opened.sweep, opened.ledger, opened.config
     lifecycle.reap_dead(ledger)  # SPEC §4a: status reaps dead trials too
     agents = ledger.agents()
-    return render_status(f"{sweep.name} ({sweep.run_id})", config, ledger.state().trials, agents,
-                         now=time.time(), timeout=settings.heartbeat_timeout(), exited=_exited_here(agents))
+    trials = ledger.state().trials
+    return render_status(f"{sweep.name} ({sweep.run_id})", config, trials, agents,
+                         now=time.time(), timeout=settings.heartbeat_timeout(), exited=_exited_here(agents),
+                         state=policy.sweep_state(config, trials, opened.seed))
 
 
 def sweep_list() -> str:
@@ -104,7 +106,7 @@ def _exited_here(agents: Sequence[Mapping[str, Any]]) -> set[str]:
 
 
 def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agents: Sequence[Mapping[str, Any]],
-                  *, now: float, timeout: float, exited: Collection[str] = ()) -> str:
+                  *, now: float, timeout: float, exited: Collection[str] = (), state: str | None = None) -> str:
     """Format the status (pure).
 
     Args:
@@ -116,11 +118,13 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
         now: the current time (Unix seconds).
         timeout: seconds of silence after which an agent counts as gone.
         exited: ids of agents whose process is known to be gone although their last beat is recent.
+        state: the sweep's state (``policy.sweep_state``), shown when given.
     """
     metric = config.metric
     head = f"Sweep {title}: method {config.method}, " + (
         f"metric {metric.name} ({metric.goal})" if metric else "no metric")
-    lines = [head, f"Progress: {_progress(config, len(trials))}", f"Trials: {_by_state(trials)}"]
+    lines = [head, *([f"State: {state}"] if state else []), f"Progress: {_progress(config, len(trials))}",
+             f"Trials: {_by_state(trials)}"]
     lines += _best(config, trials)
     running = {t.agent_id: t.index for t in trials if t.state is TrialState.RUNNING}
     lines += _agents(agents, now, timeout, set(exited), running)

@@ -36,9 +36,10 @@ def test_status_shows_states_progress_best_and_live_agents(store):
     best = min(range(4), key=lambda i: specs[i][2])
     lines = out.splitlines()
     assert lines[0].startswith("Sweep ") and lines[0].endswith(f"({sweep_id}): method random, metric loss (minimize)")
-    assert lines[1] == "Progress: 7 of run_cap 30 trials claimed (23%)"
-    assert lines[2] == "Trials: 4 finished, 1 failed, 1 killed, 1 running"
-    assert lines[3].startswith(f"Best so far: #{best} (run {run_ids[best]}) loss = ")
+    assert lines[1] == "State: running"  # from policy.sweep_state, as in 'mlflow sweep list'
+    assert lines[2] == "Progress: 7 of run_cap 30 trials claimed (23%)"
+    assert lines[3] == "Trials: 4 finished, 1 failed, 1 killed, 1 running"
+    assert lines[4].startswith(f"Best so far: #{best} (run {run_ids[best]}) loss = ")
     assert "Agents: 1 live, 1 exited, 1 died (gone without exiting cleanly)" in out
     agent_row = next(line for line in lines if "node7-4242" in line).split()
     assert agent_row[:3] == ["node7-4242", "node7", "4242"] and agent_row[-1] == "#6"
