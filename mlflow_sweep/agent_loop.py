@@ -1,7 +1,8 @@
 """The agent behind ``mlflow sweep run``: claim a trial, run it as a nested child run, record it.
 
-The loop (SPEC §3, §4): reap trials of dead agents → claim under the ledger lock (``policy``
-decides inside the lock, so parallel agents never share a grid point or overshoot run_cap) →
+The loop (SPEC §3, §4): reap trials of dead agents → claim (``policy`` decides on every event
+before the claim's place in the ledger, and only one agent can take that place, so parallel
+agents never share a grid point or overshoot run_cap) →
 create the child run → hand the trial to a runner (``runners``) → record the outcome in MLflow,
 then in the ledger. A heartbeat thread tells other agents this one is alive; while a trial runs,
 a watch thread applies hyperband's cuts (issue 6).
@@ -83,7 +84,7 @@ class _Agent:
         self.sweep, self.ledger, self.config, self.seed = opened.sweep, opened.ledger, opened.config, opened.seed
         self.runner, self.say = runner, say
         self.agent_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        samplers.prepare(self.config.method)  # heavy imports before the first claim, not inside the lock
+        samplers.prepare(self.config.method)  # heavy imports before the first claim, not inside it
         self.signum: int | None = None
         self.trial_index: int | None = None
         self.killed: int | None = None
@@ -91,6 +92,7 @@ class _Agent:
         self.stop = threading.Event()  # the running trial's own: set when it must end
         self.scratch = Path(tempfile.mkdtemp(prefix="mlflow-sweep-"))  # output of trials without local artifacts
         self.check_every = settings.early_terminate_interval() if self.config.early_terminate else None
+        self.hinted = False  # the missing-metric hint is said once per agent (#13)
         self.heartbeat = _Heartbeat(self)
 
     @contextlib.contextmanager
@@ -160,7 +162,7 @@ class _Agent:
         return "stopped by a signal"
 
     def _decide(self, state: SweepState, steps: list[policy.Step]) -> Proposal | Any:
-        """The ledger's critical-section callback: remember policy's step, hand the ledger a Proposal or DONE."""
+        """The ledger's claim callback (again after a lost race): remember policy's step, return a Proposal or DONE."""
         step = policy.next_step(self.config, state.trials, self.seed)
         steps.append(step)
         return step if isinstance(step, Proposal) else DONE
@@ -187,6 +189,10 @@ class _Agent:
         metric = None if history is None else self.config.metric.summarize(history)  # type: ignore[union-attr]
         # the ledger keeps the history only where hyperband pools it (issue 6), so it stays small
         kept = history if self.config.early_terminate else None
+        counted = None if metric is None else (self.config.metric.name, metric)  # type: ignore[union-attr]
+        settled = tracking.settle_trial(run_id, trial.params, counted)
+        if state is TrialState.FINISHED and history == []:
+            self._hint_missing_metric(trial.index, settled.metrics)
         tags = None if self.stopped_at is None else {tracking.STOPPED_EARLY_TAG: str(self.stopped_at)}
         tracking.end_trial(run_id, state, None if artifact_dir else output, tags)
         self.ledger.complete(trial.index, state, metric, stopped_at=self.stopped_at, history=kept)
@@ -198,6 +204,18 @@ class _Agent:
         self.say(f"trial {trial.index} {state.value} (exit code {code}{shown}{early}) "
                  f"in {time.monotonic() - started:.1f} s")
         return state
+
+    def _hint_missing_metric(self, index: int, logged: tuple[str, ...]) -> None:
+        """Once per agent: a finished trial logged no ``metric.name`` to its run; say why that happens (#13)."""
+        if self.hinted:
+            return
+        self.hinted = True
+        name = self.config.metric.name  # type: ignore[union-attr]
+        has = f"its run has {', '.join(sorted(logged))}" if logged else "its run has no metrics at all"
+        self.say(f"trial {index} finished but logged no metric {name!r} to its run ({has}), so the sweep cannot "
+                 "rank it. PyTorch Lightning's MLFlowLogger opens a run of its own unless given the trial's: "
+                 "MLFlowLogger(run_id=os.environ[\"MLFLOW_RUN_ID\"], ...). Otherwise check the name the "
+                 "script logs with mlflow.log_metric")
 
     def _state(self, code: int) -> TrialState:
         if self.signum is not None or self.stopped_at is not None:  # a signal, or hyperband (issue 6)

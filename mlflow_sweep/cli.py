@@ -65,7 +65,6 @@ class SweepCLI:
             MLFLOW_SWEEP_LEDGER_DIR
             MLFLOW_SWEEP_HEARTBEAT_TIMEOUT
             MLFLOW_SWEEP_KILL_GRACE
-            MLFLOW_SWEEP_LOCK_MODE
         Example:
             mlflow sweep run --sweep-id 3f2a9c0d1e5b4a7f8c6d2e1f0a9b8c7d --count 5
         """

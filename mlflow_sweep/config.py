@@ -7,16 +7,14 @@ Every problem found is reported at once, schema problems first, each group sorte
 from __future__ import annotations
 
 import copy
-import functools
-import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from mlflow_sweep import distributions, schema
+from mlflow_sweep import distributions, schema, sweepfile
 from mlflow_sweep.distributions import Distribution
 from mlflow_sweep.errors import ConfigError, Problem
 
@@ -28,9 +26,14 @@ MACROS = frozenset({"env", "interpreter", "program", "args", "args_no_hyphens",
 IGNORED_KEYS = ("controller", "entity", "job", "image_uri", "apiVersion", "kind")
 _ALIASES = (("project", "experiment_name"), ("name", "sweep_name"))
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+_ARGS_MACROS = frozenset({"args", "args_no_hyphens", "args_no_boolean_flags", "args_no_equals", "args_json",
+                          "args_json_file"})
 _ENVVAR = re.compile(r"^envvar:[A-Za-z0-9_]+$")
 _NUMERIC_KEYS = ("min", "max", "mu", "sigma", "q")
 _MAX_GRID_VALUES = 100_000
+_NUMBER_PASSES = 4
+NO_COMMAND = ("neither program nor command is set, so 'mlflow sweep run' cannot start trials; "
+              "run them from Python with mlflow_sweep.agent(sweep_id, function=train)")
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class SweepConfig:
     method: str
     metric: Metric | None
     run_cap: int | None
-    command: str | tuple[str, ...]
+    command: str | tuple[str, ...] | None
     program: str | None
     experiment_name: str
     sweep_name: str | None
@@ -77,15 +80,57 @@ class SweepConfig:
     raw: Mapping
     source: str
     warnings: tuple[str, ...] = ()
+    paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Each parameter's key path in the file's tree (STYLE §6): ``("model.lr",)`` for a flat name
+    written with a dot, ``("optimizer", "lr")`` for a leaf of a nested ``parameters:`` block."""
+
+    def nest(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """A trial's params in W&B's run-config shape: nested blocks as dicts, flat names kept flat.
+
+        Args:
+            params: the trial's values under MLflow param names (the keys of ``parameters``).
+        """
+        return nest(params, self.paths)
+
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """Every nested block (and block within a block) by its dotted name, with its key path."""
+        out: dict[str, tuple[str, ...]] = {}
+        for path in self.paths.values():
+            for i in range(1, len(path)):
+                out.setdefault(".".join(path[:i]), path[:i])
+        return out
+
+
+def nest(params: Mapping[str, Any], paths: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
+    """Build the nested tree from flat params: ``{"model.lr": 1, "o.lr": 2}`` → ``{"model.lr": 1, "o": {"lr": 2}}``
+    when ``model.lr`` is a flat name and ``o.lr`` a leaf of block ``o``.
+
+    Args:
+        params: values under MLflow param names, in config order.
+        paths: each name's key path (``SweepConfig.paths``); a name without one stays flat.
+    """
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        *outer, leaf = paths.get(name, (name,))
+        node = out
+        for part in outer:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
 
 
 @dataclass(frozen=True)
 class _Param:
-    """One leaf parameter while checking: flat dotted name, path in the file, spec."""
+    """One leaf parameter while checking: MLflow name, path in the file, spec."""
 
     name: str
     path: tuple
     spec: Any
+
+    @property
+    def key_path(self) -> tuple[str, ...]:
+        """The names along the nested tree, without the ``parameters`` levels."""
+        return tuple(str(k) for k in self.path[1::2])
 
 
 def load_config(path: str | Path) -> SweepConfig:
@@ -94,30 +139,30 @@ def load_config(path: str | Path) -> SweepConfig:
     Args:
         path: the sweep file; ``.json`` is read as JSON, anything else as YAML.
     """
-    source = str(path)
-    text = _read_text(Path(path), source)
-    data = _parse_json(text, source) if source.lower().endswith(".json") else _parse_yaml(text, source)
-    return config_from_dict(data, source)
+    parsed = sweepfile.read(path)
+    return config_from_dict(parsed.data, str(path), notes=parsed.warnings)
 
 
-def config_from_dict(data: Any, source: str) -> SweepConfig:
+def config_from_dict(data: Any, source: str, *, notes: Sequence[str] = ()) -> SweepConfig:
     """Check a parsed sweep file and build its SweepConfig; raises ConfigError listing every problem.
 
     Args:
         data: the parsed file (or a config's ``raw``).
         source: the file name used in messages.
+        notes: warnings from reading the file (e.g. duplicate keys), kept first.
     """
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {_kind(data)}"
         raise ConfigError(source, [Problem("", f"the file is {kind}, but must be a mapping with keys "
                                                  "such as command and parameters")])
+    data, numbers = _numbers_from_text(data)
     data = _with_inferred_distributions(data)
     found = _sorted(schema.validate(data))
     params = list(_leaves(data.get("parameters"), ("parameters",), ""))
     dists, semantic = _check_semantics(data, params, found)
     if found or semantic:
         raise ConfigError(source, found + _sorted(semantic))
-    return _build(data, dists, source)
+    return _build(data, dists, params, source, (*notes, *numbers))
 
 
 def render_config(config: SweepConfig) -> str:
@@ -133,78 +178,57 @@ def render_config(config: SweepConfig) -> str:
         if value is not None]
     if config.early_terminate:
         lines.append(f"early_terminate: {_describe_block(config.early_terminate)}")
-    command = config.command if isinstance(config.command, str) else " ".join(config.command)
-    lines += [f"command: {command}", "parameters:"]
+    lines += [f"command: {_describe_command(config.command)}", "parameters:"]
     lines += [f"  {name}: {dist.describe()}" for name, dist in config.parameters.items()]
     return "\n".join(lines)
 
 
-# --- reading -------------------------------------------------------------------------------
+def _describe_command(command: str | tuple[str, ...] | None) -> str:
+    if command is None:
+        return f"none ({NO_COMMAND})"
+    return command if isinstance(command, str) else " ".join(command)
 
 
-def _read_text(path: Path, source: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(source, [Problem("", "no such file")]) from None
-    except IsADirectoryError:
-        raise ConfigError(source, [Problem("", "is a directory, not a sweep file")]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(source, [Problem("", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
-    except OSError as exc:
-        raise ConfigError(source, [Problem("", f"cannot be read: {exc.strerror}")]) from None
+# --- numbers written as YAML 1.1 text ----------------------------------------------------------
 
 
-def _parse_json(text: str, source: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{source}:{exc.lineno}:{exc.colno}", [Problem("", f"not valid JSON: {exc.msg}")]) from None
+def _numbers_from_text(data: dict) -> tuple[dict, list[str]]:
+    """``1e-4`` as a number wherever the schema wants one (SPEC §2), with a warning per key.
+
+    YAML 1.2 (and so W&B's server) reads ``1e-4`` as a number, PyYAML as text; sweepfile marks
+    such scalars. Inference runs again after each pass: ``min: 1e-4`` decides the distribution.
+    """
+    if not _has_number_text(data):
+        return data, []
+    data = copy.deepcopy(data)
+    notes: list[str] = []
+    for _ in range(_NUMBER_PASSES):
+        paths = [p for p, value in schema.number_wanted(_with_inferred_distributions(data))
+                 if isinstance(value, sweepfile.NumberText)]
+        if not paths:
+            break
+        for path in paths:
+            notes.append(_set_number(data, path))
+    return sweepfile.plain(data), sorted(notes)
 
 
-def _parse_yaml(text: str, source: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        reason = exc.problem or exc.context or "syntax error"
-        if isinstance(exc, _DuplicateKey):
-            raise ConfigError(where, [Problem("", reason)]) from None
-        raise ConfigError(where, [Problem("", f"not valid YAML: {reason}")]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [Problem("", f"not valid YAML: {exc}")]) from None
+def _has_number_text(node: Any) -> bool:
+    if isinstance(node, dict):
+        return any(_has_number_text(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_number_text(v) for v in node)
+    return isinstance(node, sweepfile.NumberText)
 
 
-class _DuplicateKey(Exception):
-    """Marker base; the real class also derives from yaml's MarkedYAMLError (built lazily)."""
-
-
-@functools.lru_cache(maxsize=None)
-def _loader() -> type:
-    """A safe YAML loader that rejects duplicate keys (PyYAML silently keeps the last one)."""
-    import yaml
-
-    class DuplicateKeyError(yaml.constructor.ConstructorError, _DuplicateKey):
-        pass
-
-    # The pure-Python loader: its messages are the same on every platform (libyaml's differ),
-    # and sweep files are small.
-    class Loader(yaml.SafeLoader):
-        def construct_mapping(self, node: Any, deep: bool = False) -> dict:
-            seen: set = set()
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
-                if not isinstance(key, (str, int, float, bool)):
-                    continue  # unhashable keys are reported later as non-text keys
-                if key in seen:
-                    raise DuplicateKeyError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-                seen.add(key)
-            return super().construct_mapping(node, deep=deep)
-
-    return Loader
+def _set_number(data: Any, path: tuple) -> str:
+    *outer, last = path
+    for part in outer:
+        data = data[part]
+    text = data[last]
+    data[last] = number = float(text)
+    spelled = schema.yaml_float(text)
+    return (f"{schema.format_path(path)}: {text} is text to PyYAML (YAML 1.1); read as the number "
+            f"{number!r}, as W&B does (write {spelled} to make it a number for every YAML reader)")
 
 
 # --- inference and leaves --------------------------------------------------------------------
@@ -235,8 +259,8 @@ def _leaves(params: Any, path: tuple, prefix: str) -> Iterator[_Param]:
 
 
 def _groups(params: list[_Param]) -> set[str]:
-    """Dotted names of nested groups, which ``${outer}`` may address whole."""
-    return {".".join(p.name.split(".")[:i]) for p in params for i in range(1, p.name.count(".") + 1)}
+    """Dotted names of nested blocks, which ``${outer}`` may address whole (not flat dotted names)."""
+    return {".".join(p.key_path[:i]) for p in params for i in range(1, len(p.key_path))}
 
 
 # --- semantic checks -------------------------------------------------------------------------
@@ -327,12 +351,14 @@ def _key_hint(key: Any) -> str:
 
 
 def _duplicate_names(params: list[_Param]) -> list[Problem]:
+    """A flat name and a nested leaf that render to one MLflow param name (PLAN decision 2)."""
     first: dict[str, _Param] = {}
     out = []
     for param in params:
         if param.name in first:
             other = schema.format_path(first[param.name].path)
-            out.append(Problem(schema.format_path(param.path), f"{param.name!r} is already defined at {other}"))
+            out.append(Problem(schema.format_path(param.path), f"{param.name!r} is already defined at {other}",
+                               "both would be the MLflow param of that name, which holds one value; rename one"))
         first.setdefault(param.name, param)
     return out
 
@@ -345,7 +371,7 @@ def _alias_conflicts(data: dict) -> list[Problem]:
 def _command_problems(data: dict, params: list[_Param]) -> list[Problem]:
     command = data.get("command")
     if command is None:
-        return [] if data.get("program") else [Problem("command", "missing (required unless program is given)")]
+        return []  # W&B's default command with program; the function agent without (SPEC §2)
     if isinstance(command, str):
         pieces = [("command", command)]
     elif isinstance(command, list):
@@ -400,16 +426,17 @@ def _kind(value: Any) -> str:
 # --- building ----------------------------------------------------------------------------------
 
 
-def _build(data: dict, dists: dict[str, Distribution], source: str) -> SweepConfig:
+def _build(data: dict, dists: dict[str, Distribution], params: list[_Param], source: str,
+           notes: Sequence[str]) -> SweepConfig:
     raw = _normalized(data, dists)
     metric = raw.get("metric")
-    command = raw["command"]
+    command = raw.get("command")
     return SweepConfig(
         parameters=dists,
         method=raw["method"],
         metric=None if metric is None else Metric(**{k: v for k, v in metric.items() if k in _METRIC_FIELDS}),
         run_cap=raw.get("run_cap"),
-        command=command if isinstance(command, str) else tuple(command),
+        command=command if command is None or isinstance(command, str) else tuple(command),
         program=raw.get("program"),
         experiment_name=raw["experiment_name"],
         sweep_name=raw.get("sweep_name"),
@@ -418,7 +445,8 @@ def _build(data: dict, dists: dict[str, Distribution], source: str) -> SweepConf
         description=raw.get("description"),
         raw=raw,
         source=source,
-        warnings=_warnings(data),
+        warnings=(*notes, *_warnings(data, params)),
+        paths={p.name: p.key_path for p in params},
     )
 
 
@@ -435,8 +463,9 @@ def _normalized(data: dict, dists: dict[str, Distribution]) -> dict:
             raw.setdefault(key, data[alias])
     raw.setdefault("experiment_name", DEFAULT_EXPERIMENT)
     raw.setdefault("method", "random")
-    raw.setdefault("command", list(DEFAULT_PROGRAM_COMMAND))
-    if isinstance(raw["command"], list):
+    if "program" in raw:
+        raw.setdefault("command", list(DEFAULT_PROGRAM_COMMAND))
+    if isinstance(raw.get("command"), list):
         raw["command"] = [str(part) for part in raw["command"]]  # W&B allows [python, x.py, --epochs, 5]
     if "run_cap" in raw or raw["method"] != "grid":
         raw["run_cap"] = int(raw.get("run_cap", DEFAULT_RUN_CAP))
@@ -464,18 +493,32 @@ def _normalized_specs(params: dict, prefix: str, dists: dict[str, Distribution])
     return out
 
 
-def _warnings(data: dict) -> tuple[str, ...]:
+def _warnings(data: dict, params: list[_Param]) -> tuple[str, ...]:
     found = [f"{key} is ignored (W&B only)" for key in IGNORED_KEYS if key in data]
     if isinstance(data.get("metric"), dict) and "impute_while_running" in data["metric"]:
         found.append("metric.impute_while_running is ignored (W&B only)")
-    command = data.get("command")
-    if isinstance(command, str) and "${args" not in command:
-        used = set(_PLACEHOLDER.findall(command))
-        for param in _leaves(data["parameters"], ("parameters",), ""):
-            parts = param.name.split(".")
-            if not any(".".join(parts[:i]) in used for i in range(1, len(parts) + 1)):
-                found.append(f"parameter {param.name} is not used in command; the command will not see it")
+    if "command" not in data and "program" not in data:
+        found.append(NO_COMMAND)
+    unused = _unused(data.get("command"), params)
+    if unused:
+        names = ", ".join(unused)
+        found.append(f"parameter{'s' * (len(unused) > 1)} {names} {'are' if len(unused) > 1 else 'is'} not "
+                     "used in command; the command will not see "
+                     f"{'them' if len(unused) > 1 else 'it'} (pass parameters with ${{args}} or ${{name}}, "
+                     "or read them from the JSON file named by MLFLOW_SWEEP_PARAMS_FILE)")
     return tuple(found)
+
+
+def _unused(command: Any, params: list[_Param]) -> list[str]:
+    """Parameters a command never passes: no args macro, and neither ``${name}`` nor its block (#13)."""
+    if command is None:
+        return []
+    text = command if isinstance(command, str) else " ".join(str(part) for part in command)
+    used = set(_PLACEHOLDER.findall(text))
+    if used & _ARGS_MACROS:
+        return []
+    return [p.name for p in params if p.name not in used
+            and not any(".".join(p.key_path[:i]) in used for i in range(1, len(p.key_path)))]
 
 
 def _describe_metric(metric: Metric) -> str:

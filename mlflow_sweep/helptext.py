@@ -38,8 +38,6 @@ ENVIRONMENT = {
     "MLFLOW_SWEEP_LEDGER_DIR": "a directory every agent can reach, for ledgers of sweeps whose artifacts are "
                                "not on a shared filesystem (a tracking server with proxied or cloud artifacts)",
     "MLFLOW_SWEEP_HEARTBEAT_TIMEOUT": "seconds of silence after which an agent's trial counts as dead; default: 120",
-    "MLFLOW_SWEEP_LOCK_MODE": "how agents lock the ledger: auto, hard or soft; default: auto "
-                              "(soft on network filesystems)",
     "MLFLOW_SWEEP_KILL_GRACE": "seconds between SIGTERM and SIGKILL when a trial is stopped; default: 10",
     "MLFLOW_SWEEP_EARLY_TERMINATE_INTERVAL": "seconds between hyperband checks of a running trial; default: 5",
 }

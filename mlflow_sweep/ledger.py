@@ -1,74 +1,79 @@
-"""The sweep ledger: an append-only JSON Lines event log guarded by a lock file (SPEC §4).
+"""The sweep ledger: an append-only log of JSON events and its pure replay (SPEC §4).
 
-A ledger directory holds::
+Storage (``mlflow_sweep.journal``): ``ledger.jsonl`` holds the first events (for a sweep made by
+this version, only the header), ``events/<n>.json`` each later event, published without a lock by
+an exclusive ``link()`` of its sequence number; ``agents/<id>.json`` holds each agent's last
+heartbeat, rewritten atomically. The replay (``replay``, ``_Replay``) knows nothing of files.
 
-    ledger.jsonl         the event log, one JSON object per line, only ever appended to
-    ledger.jsonl.lock    the lock file; hard mode keeps it forever, soft mode creates it per hold
-    agents/<id>.json     each agent's last heartbeat, rewritten atomically without the lock
+Events (every event has "event" and "time", Unix seconds from the writer's clock)::
 
-Event format v1 (every event has "event" and "time", Unix seconds from the writer's clock)::
-
-    {"event": "sweep", "v": 1, "time": t, "header": {"config": {...}, "seed": 7, "sweep_id": "..."}}
-    {"event": "claim", "trial": 0, "params": {...}, "point": 3, "agent": "node1-4242", "time": t}
+    {"event": "sweep", "v": 2, "time": t, "header": {"config": {...}, "seed": 7, "sweep_id": "..."}}
+    {"event": "claim", "trial": 0, "params": {...}, "point": 3, "agent": "node1-4242-a1b2c3", "time": t}
     {"event": "start", "trial": 0, "run_id": "0a1b...", "time": t}
     {"event": "end", "trial": 0, "state": "FINISHED", "metric": 0.93, "stopped_at": null, "time": t}
     {"event": "dead", "trial": 0, "last_beat": t0, "time": t}
 
 An "end" event of a sweep with ``early_terminate`` also carries "history": every value the trial
-logged under the metric, in logging order, which hyperband's cuts pool (issue 6); other end
-events leave the key out.
+logged under the metric, in logging order, which hyperband's cuts pool (issue 6).
 
-Rules: the first line is the only "sweep" header; claims number the trials 0, 1, 2, ... in file
-order; the first "end" or "dead" of a trial wins and later ones are ignored (losing that race is
-normal); unknown event kinds are skipped (room for additions within v1); a header with a larger
-"v" is refused. Metrics may be NaN or Infinity, spelled as Python's json module does.
+Format versions: v1 kept every event in ledger.jsonl, appended under a lock; v2 (this version)
+writes the header there and every later event to events/. The events are the same; a v1 ledger
+replays as it is and is continued in events/ (its file is never written again). A header with a
+larger "v" is refused.
 
-Writes happen only under the lock: refresh, truncate a torn tail, then one ``os.write`` of a whole
-line on an ``O_APPEND`` descriptor opened after locking (so NFS clients see the current size),
-then ``os.fsync``. Reads take no lock, parse only bytes added since the last read, and ignore a
-last line without its newline (a writer killed mid-write). A bad complete line is corruption:
-readers raise ``LedgerError`` with the line number and never rewrite the file.
-
-Lock choice (issue 4): which lock guards the ledger, and why, is in ``mlflow_sweep.locking``.
+Rules of the replay: the first event is the only "sweep" header; claims number the trials 0, 1,
+2, ... in log order, and a claim whose number is not the next one lost a race (two writers of v1
+on a network filesystem) and is dropped and kept in ``SweepState.conflicts`` (the first claim in
+log order keeps the trial, issue 11); the first "end" or "dead" of a trial wins and later ones are
+ignored (losing that race is normal); unknown event kinds are skipped (room for additions). Metrics
+may be NaN or Infinity, spelled as Python's json module does.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
 import os
+import random
 import re
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from mlflow_sweep.errors import LedgerError
-from mlflow_sweep.locking import (
-    LOCK_MODE_ENV, SOFT_LOCK_STALE_AFTER, acquire, check_marker, check_still_held, make_lock, resolve_lock_mode,
-)
+from mlflow_sweep.journal import LEDGER_NAME, Journal
+from mlflow_sweep.mounts import check_mount
 from mlflow_sweep.trials import DONE, Proposal, Trial, TrialState
 
 if TYPE_CHECKING:
     from mlflow_sweep.trials import _Done
 
-FORMAT_VERSION = 1
-LEDGER_NAME = "ledger.jsonl"
-_CORRUPT_HINT = "the file was left as it is; repair or delete that line by hand (keep a copy) and run again"
+FORMAT_VERSION = 2
 _AGENT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@:+-]*")
-_now: Callable[[], float] = time.time  # event clock; the asset generator swaps in a fixed one
+_now: Callable[[], float] = time.time  # event clock; the asset generators swap in a fixed one
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Conflict:
+    """A claim that lost a race: it named a trial number that an earlier claim in the log already had."""
+
+    trial: int
+    agent: str | None
+    event: int  # its position in the log (0 is the header)
+
+
+@dataclass(frozen=True)
 class SweepState:
-    """What the ledger says about a sweep: its header payload and every trial, in index order."""
+    """What the ledger says about a sweep: its header payload, every trial in index order, conflicts."""
 
     header: Mapping[str, Any]
     trials: tuple[Trial, ...] = ()
     version: int = FORMAT_VERSION
+    conflicts: tuple[Conflict, ...] = ()
 
     def count(self, *states: TrialState) -> int:
         """Number of trials in any of ``states`` (all trials when none are given)."""
@@ -90,7 +95,7 @@ class SweepState:
 
 
 class _BadEvent(ValueError):
-    """An event that does not fit the ledger so far; the reader adds the file and line."""
+    """An event that does not fit the ledger so far; the reader adds where it is."""
 
 
 def _index(event: Mapping[str, Any]) -> int:
@@ -101,12 +106,14 @@ def _index(event: Mapping[str, Any]) -> int:
 
 
 class _Replay:
-    """A left fold over events; ``apply`` one at a time, ``snapshot`` whenever needed."""
+    """A left fold over events, one handler per event kind; ``apply`` one at a time, ``snapshot`` any time."""
 
     def __init__(self) -> None:
         self.header: dict[str, Any] | None = None
         self.version = FORMAT_VERSION
         self.trials: list[Trial] = []
+        self.conflicts: list[Conflict] = []
+        self.applied = 0
         self._snapshot: SweepState | None = None
 
     def apply(self, event: Mapping[str, Any]) -> None:
@@ -117,14 +124,14 @@ class _Replay:
         if self.header is None and kind != "sweep":
             raise _BadEvent(f"the first event must be the sweep header, but got {kind!r}")
         handler = _HANDLERS.get(kind)
-        if handler is None:
-            return  # an event kind added later within v1: skip it (see module docstring)
-        try:
-            handler(self, event)
-        except _BadEvent:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _BadEvent(f"bad {kind!r} event ({type(exc).__name__}: {exc})") from None
+        if handler is not None:  # else an event kind added later: skip it (module docstring)
+            try:
+                handler(self, event)
+            except _BadEvent:
+                raise
+            except (KeyError, TypeError, ValueError) as exc:
+                raise _BadEvent(f"bad {kind!r} event ({type(exc).__name__}: {exc})") from None
+        self.applied += 1
         self._snapshot = None
 
     def snapshot(self) -> SweepState:
@@ -132,7 +139,7 @@ class _Replay:
         if self.header is None:
             raise _BadEvent("the ledger has no sweep header")
         if self._snapshot is None:
-            self._snapshot = SweepState(self.header, tuple(self.trials), self.version)
+            self._snapshot = SweepState(self.header, tuple(self.trials), self.version, tuple(self.conflicts))
         return self._snapshot
 
     def _trial(self, event: Mapping[str, Any]) -> Trial:
@@ -152,9 +159,9 @@ class _Replay:
 
     def _on_claim(self, event: Mapping[str, Any]) -> None:
         index = _index(event)
-        if index != len(self.trials):
-            raise _BadEvent(f"claims trial {index}, but the next index is {len(self.trials)} (two writers "
-                            f"without a common lock? every agent must use the same {LOCK_MODE_ENV})")
+        if index != len(self.trials):  # decided on a stale view: the first claim keeps the trial
+            self.conflicts.append(Conflict(index, event.get("agent"), self.applied))
+            return
         self.trials.append(Trial(index=index, params=dict(event["params"]), point=event.get("point"),
                                  agent_id=event.get("agent"), started=float(event["time"])))
 
@@ -191,7 +198,7 @@ def replay(events: Iterable[Mapping[str, Any]]) -> SweepState:
     """Fold ledger events, header first, into the sweep's state (pure).
 
     Args:
-        events: decoded ledger events in file order.
+        events: decoded ledger events in log order.
     """
     fold = _Replay()
     for number, event in enumerate(events, 1):
@@ -215,103 +222,72 @@ def _encode(event: Mapping[str, Any]) -> bytes:
     return (json.dumps(event, separators=(", ", ": "), default=_jsonable) + "\n").encode()
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _write_file(path: Path, data: bytes, *, exclusive: bool) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC), 0o644)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; the data itself was synced
-    finally:
-        os.close(fd)
-
-
 class Ledger:
-    """One sweep's ledger directory: lock-free reads, locked appends, heartbeats, reaping."""
+    """One sweep's ledger directory: incremental reads, lock-free appends, heartbeats, reaping."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, lock_timeout: float = 60.0,
-                 lock_mode: str | None = None, stale_lock_after: float = SOFT_LOCK_STALE_AFTER) -> None:
-        """Open the ledger in ``directory`` (the file need not exist yet; see ``create``).
+    def __init__(self, directory: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
+        """Open the ledger in ``directory`` (nothing is read yet; see ``create`` for a new one).
 
         Args:
             directory: the ledger directory, shared by every agent of the sweep.
-            lock_timeout: seconds to wait for the lock before raising LedgerError.
-            lock_mode: ``hard`` (flock), ``soft`` (exclusive-create marker) or ``auto``;
-                None reads $MLFLOW_SWEEP_LOCK_MODE, defaulting to ``auto``.
-            stale_lock_after: soft mode only: age in seconds after which another host's
-                marker is broken.
+            timeout: seconds a transient filesystem error (ESTALE, EIO, ...) may last before it
+                becomes a LedgerError.
         """
         self.directory = Path(directory).absolute()
         self.path = self.directory / LEDGER_NAME
-        self.lock_path = self.directory / f"{LEDGER_NAME}.lock"
-        self.lock_mode = resolve_lock_mode(self.directory, lock_mode)
-        self.lock_timeout = lock_timeout
-        self._lock = make_lock(self.lock_path, self.lock_mode, stale_lock_after)
-        self._mutex = threading.RLock()  # the file lock is shared by this object's threads
-        self._reset()
+        self.timeout = timeout
+        self._journal = Journal(self.directory, timeout)
+        self._mutex = threading.RLock()  # one fold, shared by this object's threads
+        self._fold = _Replay()
+        self._checked_mount: float | None = None
 
     def __repr__(self) -> str:
-        return f"Ledger({str(self.directory)!r}, lock_mode={self.lock_mode!r})"
+        return f"Ledger({str(self.directory)!r})"
 
     @classmethod
-    def create(cls, directory: str | os.PathLike[str], header: Mapping[str, Any], *,
-               lock_timeout: float = 60.0, lock_mode: str | None = None) -> Ledger:
-        """Start a new ledger whose first line is the sweep header; LedgerError if one exists.
+    def create(cls, directory: str | os.PathLike[str], header: Mapping[str, Any], *, timeout: float = 60.0) -> Ledger:
+        """Start a new ledger whose first event is the sweep header; LedgerError if one exists.
 
         Args:
             directory: the ledger directory (created if missing).
             header: the header payload, e.g. {"config": ..., "seed": ..., "sweep_id": ...}.
-            lock_timeout: as for ``Ledger``.
-            lock_mode: as for ``Ledger``.
+            timeout: as for ``Ledger``.
         """
         Path(directory).mkdir(parents=True, exist_ok=True)
-        ledger = cls(directory, lock_timeout=lock_timeout, lock_mode=lock_mode)
-        line = _encode({"event": "sweep", "v": FORMAT_VERSION, "time": _now(), "header": dict(header)})
-        ledger._publish(line)
+        ledger = cls(directory, timeout=timeout)
+        Journal.create(ledger.directory, _encode({"event": "sweep", "v": FORMAT_VERSION, "time": _now(),
+                                                   "header": dict(header)}))
         return ledger
 
     def state(self) -> SweepState:
-        """The sweep's current state, reading (without the lock) only what was appended since last time."""
+        """The sweep's current state, reading only the events published since last time."""
         with self._mutex:
             self._read_new()
             return self._snapshot()
 
     def claim(self, decide: Callable[[SweepState], Proposal | _Done], agent_id: str) -> Trial | None:
-        """Under the lock: refresh, ask ``decide`` for the next trial, record it; None when DONE.
+        """Ask ``decide`` for the next trial given every event so far, and record it; None when DONE.
+
+        ``decide`` is called again whenever another agent published first, so it must be quick
+        and free of side effects (no MLflow calls).
 
         Args:
-            decide: given the fresh state, returns a Proposal or DONE; runs under the lock,
-                so it must be quick (no MLflow calls).
+            decide: given the fresh state, returns a Proposal or DONE.
             agent_id: the claiming agent, as in its heartbeat file.
         """
         self._agent_path(agent_id)  # reap matches claims to heartbeat files by this id
-        with self._transaction() as state:
+
+        def make(state: SweepState, now: float) -> dict[str, Any] | None:
             proposal = decide(state)
             if proposal is DONE:
                 return None
             if not isinstance(proposal, Proposal):
                 raise TypeError(f"decide must return a Proposal or DONE, but got {proposal!r}")
-            index = len(state.trials)
-            state = self._append({"event": "claim", "trial": index, "params": dict(proposal.params),
-                                  "point": proposal.point, "agent": agent_id, "time": _now()})
-            return state.trials[index]
+            return {"event": "claim", "trial": len(state.trials), "params": dict(proposal.params),
+                    "point": proposal.point, "agent": agent_id, "time": now}
+
+        state, event = self._commit(make)
+        return None if event is None else state.trials[event["trial"]]
 
     def start(self, index: int, run_id: str) -> None:
         """Record the MLflow child run of trial ``index``.
@@ -320,9 +296,11 @@ class Ledger:
             index: the trial index returned by ``claim``.
             run_id: the child run's id.
         """
-        with self._transaction() as state:
+        def make(state: SweepState, now: float) -> dict[str, Any]:
             self._check_index(state, index)
-            self._append({"event": "start", "trial": index, "run_id": run_id, "time": _now()})
+            return {"event": "start", "trial": index, "run_id": run_id, "time": now}
+
+        self._commit(make)
 
     def complete(self, index: int, state: TrialState, metric: float | None, *,
                  stopped_at: int | None = None, history: Sequence[float] | None = None) -> bool:
@@ -336,18 +314,20 @@ class Ledger:
             history: the trial's metric values in logging order, kept for hyperband's cuts;
                 None (the default) leaves it out of the event.
         """
-        state = TrialState(state)
-        if not state.is_terminal:
-            raise ValueError(f"state must be terminal, but got {state.value!r}")
-        with self._transaction() as current:
+        ended = TrialState(state)
+        if not ended.is_terminal:
+            raise ValueError(f"state must be terminal, but got {ended.value!r}")
+
+        def make(current: SweepState, now: float) -> dict[str, Any] | None:
             if self._check_index(current, index).state.is_terminal:
-                return False  # first terminal event wins; losing to the reaper is tolerated
-            event = {"event": "end", "trial": index, "state": state.value, "metric": metric,
-                     "stopped_at": stopped_at, "time": _now()}
+                return None  # first terminal event wins; losing to the reaper is tolerated
+            event = {"event": "end", "trial": index, "state": ended.value, "metric": metric,
+                     "stopped_at": stopped_at, "time": now}
             if history is not None:
                 event["history"] = [float(v) for v in history]
-            self._append(event)
-            return True
+            return event
+
+        return self._commit(make)[1] is not None
 
     def heartbeat(self, agent_id: str, info: Mapping[str, Any]) -> None:
         """Atomically rewrite agents/<agent_id>.json with ``info`` plus the agent id and the time.
@@ -374,34 +354,38 @@ class Ledger:
     def reap(self, timeout: float) -> list[Trial]:
         """Mark FAILED (dead) every RUNNING trial whose agent has been silent for ``timeout`` s; return them.
 
+        The first call also refuses a mount that could show heartbeats older than ``timeout``
+        allows (``mlflow_sweep.mounts.check_mount``).
+
         Args:
             timeout: seconds since the agent's last heartbeat (or, with none, the claim).
         """
-        if not self._stale(self.state(), timeout):
-            return []  # the common case costs one incremental read and no lock
-        with self._transaction() as state:
-            stale = self._stale(state, timeout)
-            for trial, last in stale:
-                state = self._append({"event": "dead", "trial": trial.index, "last_beat": last,
-                                      "time": _now()})
-            return [state.trials[trial.index] for trial, _ in stale]
+        if self._checked_mount != timeout:
+            check_mount(self.directory, timeout)
+            self._checked_mount = timeout
+        reaped = []
+        for trial, last in self._stale(self.state(), timeout):  # usually none: one read, no write
+            def make(state: SweepState, now: float, trial: Trial = trial, last: float = last) -> dict[str, Any] | None:
+                if state.trials[trial.index].state.is_terminal:
+                    return None  # it ended, or another agent reaped it first
+                return {"event": "dead", "trial": trial.index, "last_beat": last, "time": now}
 
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the ledger's lock (for tools such as scripts/verify_lock.py; the methods lock themselves)."""
-        with self._mutex:
-            acquire(self._lock, self.lock_mode, self.lock_timeout)
-            try:
-                check_marker(self._lock, self.lock_mode)
-                yield
-            finally:
-                self._lock.release()
+            state, event = self._commit(make)
+            if event is not None:
+                reaped.append(state.trials[trial.index])
+        return reaped
 
-    # -- reading -------------------------------------------------------------------------------
+    def export(self, path: str | os.PathLike[str]) -> Path:
+        """Write every event, in log order, as one JSON-lines file (a copy that ``replay`` reads whole).
 
-    def _reset(self) -> None:
-        self._fold, self._offset, self._line, self._tail = _Replay(), 0, 0, 0
-        self._identity: tuple[int, int] | None = None
+        Args:
+            path: the file to write (its directory must exist).
+        """
+        events = Journal(self.directory, self.timeout).read_new()
+        Path(path).write_bytes(b"".join(_encode(event) for _, event in events))
+        return Path(path)
+
+    # -- reading and writing -------------------------------------------------------------------
 
     def _snapshot(self) -> SweepState:
         try:
@@ -410,107 +394,42 @@ class Ledger:
             raise LedgerError(f"{self.path}: {exc}") from None
 
     def _read_new(self) -> None:
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise LedgerError(f"{self.path}: no ledger here (was the sweep initialized with "
-                              f"'mlflow sweep init'?)") from None
-        except OSError as exc:
-            raise LedgerError(f"{self.path}: cannot read the ledger ({exc.strerror or exc})") from exc
-        try:
-            data = self._read_from(fd)
-        finally:
-            os.close(fd)
-        self._parse(data)
-
-    def _read_from(self, fd: int) -> bytes:
-        info = os.fstat(fd)
-        if (info.st_dev, info.st_ino) != self._identity or info.st_size < self._offset:
-            self._reset()  # a replaced or shrunken file: start over rather than misread
-            self._identity = (info.st_dev, info.st_ino)
-        chunks, offset = [], self._offset
-        while chunk := os.pread(fd, 1 << 20, offset):
-            chunks.append(chunk)
-            offset += len(chunk)
-        return b"".join(chunks)
-
-    def _parse(self, data: bytes) -> None:
-        end = data.rfind(b"\n") + 1
-        self._tail = len(data) - end  # a line without its newline: a writer died mid-write
-        position = 0
-        while position < end:
-            stop = data.index(b"\n", position) + 1
-            if data[position:stop].strip():
-                self._apply(data[position:stop], self._line + 1)
-            self._line, self._offset = self._line + 1, self._offset + stop - position
-            position = stop
-
-    def _apply(self, line: bytes, number: int) -> None:
-        """Fold one line in; a bad one raises with its number and is not consumed, so it raises again."""
-        try:
-            self._fold.apply(json.loads(line))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            reason = f"not a JSON line ({getattr(exc, 'msg', None) or exc})"
-        except _BadEvent as exc:
-            reason = str(exc)
-        else:
-            return
-        raise LedgerError(f"{self.path}:{number}: {reason}; {_CORRUPT_HINT}")
-
-    # -- writing -------------------------------------------------------------------------------
-
-    @contextmanager
-    def _transaction(self) -> Iterator[SweepState]:
-        if self._identity is None:
-            self._read_new()  # report a missing ledger before locking creates its directory
-        with self.locked():
-            self._read_new()
-            yield self._snapshot()
-
-    def _append(self, event: Mapping[str, Any]) -> SweepState:
-        line = _encode(event)  # before touching the file: an unencodable event writes nothing
-        if self._tail:
-            self._repair_tail()
-        check_still_held(self._lock, self.lock_mode)
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        """Fold in the events published since the last read; a bad one raises with where it is, every time."""
+        for where, event in self._journal.read_new():
             try:
-                _write_all(fd, line)
-                os.fsync(fd)
+                self._fold.apply(event)
+            except _BadEvent as exc:
+                self._journal.reset()
+                self._fold = _Replay()
+                raise LedgerError(f"{where}: {exc}") from None
+
+    def _commit(self, make: Callable[[SweepState, float], dict[str, Any] | None]
+                ) -> tuple[SweepState, dict[str, Any] | None]:
+        """Publish ``make(state, now)`` as the next event, deciding again after every lost race.
+
+        Returns the state with the event folded in, and the event as written (None if ``make``
+        returned None: nothing to write). ``now`` is taken once, so an event that does not depend
+        on the state (start, end) keeps its bytes, and its fsynced file, from one attempt to the next.
+        """
+        now = _now()
+        with self._mutex:
+            try:
+                for lost in itertools.count():
+                    if lost:  # spread a herd of agents that all lost to the same winner (a job array starting)
+                        time.sleep(random.uniform(0, min(0.1, 0.001 * 2 ** lost)))
+                    self._read_new()
+                    event = make(self._snapshot(), now)
+                    if event is None:
+                        return self._snapshot(), None
+                    data = _encode(event)  # before touching the file: an unencodable event writes nothing
+                    if self._journal.publish(data):
+                        written = json.loads(data)
+                        self._fold.apply(written)
+                        return self._snapshot(), written
+                    log.debug("%s: another agent published first; deciding again", self.directory)
             finally:
-                os.close(fd)
-        except OSError as exc:
-            raise LedgerError(f"{self.path}: could not append to the ledger ({exc.strerror or exc})") from exc
-        self._read_new()
-        return self._snapshot()
-
-    def _repair_tail(self) -> None:
-        log.warning("%s: dropping %d bytes of a line left unfinished by a killed writer", self.path, self._tail)
-        try:
-            os.truncate(self.path, self._offset)
-        except OSError as exc:
-            raise LedgerError(f"{self.path}: could not drop an unfinished last line "
-                              f"({exc.strerror or exc})") from exc
-        self._tail = 0
-
-    def _publish(self, line: bytes) -> None:
-        """Create the file holding ``line`` at once, without the lock: no agent can use it before it exists."""
-        tmp = self.path.with_name(f".{LEDGER_NAME}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            _write_file(tmp, line, exclusive=False)
-            try:
-                os.link(tmp, self.path)  # atomic and exclusive, also on NFS: readers see all or nothing
-            except FileExistsError:
-                raise
-            except OSError:  # no hard links here (some SMB/FUSE mounts): exclusive create instead
-                _write_file(self.path, line, exclusive=True)
-        except FileExistsError:
-            raise LedgerError(f"{self.path}: a ledger already exists here (one sweep per directory)") from None
-        except OSError as exc:
-            raise LedgerError(f"{self.path}: could not create the ledger ({exc.strerror or exc})") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
-        _fsync_directory(self.directory)
+                self._journal.discard()
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _check_index(state: SweepState, index: int) -> Trial:
@@ -534,9 +453,18 @@ class Ledger:
         return record if isinstance(record, dict) else None
 
     def _last_beat(self, agent_id: str | None) -> float | None:
+        """The agent's last beat; None if it never beat; +inf if its file exists but cannot be read now.
+
+        A heartbeat file caught mid-replace by a caching network client reads short or empty
+        (issue 11): that is no evidence of silence, so its trial is judged at the next reap.
+        """
         if not agent_id or not _AGENT_ID.fullmatch(agent_id):
             return None
-        beat = (self._read_agent(self._agent_path(agent_id)) or {}).get("beat")
+        path = self._agent_path(agent_id)
+        record = self._read_agent(path)
+        if record is None:
+            return math.inf if path.exists() else None
+        beat = record.get("beat")
         return float(beat) if isinstance(beat, (int, float)) and math.isfinite(beat) else None
 
     def _stale(self, state: SweepState, timeout: float) -> list[tuple[Trial, float]]:

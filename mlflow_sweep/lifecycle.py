@@ -49,9 +49,13 @@ def open_sweep(sweep_id: str | None) -> OpenSweep:
 
 
 def reap_dead(ledger: Ledger) -> list[Trial]:
-    """Mark trials whose agent went silent as dead in the ledger and FAILED in MLflow (SPEC §4a)."""
+    """Mark trials whose agent went silent as dead in the ledger and FAILED in MLflow (SPEC §4a).
+
+    The run gets the params its trial did not log, as a trial's own agent does at its end.
+    """
     reaped = ledger.reap(settings.heartbeat_timeout())
     for trial in reaped:
         if trial.run_id:
+            tracking.settle_trial(trial.run_id, trial.params)  # its agent died before it could (#13)
             tracking.end_run(trial.run_id, TrialState.FAILED)
     return reaped

@@ -14,6 +14,7 @@ from mlflow_sweep.trials import Trial, TrialState
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
+    from mlflow_sweep.ledger import Conflict
 
 MAX_AGENTS_SHOWN = 50
 
@@ -29,11 +30,11 @@ def sweep_status(sweep_id: str | None) -> str:
     opened = lifecycle.open_sweep(sweep_id)
     sweep, ledger, config = opened.sweep, opened.ledger, opened.config
     lifecycle.reap_dead(ledger)  # SPEC §4a: status reaps dead trials too
-    agents = ledger.agents()
-    trials = ledger.state().trials
-    return render_status(f"{sweep.name} ({sweep.run_id})", config, trials, agents,
+    agents, ledger_state = ledger.agents(), ledger.state()
+    return render_status(f"{sweep.name} ({sweep.run_id})", config, ledger_state.trials, agents,
                          now=time.time(), timeout=settings.heartbeat_timeout(), exited=_exited_here(agents),
-                         state=policy.sweep_state(config, trials, opened.seed))
+                         conflicts=ledger_state.conflicts,
+                         state=policy.sweep_state(config, ledger_state.trials, opened.seed))
 
 
 def sweep_list() -> str:
@@ -106,7 +107,8 @@ def _exited_here(agents: Sequence[Mapping[str, Any]]) -> set[str]:
 
 
 def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agents: Sequence[Mapping[str, Any]],
-                  *, now: float, timeout: float, exited: Collection[str] = (), state: str | None = None) -> str:
+                  *, now: float, timeout: float, exited: Collection[str] = (),
+                  conflicts: Sequence[Conflict] = (), state: str | None = None) -> str:
     """Format the status (pure).
 
     Args:
@@ -118,6 +120,7 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
         now: the current time (Unix seconds).
         timeout: seconds of silence after which an agent counts as gone.
         exited: ids of agents whose process is known to be gone although their last beat is recent.
+        conflicts: claims the ledger dropped because an earlier claim had their trial number.
         state: the sweep's state (``policy.sweep_state``), shown when given.
     """
     metric = config.metric
@@ -125,6 +128,7 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
         f"metric {metric.name} ({metric.goal})" if metric else "no metric")
     lines = [head, *([f"State: {state}"] if state else []), f"Progress: {_progress(config, len(trials))}",
              f"Trials: {_by_state(trials)}"]
+    lines += _conflicts(conflicts)
     lines += _best(config, trials)
     running = {t.agent_id: t.index for t in trials if t.state is TrialState.RUNNING}
     lines += _agents(agents, now, timeout, set(exited), running)
@@ -150,6 +154,17 @@ def _by_state(trials: Sequence[Trial]) -> str:
     text = render_counts(count_states(trials)).split(": ", 1)[1]
     dead = sum(1 for t in trials if t.dead)
     return text + (f" ({dead} failed because their agent went silent)" if dead else "")
+
+
+def _conflicts(conflicts: Sequence[Conflict]) -> list[str]:
+    """One line when two claims of one trial number reached the ledger (issue 11): it says it was resolved."""
+    if not conflicts:
+        return []
+    numbers = ", ".join(f"#{c.trial}" for c in conflicts[:10]) + (", …" if len(conflicts) > 10 else "")
+    many = len(conflicts) != 1
+    return [f"Conflicts: {len(conflicts)} claim{'s' * many} of a trial number already taken ({numbers}) "
+            f"{'were' if many else 'was'} dropped; the first claim in the ledger keeps each trial, "
+            f"and nothing needs repair"]
 
 
 def _best(config: SweepConfig, trials: Sequence[Trial]) -> list[str]:

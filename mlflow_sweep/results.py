@@ -27,10 +27,12 @@ def finalize_sweep(sweep_id: str | None) -> str:
                               scales=analysis.param_scales(config.parameters), seed=seed,
                               levels=analysis.param_levels(config.parameters))
     text = f"Sweep {sweep.name} ({sweep.run_id})\n\n{report.render_report(result)}"
-    with tempfile.TemporaryDirectory(prefix="mlflow-sweep-plots-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mlflow-sweep-plots-") as tmp, \
+            tempfile.TemporaryDirectory(prefix="mlflow-sweep-ledger-") as copy_dir:
         drawn = plots.draw_plots(result, trials, Path(tmp))
+        copy = ledger.export(Path(copy_dir) / "ledger.jsonl")  # events/ holds one file per event
         tracking.record_outcome(sweep, best=result.best, metric_name=metric.name if metric else None,
-                                table=text + "\n", plot_dir=Path(tmp), ledger_path=ledger.path)
+                                table=text + "\n", plot_dir=Path(tmp), ledger_path=ledger.path, ledger_copy=copy)
     return f"{text}\n\n{_recorded(sweep.run_id, drawn, result.counts.get('running', 0))}"
 
 

@@ -8,7 +8,6 @@ child run, heartbeat, outcome); runners own only the trial.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
 from mlflow_sweep import command, settings
+from mlflow_sweep.errors import SweepError
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
@@ -46,6 +46,12 @@ class TrialRunner(Protocol):
         """Release what the runner holds (temporary files)."""
 
 
+class NoCommand(SweepError):
+    """The sweep file has neither ``program`` nor ``command``: only the function agent can run it (SPEC §2)."""
+
+    exit_code = 2
+
+
 class CommandRunner:
     """Runs the sweep's command in its own process group, with MLFLOW_RUN_ID set, teeing its output."""
 
@@ -57,6 +63,11 @@ class CommandRunner:
             config: the sweep's configuration (``command``, ``program``, parameters).
             stream: where the command's output is also copied, live (the agent's stdout); None for nowhere.
         """
+        if config.command is None:
+            raise NoCommand(
+                f"sweep {sweep.run_id}: its file sets neither program nor command, so 'mlflow sweep run' "
+                "has nothing to start; add program (or command) to the sweep file, or run the trials from "
+                "Python with the function agent: mlflow_sweep.agent(sweep_id, function=train)")
         self.sweep, self.config, self.stream = sweep, config, stream
         self.workdir = Path(tempfile.mkdtemp(prefix="mlflow-sweep-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -64,7 +75,7 @@ class CommandRunner:
     def run(self, trial: Trial, run_id: str, output: Path, stop: threading.Event) -> int:
         """Launch the command, copy its output live and into ``output``, and return its exit code."""
         json_file = self.workdir / f"params-{trial.index}.json"
-        json_file.write_text(json.dumps(command.nest(trial.params)))
+        json_file.write_text(command.params_json(self.config, trial.params))
         argv = command.build_argv(self.config, trial.params, interpreter=sys.executable, json_file=str(json_file))
         env = self._env(trial, run_id, json_file)
         try:

@@ -10,7 +10,7 @@ import difflib
 import functools
 import json
 import re
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from mlflow_sweep.errors import Problem
 
@@ -25,7 +25,7 @@ _TYPE_NAMES = {
     "object": "a mapping", "boolean": "true or false", "null": "null",
 }
 # PyYAML (YAML 1.1) reads a float only with a dot and a signed exponent: 1e-3 and 1.0e3 are text.
-_SCIENTIFIC = re.compile(r"^[-+]?(\d+)(\.\d*)?[eE]([-+]?)(\d+)$")
+_SCIENTIFIC = re.compile(r"^[-+]?(\d+|(?=\.\d))(\.\d*)?[eE]([-+]?)(\d+)$")
 _NAME_RULE = "use letters, digits, _, - and ., starting with a letter or _"
 
 
@@ -62,6 +62,37 @@ def validate(data: Any) -> list[Problem]:
     return problems
 
 
+def number_wanted(data: Any) -> list[tuple[tuple, Any]]:
+    """Where the schema wants a number but ``data`` holds something else: (path, the value found)."""
+    out = []
+    for error in _validator().iter_errors(data):
+        for leaf in _leaf_errors(error):
+            wanted = leaf.validator_value if isinstance(leaf.validator_value, list) else [leaf.validator_value]
+            if leaf.validator == "type" and {"number", "integer"} & set(wanted):
+                found = (tuple(leaf.absolute_path), leaf.instance)
+                if found not in out:
+                    out.append(found)
+    return out
+
+
+def _leaf_errors(error: ValidationError) -> Iterator[ValidationError]:
+    if error.context:
+        for sub in error.context:
+            yield from _leaf_errors(sub)
+    else:
+        yield error
+
+
+def yaml_float(text: str) -> str:
+    """How to write the number ``text`` so that YAML 1.1 (PyYAML) reads it as one: ``1e-3`` → ``1.0e-3``."""
+    match = _SCIENTIFIC.match(text.strip())
+    if not match:
+        return repr(float(text))
+    whole, frac, sign, exp = match.groups()
+    lead = text.strip()[0] if text.strip()[0] in "+-" else ""
+    return f"{lead}{whole or '0'}{frac if frac and len(frac) > 1 else '.0'}e{sign or '+'}{exp}"
+
+
 def format_path(parts: Iterable[Any]) -> str:
     """``['parameters', 'lr', 'values', 0]`` → ``parameters.lr.values[0]``."""
     out = ""
@@ -79,17 +110,13 @@ def suggest(word: object, choices: Iterable[str]) -> str | None:
 
 
 def number_text_hint(value: object) -> str | None:
-    """The fix for a number that YAML or quoting turned into text, e.g. ``'1e-3'``."""
+    """The fix for a number written as text, e.g. ``'1e-3'`` or ``"0.5"``.
+
+    Unquoted ``1e-3`` in YAML is read as a number with a warning (config), so text that gets
+    here was quoted (or came from JSON or Python).
+    """
     if not isinstance(value, str):
         return None
-    match = _SCIENTIFIC.match(value.strip())
-    if match:
-        whole, frac, sign, exp = match.groups()
-        lead = value.strip()[0] if value.strip()[0] in "+-" else ""
-        yaml_float = f"{lead}{whole}{frac if frac and len(frac) > 1 else '.0'}e{sign or '+'}{exp}"
-        plain = repr(float(value))
-        alt = "" if "e" in plain else f" or {plain}"
-        return f"YAML reads {value} as text; write {yaml_float}{alt}"
     try:
         float(value)
     except ValueError:
@@ -153,17 +180,28 @@ def _missing_reason(instance: dict) -> str:
 def _additional(error: ValidationError, path: list) -> list[Problem]:
     known = list(error.schema.get("properties", {}))
     extras = [key for key in error.instance if key not in known]
-    return [_unknown_key(key, known, error.schema, path) for key in extras]
+    return [_unknown_key(key, error.instance[key], known, error.schema, path) for key in extras]
 
 
-def _unknown_key(key: str, known: list[str], subschema: dict, path: list) -> Problem:
+def _unknown_key(key: str, value: Any, known: list[str], subschema: dict, path: list) -> Problem:
     where = format_path([*path, key])
     if "distribution" in known and key in _parameter_keys():
         shape = _def_name(subschema)
         allowed = ", ".join(k for k in known if k != "distribution")
         reason = f"not allowed for distribution {shape}" if shape else "not allowed here"
         return Problem(where, reason, f"allowed: {allowed}")
-    return Problem(where, "unknown key", suggest(key, known))
+    return Problem(where, "unknown key", _misplaced_hint(value, path) or suggest(key, known))
+
+
+def _misplaced_hint(value: Any, path: list) -> str | None:
+    """Two mistakes seen in public W&B files (#13): a whole config under a key, a parameter indented too deep."""
+    if not isinstance(value, dict):
+        return None
+    if not path and {"parameters", "method"} & set(value):
+        return "it holds a sweep configuration; its keys belong at the top level of the file"
+    if path[:1] == ["parameters"] and {"values", "value", "distribution", "min", "max"} & set(value):
+        return f"it looks like a parameter indented one level too deep, under {path[-1]}"
+    return None
 
 
 def _def_name(subschema: dict) -> str | None:

@@ -1,8 +1,17 @@
 """The only module that calls MLflow: the parent run, child runs, their params, artifacts and metrics.
 
-Every public function retries briefly on SQLite's "database is locked": with many agents and
-their commands writing one embedded store, SQLite refuses a write that would upgrade a read
+Every call to the store is retried briefly on SQLite's "database is locked": with many agents
+and their commands writing one embedded store, SQLite refuses a write that would upgrade a read
 transaction instead of waiting on its busy timeout, so a short backoff is the fix (issue 4).
+The retry wraps one client call at a time, never a whole function: retrying ``create_sweep``
+after its ``create_run`` succeeded made a second parent run (issue 13 item 10). A call that
+failed on the lock did not commit, so calling it again is safe.
+
+A trial's child run (SPEC §3, PLAN decision 3): at start it gets the tag ``sweep.params`` (the
+sampled values as JSON) and no params, so the trial's own ``mlflow.log_params`` never meets a
+value the agent logged (argparse's ``1.0`` against the sweep's ``1``). At the end,
+``settle_trial`` logs as params the names the trial did not log itself, and the value the sweep
+counted as the metric ``sweep.<metric name>``.
 """
 from __future__ import annotations
 
@@ -28,10 +37,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWEEP_TAG = "sweep"
+PARAMS_TAG = "sweep.params"
+COUNTED_PREFIX = "sweep."
+"""The metric ``sweep.<metric name>`` on a child run is the value the sweep counted for it (SPEC §3)."""
 LEDGER_TAG = "sweep.ledger_dir"
 LEDGER_ENV = "MLFLOW_SWEEP_LEDGER_DIR"
 OUTPUT_ARTIFACT = "output.log"
 STOPPED_EARLY_TAG = "sweep.stopped_early"
+_ATTEMPTS = 8
+_BATCH = 100  # MLflow's log_batch takes at most 100 params (and 1000 entries in all)
 
 T = TypeVar("T")
 
@@ -47,38 +61,66 @@ class Sweep:
     ledger_dir: Path
 
 
-def _retrying(func: Callable[..., T]) -> Callable[..., T]:
-    """Retry a tracking call on SQLite lock contention; turn other store failures into TrackingError.
+def _store_errors(func: Callable[..., T]) -> Callable[..., T]:
+    """Turn whatever the store raises into one TrackingError naming the store, never a traceback.
 
-    Lock contention gets a jittered exponential backoff; anything else MLflow raises becomes one
-    clear message naming the store, never a traceback.
+    Lock contention is retried below, per client call (``_RetryingClient``), not here.
     """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> T:
-        for attempt in range(8):
-            try:
-                return func(*args, **kwargs)
-            except TrackingError:
-                raise
-            except Exception as exc:  # MlflowException, sqlalchemy or requests errors
-                if "database is locked" not in str(exc) or attempt == 7:
-                    raise TrackingError(f"the tracking store ({tracking_uri()}) refused "
-                                        f"{func.__name__.lstrip('_').replace('_', ' ')}: {exc}") from exc
-                delay = 0.05 * 2**attempt * (0.5 + random.random())
-                log.debug("database is locked in %s; retrying in %.2f s", func.__name__, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+        try:
+            return func(*args, **kwargs)
+        except TrackingError:
+            raise
+        except Exception as exc:  # MlflowException, sqlalchemy or requests errors
+            raise TrackingError(f"the tracking store ({tracking_uri()}) refused "
+                                f"{func.__name__.lstrip('_').replace('_', ' ')}: {exc}") from exc
 
     return wrapper
 
 
+_retrying = _store_errors  # the name functions written before issue 13 use
+
+
+def _retry(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """One store call, again after a jittered backoff while SQLite says "database is locked"."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001  re-raised unless it is lock contention
+            if "database is locked" not in str(exc) or attempt == _ATTEMPTS - 1:
+                raise
+            delay = 0.05 * 2**attempt * (0.5 + random.random())
+            log.debug("database is locked in %s; retrying in %.2f s", getattr(call, "__name__", call), delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+class _RetryingClient:
+    """An MlflowClient whose every method call is retried on its own (see ``_retry``)."""
+
+    def __init__(self, client: MlflowClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return _retry(attr, *args, **kwargs)
+
+        return call
+
+
 @functools.lru_cache(maxsize=1)
-def _client() -> MlflowClient:
+def _client() -> Any:
     from mlflow import MlflowClient
 
     _tune_sqlite(tracking_uri())
-    return MlflowClient()
+    return _RetryingClient(MlflowClient())
 
 
 def _tune_sqlite(uri: str) -> None:
@@ -92,7 +134,7 @@ def _tune_sqlite(uri: str) -> None:
     prefix = "sqlite:///"
     if not uri.startswith(prefix) or ":memory:" in uri:
         return
-    from mlflow_sweep.locking import NETWORK_FILESYSTEMS, filesystem_type
+    from mlflow_sweep.mounts import NETWORK_FILESYSTEMS, filesystem_type
 
     if filesystem_type(uri[len(prefix):]) in NETWORK_FILESYSTEMS:
         return
@@ -131,7 +173,7 @@ def tracking_uri() -> str:
     return uri
 
 
-@_retrying
+@_store_errors
 def create_sweep(config: SweepConfig, config_path: str) -> Sweep:
     """Create the parent run, log the config file, and return the sweep (ledger not yet written)."""
     client = _client()
@@ -191,7 +233,7 @@ def _local_path(uri: str) -> Path | None:
     return None
 
 
-@_retrying
+@_store_errors
 def find_sweep(sweep_id: str | None) -> Sweep:
     """The sweep with this parent run ID, or the most recently initialized one.
 
@@ -212,7 +254,7 @@ def find_sweep(sweep_id: str | None) -> Sweep:
     return _sweep_of(runs[0], uri)
 
 
-@_retrying
+@_store_errors
 def list_sweeps() -> list[tuple[Sweep, catalog.SweepRun]]:
     """Every active sweep in the tracking store, newest first, with what its parent run says.
 
@@ -290,26 +332,60 @@ def _client_sweeps(sweep_id: str | None, limit: int | None) -> list[catalog.Swee
                              dict(r.data.tags)) for r in runs]
 
 
-@_retrying
+@_store_errors
 def start_trial(sweep: Sweep, trial: Trial) -> tuple[str, Path | None]:
-    """Create the trial's child run with its params; return its ID and local artifact dir if any."""
-    from mlflow.entities import Param
+    """Create the trial's child run, its values in the tag ``sweep.params``; return its ID and artifact dir.
 
-    client = _client()
+    No params yet (PLAN decision 3): the trial logs its own, and ``settle_trial`` fills in the rest.
+    """
     tags = {"mlflow.parentRunId": sweep.run_id, "sweep.id": sweep.run_id, "sweep.trial": str(trial.index),
-            "sweep.agent": trial.agent_id or ""}
-    run = client.create_run(sweep.experiment_id, run_name=f"{sweep.name}-{trial.index}", tags=tags)
-    params = [Param(name, _param_value(value)) for name, value in trial.params.items()]
-    if params:
-        client.log_batch(run.info.run_id, params=params)
+            "sweep.agent": trial.agent_id or "", PARAMS_TAG: json.dumps(dict(trial.params), default=str)}
+    run = _client().create_run(sweep.experiment_id, run_name=f"{sweep.name}-{trial.index}", tags=tags)
     return run.info.run_id, _local_path(run.info.artifact_uri)
 
 
-def _param_value(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+@dataclass(frozen=True)
+class Settled:
+    """What ``settle_trial`` found and did: the params it filled in, the metrics the run holds."""
+
+    filled: tuple[str, ...]
+    metrics: tuple[str, ...]
 
 
-@_retrying
+@_store_errors
+def settle_trial(run_id: str, params: Mapping[str, Any], counted: tuple[str, float] | None = None) -> Settled:
+    """At a trial's end: log the params it did not log itself, and the value the sweep counted.
+
+    The trial's own text stands where it logged a param (``1.0`` from argparse for the sweep's ``1``).
+
+    Args:
+        run_id: the trial's child run.
+        params: the trial's values under MLflow param names.
+        counted: (metric name, value) the sweep counted for the trial, logged as ``sweep.<name>``.
+    """
+    from mlflow.entities import Metric, Param
+
+    client = _client()
+    data = client.get_run(run_id).data
+    missing = [Param(name, param_text(value)) for name, value in params.items() if name not in data.params]
+    metrics = [] if counted is None else [
+        Metric(counted_metric(counted[0]), float(counted[1]), int(time.time() * 1000), 0)]
+    for start in range(0, max(len(missing), len(metrics)), _BATCH):  # one call for most trials
+        client.log_batch(run_id, params=missing[start:start + _BATCH], metrics=metrics if start == 0 else [])
+    return Settled(tuple(p.key for p in missing), tuple(data.metrics))
+
+
+def param_text(value: Any) -> str:
+    """A value as an MLflow param: the text the command line got (``str()``, as W&B writes it)."""
+    return str(value)
+
+
+def counted_metric(name: str) -> str:
+    """The child-run metric holding the value the sweep counted for ``name`` (SPEC §3)."""
+    return f"{COUNTED_PREFIX}{name}"
+
+
+@_store_errors
 def end_trial(run_id: str, state: TrialState, output: Path | None, tags: Mapping[str, str] | None = None) -> None:
     """Store the trial's captured output (when not already in its artifact dir) and end the run."""
     client = _client()
@@ -320,26 +396,28 @@ def end_trial(run_id: str, state: TrialState, output: Path | None, tags: Mapping
     client.set_terminated(run_id, status=state.value)
 
 
-@_retrying
+@_store_errors
 def end_run(run_id: str, state: TrialState) -> None:
     """Mark a run ended with this status (used for trials reaped as dead)."""
     _client().set_terminated(run_id, status=state.value)
 
 
-@_retrying
+@_store_errors
 def metric_history(run_id: str, name: str) -> list[float]:
     """The values a run logged under ``name``, in the order they were logged."""
     history = _client().get_metric_history(run_id, name)
     return [m.value for m in sorted(history, key=lambda m: m.timestamp)]
 
 
-@_retrying
+@_store_errors
 def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None, table: str,
-                   plot_dir: Path, ledger_path: Path) -> None:
+                   plot_dir: Path, ledger_path: Path, ledger_copy: Path | None = None) -> None:
     """Store finalize's results on the parent run and end it FINISHED (SPEC §5).
 
     Finalizing again replaces rather than duplicates: artifacts keep their names, tags are
-    overwritten, and ``best_<metric>`` is logged only when its value changed.
+    overwritten, and ``best_<metric>`` is logged only when its value changed. When the ledger
+    (``ledger_path``) is not in the parent's local artifacts, ``ledger_copy`` (the whole log in
+    one file) is stored instead, if given.
     """
     client = _client()
     run = client.get_run(sweep.run_id)
@@ -347,7 +425,7 @@ def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None,
     client.log_text(sweep.run_id, table, "sweep_summary.txt")
     local = _local_path(run.info.artifact_uri)
     if local is None or not Path(ledger_path).resolve().is_relative_to(local.resolve()):
-        client.log_artifact(sweep.run_id, str(ledger_path), "sweep")  # SPEC §4: remote stores get a copy
+        client.log_artifact(sweep.run_id, str(ledger_copy or ledger_path), "sweep")  # SPEC §4: remote stores get a copy
     if best is not None:
         if best.run_id:
             client.set_tag(sweep.run_id, "sweep.best_run_id", best.run_id)

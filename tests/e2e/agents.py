@@ -71,7 +71,9 @@ def child_runs(store: Store, sweep_id: str) -> list:
 def ledger_events(store: Store, sweep_id: str) -> list[dict]:
     """The sweep's ledger events (the ledger directory is recorded as a tag on the parent run)."""
     ledger_dir = Path(store.client().get_run(sweep_id).data.tags["sweep.ledger_dir"])
-    return [json.loads(line) for line in (ledger_dir / "ledger.jsonl").read_text().splitlines() if line.strip()]
+    lines = (ledger_dir / "ledger.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()] + \
+        [json.loads(p.read_text()) for p in sorted((ledger_dir / "events").glob("*.json"))]
 
 
 def poll(condition: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:

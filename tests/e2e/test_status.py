@@ -94,3 +94,13 @@ def test_render_with_no_finished_trial_yet():
     assert "Progress: 1 of run_cap 4 trials claimed (25%)" in text
     assert "Best so far: none yet (no finished trial with a value for 'acc')" in text
     assert text.endswith("Agents: 0 live")
+
+
+def test_render_says_when_conflicting_claims_were_resolved():
+    from mlflow_sweep.ledger import Conflict
+
+    text = render_status("g (id)", grid_config(run_cap=4), [Trial(0, {"a": 1, "b": "x"})], [], now=0.0, timeout=1.0,
+                         conflicts=[Conflict(0, "h-1", 3)])
+    clean = render_status("g (id)", grid_config(run_cap=4), [Trial(0, {"a": 1, "b": "x"})], [], now=0.0, timeout=1.0)
+    assert ("Conflicts: 1 claim of a trial number already taken (#0) was dropped; the first claim in the ledger "
+            "keeps each trial, and nothing needs repair" in text, "Conflicts" in clean) == (True, False)

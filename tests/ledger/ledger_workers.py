@@ -1,7 +1,7 @@
 """Ledger test helpers: real worker processes on a real ledger directory, and their clean-up.
 
-Workers run ``sys.executable -c WORKER``, open the ledger from its path (lock mode from
-$MLFLOW_SWEEP_LOCK_MODE), wait for a barrier file, act, and print a JSON list of what they claimed.
+Workers run ``sys.executable -c WORKER``, open the ledger from its path, wait for a barrier file,
+act, and print a JSON list of what they claimed.
 """
 from __future__ import annotations
 
@@ -41,17 +41,13 @@ def cap(state):
 def anything(state):
     return Proposal({"agent": agent, "n": len(state.trials)})
 
-decide = {"grid": grid, "cap": cap, "any": anything, "hold": grid, "lockhold": grid}[kind]
-ledger = Ledger(directory, lock_timeout=60)
+decide = {"grid": grid, "cap": cap, "any": anything, "hold": grid}[kind]
+ledger = Ledger(directory, timeout=60)
 deadline = time.monotonic() + 60
 while not Path(barrier).exists():
     if time.monotonic() > deadline:
         sys.exit(3)
     time.sleep(0.002)
-if kind == "lockhold":  # hold the lock until killed
-    with ledger.locked():
-        Path(directory, f"ready-{agent}").touch()
-        time.sleep(600)
 claimed = []
 while count < 0 or len(claimed) < count:
     trial = ledger.claim(decide, agent)
@@ -73,7 +69,6 @@ class Pool:
     """Worker processes on one ledger directory, all released by one barrier file."""
 
     directory: Path
-    mode: str | None = None
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     @property
@@ -83,8 +78,6 @@ class Pool:
     def spawn(self, n: int, count: int, kind: str, arg: int = 0, prefix: str = "w") -> list[subprocess.Popen]:
         """Start ``n`` workers that each claim ``count`` trials (-1: until DONE) with decide ``kind``."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        if self.mode:
-            env["MLFLOW_SWEEP_LOCK_MODE"] = self.mode
         new = [subprocess.Popen(
             [sys.executable, "-c", WORKER, str(self.directory), f"{prefix}{i}", str(count),
              str(self.barrier), kind, str(arg)],
@@ -98,6 +91,13 @@ class Pool:
     def finish(self, procs: list[subprocess.Popen] | None = None, timeout: float = 60) -> list[tuple[int, str, str]]:
         """Wait for the workers; (exit code, stdout, stderr) each."""
         return [(p.wait(timeout), *p.communicate()) for p in (procs or self.procs)]
+
+
+def log_events(directory: Path) -> list[dict]:
+    """Every event of the ledger in ``directory``, in log order, read straight from the files."""
+    lines = (directory / "ledger.jsonl").read_bytes().split(b"\n")[:-1]
+    files = sorted(p for p in (directory / "events").glob("*.json"))
+    return [json.loads(line) for line in lines] + [json.loads(p.read_bytes()) for p in files]
 
 
 def claimed(results: list[tuple[int, str, str]]) -> list[int]:

@@ -1,4 +1,4 @@
-"""The frozen v1 ledger (tests/assets/ledger-v1.jsonl, made by make_ledger_v1.py) still replays."""
+"""The frozen ledgers still replay: v1 (tests/assets/ledger-v1.jsonl) and v2 (tests/assets/ledger-v2/)."""
 from __future__ import annotations
 
 import shutil
@@ -12,6 +12,7 @@ from mlflow_sweep.trials import Proposal, Trial, TrialState
 pytestmark = pytest.mark.timeout(30)
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "ledger-v1.jsonl"
+ASSET_V2 = Path(__file__).resolve().parents[1] / "assets" / "ledger-v2"
 NODE1, NODE2 = "node1-100-aaaaaa", "node2-200-bbbbbb"
 EXPECTED = (
     Trial(index=0, params={"lr": 0.1, "layers": 1}, state=TrialState.FINISHED, metric=0.5, point=0, run_id="r0",
@@ -39,11 +40,33 @@ def test_frozen_v1_ledger_replays(asset_dir: Path) -> None:
             state.trials) == (1, 1234, "5f0c0ffee0000000000000000000000a", "grid", EXPECTED)
 
 
-def test_frozen_v1_ledger_accepts_new_events(asset_dir: Path) -> None:
-    ledger = Ledger(asset_dir, lock_mode="hard")
+def test_frozen_v1_ledger_is_continued_in_events_and_never_rewritten(asset_dir: Path) -> None:
+    ledger = Ledger(asset_dir)
     ended = ledger.complete(4, TrialState.FINISHED, 0.25)
     trial = ledger.claim(lambda state: Proposal({"lr": 0.1, "layers": 1}, point=0), "new-agent")
     state = Ledger(asset_dir).state()
-    assert (ended, trial.index, state.trials[:4], state.trials[4].state, state.trials[4].metric,
-            (asset_dir / "ledger.jsonl").read_bytes().endswith(b"\n")) == \
-        (True, 5, EXPECTED[:4], TrialState.FINISHED, 0.25, True)
+    assert (ended, trial.index, state.trials[:4], state.trials[4].state, state.trials[4].metric, state.version,
+            (asset_dir / "ledger.jsonl").read_bytes() == ASSET.read_bytes(),
+            sorted(p.name for p in (asset_dir / "events").iterdir())) == \
+        (True, 5, EXPECTED[:4], TrialState.FINISHED, 0.25, 1, True, ["00000015.json", "00000016.json"])
+
+
+@pytest.fixture
+def asset_v2_dir(tmp_path: Path) -> Path:
+    """A copy of the frozen v2 ledger directory (with the temporary file a killed writer left)."""
+    shutil.copytree(ASSET_V2, tmp_path / "v2")
+    return tmp_path / "v2"
+
+
+def test_frozen_v2_ledger_replays(asset_v2_dir: Path) -> None:
+    state = Ledger(asset_v2_dir).state()
+    assert (state.version, state.header["seed"], state.header["sweep_id"], state.trials, state.conflicts) == \
+        (2, 1234, "5f0c0ffee0000000000000000000000b", EXPECTED, ())
+
+
+def test_frozen_v2_ledger_accepts_new_events(asset_v2_dir: Path) -> None:
+    ledger = Ledger(asset_v2_dir)
+    ended = ledger.complete(4, TrialState.FINISHED, 0.25)
+    state = Ledger(asset_v2_dir).state()
+    assert (ended, state.trials[4].state, (asset_v2_dir / "events" / "00000015.json").exists()) == \
+        (True, TrialState.FINISHED, True)

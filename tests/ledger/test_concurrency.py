@@ -1,4 +1,4 @@
-"""Real worker processes on one ledger, in both lock modes: exact claims, no duplicates, no overshoot."""
+"""Real worker processes on one ledger: exact claims, no duplicates, no overshoot, no trace of a killed writer."""
 from __future__ import annotations
 
 import json
@@ -9,22 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_sweep.errors import LedgerError
 from mlflow_sweep.ledger import Ledger, replay
-from mlflow_sweep.trials import DONE, Proposal, TrialState
+from mlflow_sweep.trials import TrialState
 
-from tests.ledger.ledger_workers import Pool, claimed, codes, outputs, wait_for
+from tests.ledger.ledger_workers import Pool, claimed, codes, log_events, outputs, wait_for
 
-VERIFY_LOCK = Path(__file__).resolve().parents[2] / "scripts" / "verify_lock.py"
-
-
-def grid(points: int):
-    """The grid-like decide the workers use: the first point no live trial holds."""
-    def decide(state):
-        taken = {t.point for t in state.trials if not t.dead}
-        free = [p for p in range(points) if p not in taken]
-        return Proposal({"x": free[0]}, point=free[0]) if free else DONE
-    return decide
+VERIFY = Path(__file__).resolve().parents[2] / "scripts" / "verify_ledger.py"
 
 
 @pytest.mark.timeout(90)
@@ -66,8 +56,7 @@ def test_incremental_state_matches_a_fresh_replay(pool: Pool) -> None:
     pool.spawn(3, 5, "any")
     pool.go()
     results = pool.finish()
-    lines = pool.directory.joinpath("ledger.jsonl").read_text().splitlines()
-    fresh = replay(json.loads(line) for line in lines)
+    fresh = replay(log_events(pool.directory))
     assert (codes(results), before.count(), reader.state(), reader.state().count()) == \
         ([0] * 3, 0, fresh, 15), outputs(results)
 
@@ -94,30 +83,33 @@ def test_sigkilled_trial_holder_is_reaped_and_its_point_reissued(pool: Pool) -> 
 
 
 @pytest.mark.timeout(90)
-def test_sigkilled_lock_holder_does_not_block_the_others(pool: Pool) -> None:
-    [holder] = pool.spawn(1, 0, "lockhold", prefix="holder")
+def test_a_writer_killed_mid_publish_leaves_nothing_to_repair(pool: Pool) -> None:
+    ledger = Ledger(pool.directory)
+    ledger.state()
+    events = pool.directory / "events"
+    (events / ".tmp-deadhost-1-0000").write_bytes(b'{"event": "claim", "trial": 0, "par')  # never linked
+    pool.spawn(3, 4, "any")
     pool.go()
-    wait_for(pool.directory.joinpath("ready-holder0").exists)
-    with pytest.raises(LedgerError, match="could not lock the ledger"):
-        Ledger(pool.directory, lock_timeout=0.3).claim(grid(3), "blocked")  # short negative wait
-    holder.send_signal(signal.SIGKILL)
-    killed = holder.wait(30)
-    trial = Ledger(pool.directory, lock_timeout=30).claim(grid(3), "after")
-    assert (killed, trial.index, trial.point, Ledger(pool.directory).state().count()) == \
-        (-signal.SIGKILL, 0, 0, 1)
+    results = pool.finish()
+    names = sorted(p.name for p in events.iterdir())
+    assert (codes(results), claimed(results), ledger.state().count(), names[0], len(names)) == \
+        ([0] * 3, list(range(12)), 12, ".tmp-deadhost-1-0000", 1 + 12 * 3), outputs(results)
 
 
 @pytest.mark.timeout(90)
-def test_verify_lock_script_finds_no_overlap(tmp_path: Path, lock_mode: str) -> None:
-    proc = subprocess.run([sys.executable, str(VERIFY_LOCK), "local", str(tmp_path), "--procs", "4",
-                           "--iterations", "15", "--mode", lock_mode],
-                          capture_output=True, text=True, timeout=80)
-    assert (proc.returncode, "no overlap" in proc.stdout) == (0, True), proc.stdout + proc.stderr
+def test_verify_ledger_script_finds_each_trial_once(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(VERIFY), "local", str(tmp_path), "--procs", "4",
+                           "--iterations", "15"], capture_output=True, text=True, timeout=80)
+    assert (proc.returncode, "60 claims by 4 processes on 1 host(s): each trial exactly once" in proc.stdout) == \
+        (0, True), proc.stdout + proc.stderr
 
 
 @pytest.mark.timeout(90)
-def test_verify_lock_script_catches_a_missing_lock(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, str(VERIFY_LOCK), "local", str(tmp_path), "--procs", "4",
-                           "--iterations", "10", "--hold", "0.01", "--mode", "none"],
-                          capture_output=True, text=True, timeout=80)
-    assert (proc.returncode, "overlap" in proc.stdout) == (1, True), proc.stdout + proc.stderr
+def test_verify_ledger_script_catches_a_duplicate(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, str(VERIFY), "local", str(tmp_path), "--procs", "2", "--iterations", "3"],
+                   capture_output=True, timeout=80, check=True)
+    claims = sorted((tmp_path / "claims").iterdir())
+    claims[1].write_text(json.dumps(json.loads(claims[1].read_text()) + [[0, 0]]))  # a second owner of trial 0
+    proc = subprocess.run([sys.executable, str(VERIFY), "check", str(tmp_path)], capture_output=True, text=True,
+                          timeout=80)
+    assert (proc.returncode, "trial 0 claimed by" in proc.stdout) == (1, True), proc.stdout + proc.stderr

@@ -1,16 +1,16 @@
-"""The ledger file itself: torn tails, corruption, incremental reads, creation, heartbeats, reaping."""
+"""The ledger on disk: creation, events, v1 files with torn tails, corruption, incremental reads, heartbeats, reaping."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.ledger.ledger_workers import HEADER
+from tests.ledger.ledger_workers import HEADER, log_events
 from mlflow_sweep import ledger as ledger_module
 from mlflow_sweep.errors import LedgerError
-from mlflow_sweep.ledger import Ledger, replay
+from mlflow_sweep.journal import Journal, event_name
+from mlflow_sweep.ledger import Conflict, Ledger, replay
 from mlflow_sweep.trials import DONE, Proposal, TrialState
 
 pytestmark = pytest.mark.timeout(30)
@@ -21,16 +21,30 @@ def take(state):
     return Proposal({"n": len(state.trials)})
 
 
-def events(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def files(directory: Path) -> dict[str, bytes]:
+    """Every file under ``directory`` (relative name → bytes), heartbeats excluded."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.parent.name != "agents"}
+
+
+V1_HEADER = {"event": "sweep", "v": 1, "time": 1.0, "header": HEADER}
+
+
+def v1_ledger(directory: Path, claims: int, tail: bytes = b"") -> Path:
+    """A ledger as format v1 wrote it: every event in ledger.jsonl, maybe a torn last line."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [V1_HEADER] + [{"event": "claim", "trial": i, "params": {"n": i}, "point": None, "agent": "old",
+                            "time": 2.0 + i} for i in range(claims)]
+    (directory / "ledger.jsonl").write_bytes(b"".join(json.dumps(e).encode() + b"\n" for e in lines) + tail)
+    return directory
 
 
 def test_create_writes_only_the_header(ledger_dir: Path) -> None:
     ledger = Ledger(ledger_dir)
-    [header] = events(ledger.path)
+    [header] = log_events(ledger_dir)
     assert (header["event"], header["v"], header["header"], ledger.state().header, ledger.state().trials,
-            ledger.path.name, ledger.lock_path.name) == \
-        ("sweep", 1, HEADER, HEADER, (), "ledger.jsonl", "ledger.jsonl.lock")
+            sorted(files(ledger_dir)), list((ledger_dir / "events").iterdir())) == \
+        ("sweep", 2, HEADER, HEADER, (), ["ledger.jsonl"], [])
 
 
 def test_create_refuses_an_existing_ledger(ledger_dir: Path) -> None:
@@ -62,7 +76,7 @@ def test_claim_start_complete_round_trip(ledger_dir: Path) -> None:
 
 def test_unknown_trial_and_bad_proposals_write_nothing(ledger_dir: Path) -> None:
     ledger = Ledger(ledger_dir)
-    before = ledger.path.read_bytes()
+    before = files(ledger_dir)
     with pytest.raises(LedgerError, match="trial 5 is not in the ledger"):
         ledger.complete(5, TrialState.FINISHED, 1.0)
     with pytest.raises(TypeError, match="Proposal or DONE"):
@@ -71,7 +85,7 @@ def test_unknown_trial_and_bad_proposals_write_nothing(ledger_dir: Path) -> None
         ledger.claim(lambda s: Proposal({"x": object()}), "a")
     with pytest.raises(ValueError, match="terminal"):
         ledger.complete(0, TrialState.RUNNING, None)
-    assert ledger.path.read_bytes() == before
+    assert files(ledger_dir) == before
 
 
 def test_numpy_scalars_are_stored_as_plain_numbers(ledger_dir: Path) -> None:
@@ -80,68 +94,119 @@ def test_numpy_scalars_are_stored_as_plain_numbers(ledger_dir: Path) -> None:
     assert (trial.params, type(trial.params["x"])) == ({"x": 3, "y": 0.5}, int)
 
 
-def test_torn_tail_is_ignored_then_repaired_by_the_next_writer(ledger_dir: Path) -> None:
-    ledger = Ledger(ledger_dir)
-    for _ in range(2):
-        ledger.claim(take, "a")
-    with open(ledger.path, "ab") as f:  # a writer killed in the middle of its line
-        f.write(b'{"event": "claim", "trial": 2, "par')
-    fresh = Ledger(ledger_dir)
-    seen = fresh.state().count()
-    trial = fresh.claim(take, "b")
-    lines = ledger.path.read_bytes().split(b"\n")
-    assert (seen, trial.index, ledger.state().count(), lines[-1], [json.loads(x)["event"] for x in lines[:-1]]) == \
-        (2, 2, 3, b"", ["sweep", "claim", "claim", "claim"])
+def test_a_v1_torn_tail_is_ignored_and_the_file_never_written_again(tmp_path: Path) -> None:
+    directory = v1_ledger(tmp_path / "v1", 2, tail=b'{"event": "claim", "trial": 2, "par')
+    before = (directory / "ledger.jsonl").read_bytes()
+    ledger = Ledger(directory)
+    seen = ledger.state().count()
+    trial = ledger.claim(take, "new")
+    ledger.complete(trial.index, TrialState.FINISHED, 1.0)
+    assert (seen, trial.index, Ledger(directory).state().count(), (directory / "ledger.jsonl").read_bytes() == before,
+            sorted(p.name for p in (directory / "events").iterdir())) == \
+        (2, 2, 3, True, [event_name(3), event_name(4)])
 
 
-def test_a_file_cut_anywhere_still_replays(ledger_dir: Path) -> None:
-    ledger = Ledger(ledger_dir)
-    for i in range(3):
-        trial = ledger.claim(take, "a")
-        ledger.complete(trial.index, TrialState.FINISHED, float(i))
-    data = ledger.path.read_bytes()
+def test_a_v1_file_cut_anywhere_still_replays(tmp_path: Path) -> None:
+    directory = v1_ledger(tmp_path / "v1", 3)
+    data = (directory / "ledger.jsonl").read_bytes()
     header_end = data.index(b"\n") + 1
     counts = []
     for cut in range(header_end, len(data) + 1):
-        ledger.path.write_bytes(data[:cut])
-        counts.append(Ledger(ledger_dir).state().count())
+        (directory / "ledger.jsonl").write_bytes(data[:cut])
+        counts.append(Ledger(directory).state().count())
     assert (counts[0], counts[-1], counts == sorted(counts)) == (0, 3, True)
 
 
-def test_corrupt_middle_line_names_the_line_and_changes_nothing(ledger_dir: Path) -> None:
-    ledger = Ledger(ledger_dir)
-    for _ in range(3):
-        ledger.claim(take, "a")
-    lines = ledger.path.read_bytes().split(b"\n")
+def test_an_older_agent_writing_to_a_continued_v1_ledger_is_refused(tmp_path: Path) -> None:
+    directory = v1_ledger(tmp_path / "v1", 2)
+    Ledger(directory).claim(take, "new")  # event 3 goes to events/
+    with open(directory / "ledger.jsonl", "ab") as f:  # an agent of the old version appends claim 2 again
+        f.write(json.dumps({"event": "claim", "trial": 2, "params": {}, "agent": "old", "time": 9.0}).encode() + b"\n")
+    with pytest.raises(LedgerError, match="older mlflow-sweep .* every agent of a sweep must run the same"):
+        Ledger(directory).state()
+
+
+def test_corrupt_middle_line_names_the_line_and_changes_nothing(tmp_path: Path) -> None:
+    directory = v1_ledger(tmp_path / "v1", 3)
+    path = directory / "ledger.jsonl"
+    lines = path.read_bytes().split(b"\n")
     lines[2] = b'{"event": "claim", "trial": 1, "params": {"n": 1}, "agent": "a", "ti\x00me": oops}'
-    ledger.path.write_bytes(b"\n".join(lines))
-    damaged = ledger.path.read_bytes()
+    path.write_bytes(b"\n".join(lines))
+    damaged = files(directory)
     messages = []
-    for action in (Ledger(ledger_dir).state, lambda: Ledger(ledger_dir).claim(take, "b"), ledger.state):
+    ledger = Ledger(directory)
+    for action in (Ledger(directory).state, lambda: Ledger(directory).claim(take, "b"), ledger.state, ledger.state):
         with pytest.raises(LedgerError) as info:
             action()
         messages.append(str(info.value))
-    assert (ledger.path.read_bytes() == damaged, {m.split(": ", 1)[0] for m in messages},
+    assert (files(directory) == damaged, {m.split(": ", 1)[0] for m in messages},
             all("not a JSON line" in m and "by hand" in m for m in messages)) == \
-        (True, {f"{ledger.path}:3"}, True), messages
+        (True, {f"{path}:3"}, True), messages
 
 
-def test_an_event_that_does_not_fit_names_its_line(ledger_dir: Path) -> None:
+def test_an_event_that_does_not_fit_names_its_file_every_time(ledger_dir: Path) -> None:
     ledger = Ledger(ledger_dir)
     ledger.claim(take, "a")
-    with open(ledger.path, "a") as f:
-        f.write(json.dumps({"event": "claim", "trial": 0, "params": {}, "agent": "x", "time": 1.0}) + "\n")
-    with pytest.raises(LedgerError, match=r"ledger.jsonl:3: claims trial 0, but the next index is 1"):
+    (ledger_dir / "events" / event_name(2)).write_text(json.dumps({"event": "end", "trial": 5, "state": "FINISHED",
+                                                                  "metric": None, "time": 1.0}) + "\n")
+    expected = rf"events/{event_name(2)}: trial 5 was never claimed"
+    with pytest.raises(LedgerError, match=expected):
         Ledger(ledger_dir).state()
+    with pytest.raises(LedgerError, match=expected):
+        ledger.state()
+    with pytest.raises(LedgerError, match=expected):
+        ledger.state()
 
 
-def test_state_reads_only_new_bytes(ledger_dir: Path) -> None:
+def test_conflicting_claims_resolve_deterministically_and_agents_go_on(ledger_dir: Path) -> None:
+    ledger = Ledger(ledger_dir)
+    first = ledger.claim(take, "winner")
+    ledger.start(first.index, "run-w")
+    duplicate = {"event": "claim", "trial": 0, "params": {"n": 0}, "point": None, "agent": "loser", "time": 5.0}
+    (ledger_dir / "events" / event_name(3)).write_text(json.dumps(duplicate) + "\n")  # injected by hand
+    after = ledger.claim(take, "loser")
+    ledger.complete(after.index, TrialState.FINISHED, 2.0)
+    states = [Ledger(ledger_dir).state(), ledger.state(), replay(log_events(ledger_dir))]
+    assert all(state == states[0] for state in states)
+    assert ((after.index, after.agent_id), states[0].conflicts,
+            [(t.index, t.agent_id, t.run_id, t.state) for t in states[0].trials]) == \
+        ((1, "loser"), (Conflict(trial=0, agent="loser", event=3),),
+         [(0, "winner", "run-w", TrialState.RUNNING), (1, "loser", None, TrialState.FINISHED)])
+
+
+def test_a_lost_race_decides_again_on_the_winners_event(ledger_dir: Path) -> None:
+    mine, other = Ledger(ledger_dir), Ledger(ledger_dir)
+    calls = []
+
+    def decide(state):
+        calls.append(state.count())
+        if len(calls) == 1:
+            other.claim(take, "other")  # publishes number 1 between our read and our publish
+        return Proposal({"seen": state.count()})
+
+    trial = mine.claim(decide, "mine")
+    assert (calls, trial.index, trial.params, [t.agent_id for t in Ledger(ledger_dir).state().trials]) == \
+        ([0, 1], 1, {"seen": 1}, ["other", "mine"])
+
+
+def test_a_link_that_failed_but_happened_counts_as_published(ledger_dir: Path) -> None:
+    journal = Journal(ledger_dir)
+    journal.read_new()
+    ours = b'{"event": "note", "time": 1.0}\n'
+    (ledger_dir / "events" / event_name(1)).write_bytes(ours)  # as if a retried link() had succeeded before
+    won = journal.publish(ours)
+    (ledger_dir / "events" / event_name(2)).write_bytes(b'{"event": "note", "time": 2.0}\n')  # someone else's
+    lost = journal.publish(b'{"event": "note", "time": 3.0}\n')
+    assert (won, lost, journal.next, [e["time"] for _, e in journal.read_new()]) == (True, False, 2, [2.0])
+
+
+def test_state_reads_only_new_events(ledger_dir: Path) -> None:
     reader, writer = Ledger(ledger_dir), Ledger(ledger_dir)
     trial = writer.claim(take, "a")
     writer.complete(trial.index, TrialState.FINISHED, 0.5)
     reader.state()
-    data = reader.path.read_bytes()  # rewrite an old line in place, same length: only a fresh reader sees it
-    reader.path.write_bytes(data.replace(b'"metric": 0.5', b'"metric": 0.7'))
+    end = ledger_dir / "events" / event_name(2)  # rewrite an old event in place: only a fresh reader sees it
+    end.write_bytes(end.read_bytes().replace(b'"metric": 0.5', b'"metric": 0.7'))
     writer.claim(take, "a")
     assert (reader.state().trials[0].metric, Ledger(ledger_dir).state().trials[0].metric,
             reader.state().count()) == (0.5, 0.7, 2)
@@ -152,16 +217,6 @@ def test_state_is_the_same_object_until_something_changes(ledger_dir: Path) -> N
     first, second = ledger.state(), ledger.state()
     ledger.claim(take, "a")
     assert (first is second, ledger.state() is first, ledger.state().count()) == (True, False, 1)
-
-
-def test_a_replaced_file_is_read_from_the_start(ledger_dir: Path, tmp_path: Path) -> None:
-    ledger = Ledger(ledger_dir)
-    ledger.claim(take, "a")
-    ledger.state()
-    other = tmp_path / "other"
-    Ledger.create(other, {"config": {}, "seed": 1, "sweep_id": "other"})
-    os.replace(other / "ledger.jsonl", ledger.path)
-    assert (ledger.state().header["sweep_id"], ledger.state().count()) == ("other", 0)
 
 
 def test_heartbeats_are_atomic_files_listed_by_agents(ledger_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -208,11 +263,25 @@ def test_reap_uses_the_last_beat_or_the_claim_time(ledger_dir: Path, monkeypatch
           (TrialState.FINISHED, False, 1.0)])
 
 
-def test_reap_takes_no_lock_when_nothing_is_stale(ledger_dir: Path) -> None:
-    ledger = Ledger(ledger_dir, lock_timeout=0.05)
+def test_reap_writes_nothing_when_nothing_is_stale(ledger_dir: Path) -> None:
+    ledger = Ledger(ledger_dir)
     ledger.claim(take, "a")
-    with Ledger(ledger_dir).locked():  # someone else holds the lock
-        assert ledger.reap(timeout=60) == []
+    before = files(ledger_dir)
+    assert (ledger.reap(timeout=60), files(ledger_dir) == before) == ([], True)
+
+
+def test_an_unreadable_heartbeat_is_no_evidence_of_silence(ledger_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(ledger_module, "_now", lambda: clock[0])
+    ledger = Ledger(ledger_dir)
+    trial = ledger.claim(take, "busy")
+    ledger.heartbeat("busy", {})
+    (ledger_dir / "agents" / "busy.json").write_text('{"agent": "bu')  # read mid-replace by a caching client
+    clock[0] = 1200.0
+    spared = ledger.reap(timeout=120)
+    ledger.heartbeat("busy", {})
+    clock[0] = 1500.0
+    assert (spared, [t.index for t in ledger.reap(timeout=120)]) == ([], [trial.index])
 
 
 def test_replay_of_the_file_equals_the_ledger_state(ledger_dir: Path) -> None:
@@ -222,16 +291,24 @@ def test_replay_of_the_file_equals_the_ledger_state(ledger_dir: Path) -> None:
         ledger.start(trial.index, f"r{i}")
         if i % 2:
             ledger.complete(trial.index, TrialState.KILLED, None)
-    assert replay(events(ledger.path)) == ledger.state() == Ledger(ledger_dir).state()
+    assert replay(log_events(ledger_dir)) == ledger.state() == Ledger(ledger_dir).state()
 
 
-@pytest.mark.parametrize("mode", ["hard", "soft"])
-def test_writing_to_a_missing_ledger_creates_nothing(tmp_path: Path, mode: str) -> None:
+def test_writing_to_a_missing_ledger_creates_nothing(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match="no ledger here"):
-        Ledger(tmp_path / "typo" / "sweep", lock_mode=mode, lock_timeout=1).claim(take, "a")
+        Ledger(tmp_path / "typo" / "sweep", timeout=1).claim(take, "a")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_claims_need_an_agent_id_that_can_have_a_heartbeat_file(ledger_dir: Path) -> None:
     with pytest.raises(LedgerError, match="agent id"):
         Ledger(ledger_dir).claim(take, "node 1/agent")
+
+
+def test_export_writes_the_whole_log_as_one_file_that_replays(ledger_dir: Path, tmp_path: Path) -> None:
+    ledger = Ledger(ledger_dir)
+    trial = ledger.claim(take, "a")
+    ledger.complete(trial.index, TrialState.FINISHED, 0.5)
+    copy = ledger.export(tmp_path / "copy.jsonl")
+    lines = copy.read_bytes().split(b"\n")
+    assert (len(lines), lines[-1], replay(json.loads(line) for line in lines[:-1]) == ledger.state()) == (4, b"", True)

@@ -178,3 +178,16 @@ def test_param_levels_keep_the_files_order_for_categoricals_only():
     assert param_levels(dists) == {"opt": ("sgd", "adam", 3)}
     trials = [Trial(i, {"opt": "adam"}, TrialState.FINISHED, float(i)) for i in range(3)]
     assert analyse(trials, metric="loss", levels=param_levels(dists)).levels == {"opt": ("sgd", "adam", 3)}
+
+
+def test_rows_are_named_by_the_mlflow_param_names_flat_and_nested():
+    """Issue 13: a flat dotted name and a nested block's leaf are rows as named, never re-nested."""
+    from tests.unit.helpers import make_config
+
+    config = make_config({"model.lr": {"min": 0.0, "max": 1.0}, "mixmethod": {"values": ["a", "b"]},
+                          "opt": {"parameters": {"lr": {"min": 0.0, "max": 1.0}}}})
+    rng = np.random.default_rng(3)
+    trials = [Trial(i, {"model.lr": float(rng.uniform()), "mixmethod": "ab"[i % 2], "opt.lr": float(rng.uniform())},
+                    TrialState.FINISHED, float(i), run_id=f"r{i}") for i in range(12)]
+    result = analyse(trials, metric="loss", scales=param_scales(config.parameters))
+    assert sorted(names(result)) == ["mixmethod", "model.lr", "opt.lr"]

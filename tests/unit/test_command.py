@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_sweep.command import build_argv, nest
+from mlflow_sweep.command import build_argv, params_json
 from mlflow_sweep.errors import SweepError
 from tests.unit.helpers import make_config
 
@@ -38,7 +38,7 @@ def test_string_command_runs_through_sh_and_stays_readable() -> None:
 @pytest.mark.parametrize("value, text", [
     (0.1 + 0.2, "0.30000000000000004"), (1e-05, "1e-05"), (3, "3"), (True, "True"),
     (False, "False"), ("", "''"), ("a b", "'a b'"), ("--no-flag", "--no-flag"),
-    ([1, 2], "'[1, 2]'"), (None, "null"),
+    ([1, 2], "'[1, 2]'"), (None, "None"), (["a"], '\'[\'"\'"\'a\'"\'"\']\''),
 ])
 def test_values_are_formatted_without_loss_and_quoted_only_when_needed(value, text: str) -> None:
     assert argv("run ${lr}", {**VALUES, "lr": value})[2] == f"run {text}"
@@ -100,7 +100,7 @@ def test_boolean_flags_true_become_bare_flags() -> None:
 
 def test_args_json_round_trips_the_nested_params() -> None:
     (text,) = argv(["${args_json}"])
-    assert json.loads(text) == nest(VALUES)
+    assert json.loads(text) == {"lr": 0.01, "flag": True, "name": "a b", "model": {"depth": 2, "act": "relu"}}
 
 
 def test_list_form_substitutes_params_and_envvars_inside_elements() -> None:
@@ -119,6 +119,54 @@ def test_program_macro_without_program_is_an_error() -> None:
         argv(DEFAULT, program=None)
 
 
-def test_nest() -> None:
-    assert nest({"a.b.c": 1, "a.d": 2, "e": 0}) == {"a": {"b": {"c": 1}, "d": 2}, "e": 0}
-    assert nest({}) == {}
+# --- issue 13: a parameter's name is its name ------------------------------------------------
+
+DOTTED = {"model.lr": {"values": [0.01]}, "data.variant": {"value": 0}, "mixmethod": {"value": "cutmix"},
+          "mixmethod.conf_prob": {"value": 0.5}, "opt": {"parameters": {"init_args.lr": {"value": 1e-05}}}}
+DOTTED_VALUES = {"model.lr": 0.01, "data.variant": 0, "mixmethod": "cutmix", "mixmethod.conf_prob": 0.5,
+                 "opt.init_args.lr": 1e-05}
+
+
+def dotted(command) -> list[str]:
+    config = make_config(DOTTED, command=command, program="train.py")
+    return build_argv(config, DOTTED_VALUES, interpreter="python3", json_file="/tmp/p.json")
+
+
+@pytest.mark.parametrize("macro, expected", [
+    ("${args}", ["--model.lr=0.01", "--data.variant=0", "--mixmethod=cutmix", "--mixmethod.conf_prob=0.5",
+                 '--opt={"init_args.lr": 1e-05}']),
+    ("${args_no_hyphens}", ["model.lr=0.01", "data.variant=0", "mixmethod=cutmix", "mixmethod.conf_prob=0.5",
+                            'opt={"init_args.lr": 1e-05}']),
+    ("${args_no_equals}", ["--model.lr", "0.01", "--data.variant", "0", "--mixmethod", "cutmix",
+                           "--mixmethod.conf_prob", "0.5", "--opt", '{"init_args.lr": 1e-05}']),
+    ("${args_json}", ['{"model.lr": 0.01, "data.variant": 0, "mixmethod": "cutmix", "mixmethod.conf_prob": 0.5, '
+                      '"opt": {"init_args.lr": 1e-05}}']),
+])
+def test_flat_dotted_names_are_passed_as_written(macro: str, expected: list[str]) -> None:
+    """Issue 13 items 1-2: W&B passes --model.lr=0.01 (LightningCLI, Hydra); before, --model={...} or a TypeError."""
+    assert dotted(["fit", macro]) == ["fit", *expected]
+
+
+def test_placeholders_for_flat_dotted_names_and_blocks() -> None:
+    assert dotted("run ${model.lr} ${mixmethod} ${opt} ${opt.init_args.lr}")[2] == (
+        """run 0.01 cutmix '{"init_args.lr": 1e-05}' 1e-05""")
+
+
+def test_the_params_file_holds_the_tree_with_flat_names_flat() -> None:
+    config = make_config(DOTTED, command=["x"])
+    assert json.loads(params_json(config, DOTTED_VALUES)) == {
+        "model.lr": 0.01, "data.variant": 0, "mixmethod": "cutmix", "mixmethod.conf_prob": 0.5,
+        "opt": {"init_args.lr": 1e-05}}
+
+
+def test_values_are_str_as_wandb_writes_them_and_blocks_are_json() -> None:
+    config = make_config({"l": {"value": ["a", 1]}, "d": {"value": {"k": True}}, "n": {"value": None},
+                          "b": {"parameters": {"k": {"value": True}}}}, command=["${args}"])
+    got = build_argv(config, {"l": ["a", 1], "d": {"k": True}, "n": None, "b.k": True}, interpreter="p", json_file="f")
+    assert got == ["--l=['a', 1]", "--d={'k': True}", "--n=None", '--b={"k": true}']
+
+
+def test_a_sweep_without_command_cannot_build_an_argv() -> None:
+    config = dataclasses.replace(make_config(PARAMS), command=None)
+    with pytest.raises(SweepError, match="function=train"):
+        build_argv(config, VALUES, interpreter="p", json_file="f")

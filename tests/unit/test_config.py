@@ -130,9 +130,27 @@ def test_wandb_only_keys_are_accepted_with_warnings():
         "metric.impute_while_running is ignored (W&B only)",)
 
 
+_HOW = ("(pass parameters with ${args} or ${name}, or read them from the JSON file named by "
+        "MLFLOW_SWEEP_PARAMS_FILE)")
+
+
 def test_a_parameter_the_string_command_never_uses_is_a_warning():
     cfg = _cfg(command="echo ${x}", parameters={"x": {"value": 1}, "y": {"value": 2}})
-    assert cfg.warnings == ("parameter y is not used in command; the command will not see it",)
+    assert cfg.warnings == (f"parameter y is not used in command; the command will not see it {_HOW}",)
+
+
+def test_a_list_command_that_passes_no_parameter_gets_the_same_warning():
+    """Issue 13 item 6: W&B files whose program reads wandb.config pass nothing on the command line."""
+    cfg = _cfg(command=["${env}", "${interpreter}", "${program}", "--epochs=3"], program="t.py",
+               parameters={"lr": {"value": 1}, "g": {"parameters": {"h": {"value": 2}}}})
+    assert cfg.warnings == (f"parameters lr, g.h are not used in command; the command will not see them {_HOW}",)
+
+
+@pytest.mark.parametrize("command", [["run", "${args_no_equals}"], ["run", "--cfg", "${args_json_file}"],
+                                     ["run", "--lr=${lr}", "${g}"], "run ${lr} ${g.h}"])
+def test_commands_that_pass_every_parameter_get_no_warning(command):
+    assert _cfg(command=command, parameters={"lr": {"value": 1}, "g": {"parameters": {"h": {"value": 2}}}}
+                ).warnings == ()
 
 
 @pytest.mark.parametrize("command", [
@@ -244,21 +262,22 @@ def test_parameter_shapes_are_discriminated_without_anyof_or_oneof():
 
 
 @pytest.mark.parametrize(("value", "hint"), [
-    ("1e-3", "YAML reads 1e-3 as text; write 1.0e-3 or 0.001"),
-    ("3e6", "YAML reads 3e6 as text; write 3.0e+6 or 3000000.0"),
-    ("1.5E-4", "YAML reads 1.5E-4 as text; write 1.5e-4 or 0.00015"),
+    ("1e-3", "a quoted number is text; write it without quotes"),
     ("0.5", "a quoted number is text; write it without quotes"),
     ("abc", None),
+    (0.5, None),
 ])
 def test_number_text_hint(value: str, hint: str | None):
     assert schema.number_text_hint(value) == hint
 
 
-def test_suggested_yaml_floats_really_are_floats():
+@pytest.mark.parametrize(("text", "spelled"), [
+    ("1e-3", "1.0e-3"), ("3e6", "3.0e+6"), ("1.5E-4", "1.5e-4"), (".5e3", "0.5e+3"), ("-2e3", "-2.0e+3"),
+])
+def test_yaml_float_spellings_really_are_floats_for_pyyaml(text: str, spelled: str):
     import yaml
 
-    hint = schema.number_text_hint("1e-3") or ""
-    assert yaml.safe_load(hint.split("write ")[1].split(" or ")[0]) == 0.001
+    assert (schema.yaml_float(text), yaml.safe_load(spelled)) == (spelled, float(text))
 
 
 def test_list_command_items_that_yaml_made_numbers_become_text():
@@ -269,3 +288,91 @@ def test_list_command_items_that_yaml_made_numbers_become_text():
 
 def test_normal_sigma_zero_is_allowed_as_in_wandb():
     assert _cfg(parameters={"n": {"distribution": "normal", "sigma": 0}}).parameters["n"].ppf(0.3) == 0.0
+
+
+# --- issue 13: real W&B files ------------------------------------------------------------------
+
+
+def _load(tmp_path: Path, text: str) -> config.SweepConfig:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    return config.load_config(path)
+
+
+def test_flat_dotted_names_stay_flat_and_nested_blocks_nest():
+    cfg = _cfg(parameters={"model.lr": {"value": 0.1}, "o": {"parameters": {"lr": {"value": 0.2},
+                                                                            "b.c": {"value": 3}}}})
+    assert list(cfg.parameters) == ["model.lr", "o.lr", "o.b.c"]
+    assert dict(cfg.paths) == {"model.lr": ("model.lr",), "o.lr": ("o", "lr"), "o.b.c": ("o", "b.c")}
+    assert cfg.nest({"model.lr": 0.1, "o.lr": 0.2, "o.b.c": 3}) == {"model.lr": 0.1, "o": {"lr": 0.2, "b.c": 3}}
+    assert cfg.groups() == {"o": ("o",)}
+
+
+def test_a_name_and_a_dotted_name_with_its_prefix_may_both_exist():
+    """Issue 13 item 2: ``mixmethod`` and ``mixmethod.conf_prob`` are two flat parameters."""
+    cfg = _cfg(parameters={"mixmethod": {"values": ["cutmix"]}, "mixmethod.conf_prob": {"value": 0.5}})
+    assert cfg.nest({"mixmethod": "cutmix", "mixmethod.conf_prob": 0.5}) == {
+        "mixmethod": "cutmix", "mixmethod.conf_prob": 0.5}
+
+
+def test_a_flat_dotted_name_is_not_a_block_for_placeholders():
+    assert _problems(command="run ${model}", parameters={"model.lr": {"value": 1}}) == [
+        "command: ${model} is not a parameter (known: model.lr)"]
+
+
+def test_a_flat_name_and_a_nested_leaf_with_one_mlflow_name_is_an_error_naming_both():
+    assert _problems(parameters={"a.b": {"value": 1}, "a": {"parameters": {"b": {"value": 2}}}}) == [
+        "parameters.a.parameters.b: 'a.b' is already defined at parameters.a.b (both would be the MLflow "
+        "param of that name, which holds one value; rename one)"]
+
+
+def test_nested_to_flat_and_back_for_names_without_paths():
+    assert config.nest({"x.y": 1, "z": 2}, {"z": ("g", "z")}) == {"x.y": 1, "g": {"z": 2}}
+
+
+def test_a_file_without_program_or_command_is_for_the_function_agent():
+    cfg = config.config_from_dict({"method": "random", "parameters": {"x": {"value": 1}}}, "s.yaml")
+    assert (cfg.command, cfg.program, "command" in cfg.raw) == (None, None, False)
+    assert cfg.warnings == (config.NO_COMMAND,)
+    assert "command: none (neither program nor command is set" in config.render_config(cfg)
+    assert config.config_from_dict(json.loads(json.dumps(cfg.raw)), "s.yaml") == cfg
+
+
+def test_yaml_1_2_numbers_are_numbers_where_the_schema_wants_one(tmp_path: Path):
+    cfg = _load(tmp_path, "program: t.py\nrun_cap: 1e1\nparameters:\n  lr: {min: 1e-4, max: 1.0e3}\n"
+                          "  v: {values: [1e-3, 2e-3]}\n  w: {distribution: log_uniform_values, min: 1E-5, max: .5e1}\n")
+    assert cfg.parameters["lr"].spec() == {"distribution": "uniform", "min": 0.0001, "max": 1000.0}
+    assert cfg.parameters["w"].spec()["max"] == 5.0
+    assert cfg.run_cap == 10
+    assert cfg.parameters["v"].grid_values() == ("1e-3", "2e-3")  # values want no number: text, as written
+    assert [type(v) for v in cfg.parameters["v"].grid_values()] == [str, str]
+    assert cfg.warnings == (
+        "parameters.lr.max: 1.0e3 is text to PyYAML (YAML 1.1); read as the number 1000.0, as W&B does "
+        "(write 1.0e+3 to make it a number for every YAML reader)",
+        "parameters.lr.min: 1e-4 is text to PyYAML (YAML 1.1); read as the number 0.0001, as W&B does "
+        "(write 1.0e-4 to make it a number for every YAML reader)",
+        "parameters.w.max: .5e1 is text to PyYAML (YAML 1.1); read as the number 5.0, as W&B does "
+        "(write 0.5e+1 to make it a number for every YAML reader)",
+        "parameters.w.min: 1E-5 is text to PyYAML (YAML 1.1); read as the number 1e-05, as W&B does "
+        "(write 1.0e-5 to make it a number for every YAML reader)",
+        "run_cap: 1e1 is text to PyYAML (YAML 1.1); read as the number 10.0, as W&B does "
+        "(write 1.0e+1 to make it a number for every YAML reader)")
+
+
+def test_quoted_number_text_is_still_an_error(tmp_path: Path):
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, "program: t.py\nparameters:\n  lr: {min: '1e-4', max: 0.1}\n")
+    assert [str(p) for p in info.value.problems] == [
+        "parameters.lr.min: '1e-4' is not a number (a quoted number is text; write it without quotes)"]
+
+
+def test_number_text_becomes_plain_text_in_raw(tmp_path: Path):
+    cfg = _load(tmp_path, "program: t.py\nparameters:\n  v: {value: 1e-3}\n")
+    assert type(cfg.raw["parameters"]["v"]["value"]) is str
+
+
+def test_a_duplicate_key_is_a_warning_naming_its_line_and_the_last_one_wins(tmp_path: Path):
+    cfg = _load(tmp_path, "program: t.py\nparameters:\n  e:\n    values: [1, 5]\n    values: [10, 20]\n")
+    assert cfg.parameters["e"].grid_values() == (10, 20)
+    assert cfg.warnings == (f"{tmp_path / 'sweep.yaml'}:5:5: duplicate key 'values'; the last one is used "
+                            "(as PyYAML and W&B do)",)
