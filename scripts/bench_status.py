@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.dir or tmp)
         root.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "PYTHONUNBUFFERED": "1",
-               "MLFLOW_DISABLE_TELEMETRY": "true"}
+               "MLFLOW_DISABLE_TELEMETRY": "true",
+               "MLFLOW_SWEEP_HEARTBEAT_TIMEOUT": "1"}  # the agents that did not say they exited are dead
         env.pop("MLFLOW_SWEEP_LEDGER_DIR", None)
         sweep_id = _build(root, env, args.trials, args.child_runs)
         command = ["status"] + (["--sweep-id", sweep_id] if not args.latest else [])
