@@ -5,7 +5,13 @@ before the claim's place in the ledger, and only one agent can take that place, 
 agents never share a grid point or overshoot run_cap) →
 create the child run → hand the trial to a runner (``runners``) → record the outcome in MLflow,
 then in the ledger. A heartbeat thread tells other agents this one is alive; while a trial runs,
-a watch thread applies hyperband's cuts (issue 6).
+a watch thread applies hyperband's cuts (issue 6) and stops the trial when the sweep is cancelled.
+
+The sweep's lifecycle (SPEC §4b): ``policy`` says Done for a stopped or cancelled sweep, so the
+agent exits 0 at its next claim; it says Wait for a paused one, and the agent then waits with
+reads of the ledger until ``policy`` says something else. A trial ends KILLED when
+the agent is interrupted (SIGINT/SIGTERM; its point is requeued, so another agent runs it
+again), when the sweep is cancelled, or when hyperband stops it (both final).
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 from mlflow_sweep import hyperband, lifecycle, policy, samplers, settings, tracking
 from mlflow_sweep.errors import SweepError
 from mlflow_sweep.runners import CommandRunner
-from mlflow_sweep.trials import DONE, Proposal, Trial, TrialState
+from mlflow_sweep.trials import DONE, Proposal, SweepControl, Trial, TrialState
 
 if TYPE_CHECKING:
     from mlflow_sweep.ledger import SweepState
@@ -74,7 +80,12 @@ def run_agent(sweep_id: str | None, *, count: int | None = None, max_failures: i
     make = runner or (lambda o: CommandRunner(o.sweep, o.config, stream))
     agent = _Agent(opened, make(opened), say)
     with agent.running():
-        return agent.loop(count, max_failures)
+        result = agent.loop(count, max_failures)
+    try:
+        lifecycle.publish_state(opened, only_ended=True)  # the last agent out marks the parent done (SPEC §4b)
+    except SweepError as exc:  # the trials are recorded; the next command or finalize shows the state again
+        say(f"could not show the sweep's state on its parent run: {exc}")
+    return result
 
 
 class _Agent:
@@ -89,9 +100,11 @@ class _Agent:
         self.trial_index: int | None = None
         self.killed: int | None = None
         self.stopped_at: int | None = None  # the hyperband band that stopped the running trial
+        self.cancelled = False  # the running trial was stopped because the sweep was cancelled
         self.stop = threading.Event()  # the running trial's own: set when it must end
         self.scratch = Path(tempfile.mkdtemp(prefix="mlflow-sweep-"))  # output of trials without local artifacts
         self.check_every = settings.early_terminate_interval() if self.config.early_terminate else None
+        self.poll_every = settings.poll_interval()
         self.hinted = False  # the missing-metric hint is said once per agent (#13)
         self.heartbeat = _Heartbeat(self)
 
@@ -149,7 +162,8 @@ class _Agent:
                     tracking.end_run(run_id, TrialState.FAILED)
 
     def _claim(self) -> Trial | str:
-        """The next claimed trial, or why there is none; waits while ``policy`` says Wait (SPEC §4)."""
+        """The next claimed trial, or why there is none; waits while ``policy`` says Wait (SPEC §4, §4b)."""
+        said = None
         while self.signum is None:
             lifecycle.reap_dead(self.ledger)
             steps: list[policy.Step] = []
@@ -158,17 +172,35 @@ class _Agent:
                 return trial
             if isinstance(steps[-1], policy.Done):
                 return steps[-1].reason
-            time.sleep(settings.poll_interval())
+            if steps[-1].reason != said:
+                said = steps[-1].reason
+                self.say(f"waiting: {said}")
+            self._wait()
         return "stopped by a signal"
+
+    def _wait(self) -> None:
+        """Sleep until a read of the ledger (only the events published since) no longer makes ``policy`` say Wait.
+
+        A paused sweep may wait for hours: the agent only reads, once per poll interval, and
+        claims again only when a claim may succeed.
+        """
+        while self.signum is None:
+            time.sleep(self.poll_every)
+            lifecycle.reap_dead(self.ledger)  # writes only when a trial is stale
+            state = self.ledger.state()
+            if not isinstance(policy.next_step(self.config, state.trials, self.seed, state.controls), policy.Wait):
+                return
 
     def _decide(self, state: SweepState, steps: list[policy.Step]) -> Proposal | Any:
         """The ledger's claim callback (again after a lost race): remember policy's step, return a Proposal or DONE."""
-        step = policy.next_step(self.config, state.trials, self.seed)
+        step = policy.next_step(self.config, state.trials, self.seed, state.controls)
         steps.append(step)
         return step if isinstance(step, Proposal) else DONE
 
     def _stopped_detail(self) -> str:
-        return "" if self.killed is None else f"; trial {self.killed} ended KILLED"
+        if self.killed is None:
+            return ""
+        return f"; trial {self.killed} ended KILLED (its point is handed out again)"
 
     def _run(self, trial: Trial) -> TrialState:
         """Run one claimed trial end to end and record its outcome; return its state."""
@@ -176,6 +208,7 @@ class _Agent:
         run_id, artifact_dir = tracking.start_trial(self.sweep, trial)
         self.ledger.start(trial.index, run_id)
         self.trial_index, self.stopped_at, self.stop = trial.index, None, threading.Event()
+        self.cancelled = False
         if self.signum is not None:
             self.stop.set()  # the signal came between the claim and now
         self.heartbeat.poke()
@@ -184,7 +217,7 @@ class _Agent:
         output.parent.mkdir(parents=True, exist_ok=True)
         with self._watching(trial.index, run_id):
             code = self.runner.run(trial, run_id, output, self.stop)
-        state = self._state(code)
+        state, requeue, tags = self._outcome(code)
         history = self._history(run_id)
         metric = None if history is None else self.config.metric.summarize(history)  # type: ignore[union-attr]
         # the ledger keeps the history only where hyperband pools it (issue 6), so it stays small
@@ -193,17 +226,31 @@ class _Agent:
         settled = tracking.settle_trial(run_id, trial.params, counted)
         if state is TrialState.FINISHED and history == []:
             self._hint_missing_metric(trial.index, settled.metrics)
-        tags = None if self.stopped_at is None else {tracking.STOPPED_EARLY_TAG: str(self.stopped_at)}
         tracking.end_trial(run_id, state, None if artifact_dir else output, tags)
-        self.ledger.complete(trial.index, state, metric, stopped_at=self.stopped_at, history=kept)
+        self.ledger.complete(trial.index, state, metric, stopped_at=self.stopped_at, history=kept, requeue=requeue)
         self.trial_index = None
-        if self.signum is not None:
+        if requeue is not None:
             self.killed = trial.index
         shown = "" if metric is None else f", {self.config.metric.name}={metric:g}"  # type: ignore[union-attr]
         early = "" if self.stopped_at is None else f", stopped early at iteration {self.stopped_at}"
         self.say(f"trial {trial.index} {state.value} (exit code {code}{shown}{early}) "
                  f"in {time.monotonic() - started:.1f} s")
         return state
+
+    def _outcome(self, code: int) -> tuple[TrialState, str | None, dict[str, str] | None]:
+        """The trial's state, why its point is requeued (or None), and the tags that say why it ended.
+
+        Cancel and hyperband are final; an interrupted agent's trial is requeued (SPEC §4b). A
+        runner whose trial sees KeyboardInterrupt reports it through ``on_signal``, so it takes
+        the same path.
+        """
+        if self.cancelled:
+            return TrialState.KILLED, None, {tracking.KILLED_BY_TAG: "cancel"}
+        if self.signum is not None:
+            return TrialState.KILLED, "interrupted", {tracking.KILLED_BY_TAG: signal.Signals(self.signum).name}
+        if self.stopped_at is not None:  # hyperband (issue 6)
+            return TrialState.KILLED, None, {tracking.STOPPED_EARLY_TAG: str(self.stopped_at)}
+        return (TrialState.FINISHED if code == 0 else TrialState.FAILED), None, None
 
     def _hint_missing_metric(self, index: int, logged: tuple[str, ...]) -> None:
         """Once per agent: a finished trial logged no ``metric.name`` to its run; say why that happens (#13)."""
@@ -217,11 +264,6 @@ class _Agent:
                  "MLFlowLogger(run_id=os.environ[\"MLFLOW_RUN_ID\"], ...). Otherwise check the name the "
                  "script logs with mlflow.log_metric")
 
-    def _state(self, code: int) -> TrialState:
-        if self.signum is not None or self.stopped_at is not None:  # a signal, or hyperband (issue 6)
-            return TrialState.KILLED
-        return TrialState.FINISHED if code == 0 else TrialState.FAILED
-
     def _history(self, run_id: str) -> list[float] | None:
         """The trial's values of the sweep's metric in logging order; None without a metric."""
         metric = self.config.metric
@@ -231,10 +273,7 @@ class _Agent:
 
     @contextlib.contextmanager
     def _watching(self, index: int, run_id: str) -> Iterator[None]:
-        """While the trial runs, judge it by hyperband every interval (issue 6); joined before its outcome is read."""
-        if self.check_every is None:
-            yield
-            return
+        """While the trial runs, watch for a cancel and judge it by hyperband; joined before its outcome is read."""
         done = threading.Event()
         thread = threading.Thread(target=self._watch, args=(index, run_id, self.stop, done), daemon=True,
                                   name="mlflow-sweep-watch")
@@ -246,10 +285,24 @@ class _Agent:
             thread.join()
 
     def _watch(self, index: int, run_id: str, stop: threading.Event, done: threading.Event) -> None:
-        assert self.check_every is not None
-        while not done.wait(self.check_every):
+        """Every poll interval: is the sweep cancelled (a cheap incremental read)? Every hyperband interval: the cut."""
+        step = self.poll_every if self.check_every is None else min(self.poll_every, self.check_every)
+        next_cut = None if self.check_every is None else time.monotonic() + self.check_every
+        while not done.wait(step):
             if stop.is_set():
                 return
+            if self._cancelled():
+                if not done.is_set():
+                    # Cancelled even when interrupt() finds no process: the runner may be about to
+                    # launch it and then ends it at once because ``stop`` is set (SPEC §4b).
+                    self.cancelled = True
+                    stop.set()
+                    self.runner.interrupt()
+                    self.say(f"the sweep was cancelled: stopping trial {index}")
+                return
+            if next_cut is None or time.monotonic() < next_cut:
+                continue
+            next_cut = time.monotonic() + self.check_every  # type: ignore[operator]
             band = self._below_cut(index, run_id)
             if band is not None and not done.is_set():
                 stop.set()
@@ -257,6 +310,13 @@ class _Agent:
                     self.stopped_at = band
                     self.say(f"trial {index} is below the hyperband cut at iteration {band}: stopping it")
                 return
+
+    def _cancelled(self) -> bool:
+        try:
+            return self.ledger.state().controls.state is SweepControl.CANCELLED
+        except Exception as exc:  # noqa: BLE001  a missed check is retried next interval; never end the trial for it
+            log.warning("could not read the sweep's state: %s", exc)
+            return False
 
     def _below_cut(self, index: int, run_id: str) -> int | None:
         """The band at which the running trial is below the cut, from its history and the ended trials'."""

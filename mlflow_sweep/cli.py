@@ -17,8 +17,8 @@ class SweepCLI:
     """Hyperparameter sweeps for MLflow: W&B sweep files, parallel agents, nested child runs.
 
     Create a sweep from a sweep file, start as many agents as you like (a laptop, bash &, a
-    SLURM array job), watch its status, and finalize it: every trial is a child run of the
-    sweep's parent run in the MLflow UI.
+    SLURM array job), watch its status, stop, pause or cancel it, and finalize it: every trial is
+    a child run of the sweep's parent run in the MLflow UI.
 
     Example:
         mlflow sweep init sweep.yaml && (mlflow sweep run & mlflow sweep run & wait) && mlflow sweep finalize
@@ -146,6 +146,112 @@ class SweepCLI:
         from mlflow_sweep import progress
 
         print(progress.sweep_list())
+
+    def stop(self, sweep_id: str | None = None) -> None:
+        """Stop a sweep: no new trial starts; running trials finish.
+
+        Agents exit 0 once their trial is done. 'mlflow sweep run' on a stopped sweep starts
+        nothing; 'mlflow sweep resume' starts it again.
+
+        Args:
+            sweep_id (ID): the sweep's parent run ID; default: the most recently initialized sweep.
+        Environment:
+            MLFLOW_TRACKING_URI
+        Example:
+            mlflow sweep stop --sweep-id 3f2a9c0d1e5b4a7f8c6d2e1f0a9b8c7d
+        """
+        from mlflow_sweep import control
+
+        print(control.stop(_as_id(sweep_id)))
+
+    def pause(self, sweep_id: str | None = None) -> None:
+        """Pause a sweep: running trials finish, agents wait for 'resume'.
+
+        Agents do not exit while the sweep is paused; 'mlflow sweep resume' lets them claim again.
+
+        Args:
+            sweep_id (ID): the sweep's parent run ID; default: the most recently initialized sweep.
+        Environment:
+            MLFLOW_TRACKING_URI
+        Example:
+            mlflow sweep pause
+        """
+        from mlflow_sweep import control
+
+        print(control.pause(_as_id(sweep_id)))
+
+    def resume(self, sweep_id: str | None = None) -> None:
+        """Resume a paused, stopped or cancelled sweep.
+
+        Waiting agents claim trials again; for a stopped or cancelled sweep, start agents
+        ('mlflow sweep run').
+
+        Args:
+            sweep_id (ID): the sweep's parent run ID; default: the most recently initialized sweep.
+        Environment:
+            MLFLOW_TRACKING_URI
+        Example:
+            mlflow sweep resume
+        """
+        from mlflow_sweep import control
+
+        print(control.resume(_as_id(sweep_id)))
+
+    def cancel(self, sweep_id: str | None = None) -> None:
+        """Cancel a sweep: its running trials are stopped and end KILLED.
+
+        Each running trial's process group gets SIGTERM, then SIGKILL after the grace period;
+        agents exit. A cancelled trial is final (it is not run again).
+
+        Args:
+            sweep_id (ID): the sweep's parent run ID; default: the most recently initialized sweep.
+        Environment:
+            MLFLOW_TRACKING_URI
+            MLFLOW_SWEEP_KILL_GRACE
+        Example:
+            mlflow sweep cancel --sweep-id 3f2a9c0d1e5b4a7f8c6d2e1f0a9b8c7d
+        """
+        from mlflow_sweep import control
+
+        print(control.cancel(_as_id(sweep_id)))
+
+    def retry(self, sweep_id: str | None = None) -> None:
+        """Run the points of FAILED trials again, before new ones.
+
+        They run as new trials (tag sweep.retry_of); each retried point adds one trial to what
+        the sweep runs. Fix the cause first, then
+        retry, then start agents ('mlflow sweep run').
+
+        Args:
+            sweep_id (ID): the sweep's parent run ID; default: the most recently initialized sweep.
+        Environment:
+            MLFLOW_TRACKING_URI
+        Example:
+            mlflow sweep retry && mlflow sweep run
+        """
+        from mlflow_sweep import control
+
+        print(control.retry(_as_id(sweep_id)))
+
+    def update(self, sweep_id: str | None = None, run_cap: int | None = None) -> None:
+        """Change a sweep's run_cap (a done sweep runs again).
+
+        Raise it for more trials, or lower it; agents see the new cap at their next claim.
+
+        Args:
+            sweep_id (ID): the sweep's parent run ID; default: the most recently initialized sweep.
+            run_cap (N): the most trials the sweep runs in all; no default, it is required. Trials
+                interrupted by a signal or named by 'retry' do not count.
+        Environment:
+            MLFLOW_TRACKING_URI
+        Example:
+            mlflow sweep update --run-cap 50
+        """
+        from mlflow_sweep import control
+
+        if run_cap is None:
+            raise UsageError("update needs --run-cap N, e.g. 'mlflow sweep update --run-cap 50'")
+        print(control.update(_as_id(sweep_id), run_cap=_as_count(run_cap, "--run-cap")))
 
 
 def _say(message: str) -> None:
@@ -286,6 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # 'mlflow sweep --help | head': the reader left; no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _dispatch(args: list[str]) -> int:

@@ -87,16 +87,16 @@ def _retrying(what: Path, doing: str, timeout: float, action: Callable[[], T]) -
                 raise _persistent(what, doing, exc, timeout) from exc
 
 
-def _read_whole(path: Path) -> bytes | None:
+def _read_whole(path: str | Path) -> bytes | None:
     """The bytes of ``path`` read through a fresh descriptor, or None if it does not exist."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
+        chunks = [os.read(fd, 1 << 16)]
+        while len(chunks[-1]) == 1 << 16:  # a short read of a regular file is its end: one call per event
+            chunks.append(os.read(fd, 1 << 16))
         return b"".join(chunks)
     finally:
         os.close(fd)
@@ -174,7 +174,7 @@ class Journal:
         found = [] if self.next is not None else self._read_prefix()
         assert self.next is not None
         while (data := self._read_event(self.next)) is not None:
-            found.append((f"{self.events / event_name(self.next)}", data))
+            found.append((self._event_path(self.next), data))
             self.next += 1
         return found
 
@@ -261,20 +261,28 @@ class Journal:
 
     def _read_event(self, number: int) -> Any | None:
         """Event ``number`` decoded, or None if it is not published (yet, as far as this client sees)."""
-        path = self.events / event_name(number)
+        path = self._event_path(number)
         data = self._read_complete(path)
-        return None if data is None else decode_line(data, str(path))
+        return None if data is None else decode_line(data, path)
 
-    def _read_complete(self, path: Path) -> bytes | None:
+    def _event_path(self, number: int) -> str:
+        return f"{self.events}{os.sep}{event_name(number)}"  # a str: a cold read opens thousands
+
+    def _read_complete(self, path: str) -> bytes | None:
         """The bytes of a published event file, waiting out a short read; None if it does not exist."""
-        backoff = _Backoff(min(self.timeout, 5.0))
+        backoff = None
         while True:
             try:
-                data = _retrying(path, "read an event", self.timeout, lambda: _read_whole(path))
-            except OSError as exc:
-                raise LedgerError(f"{path}: cannot read the ledger event ({exc.strerror or exc})") from exc
+                data = _read_whole(path)
+            except OSError as first:
+                if first.errno not in TRANSIENT:
+                    raise LedgerError(f"{path}: cannot read the ledger event ({first.strerror or first})") from first
+                data = _retrying(Path(path), "read an event", self.timeout, lambda: _read_whole(path))
             # A published event is whole; a short read is a client cache catching up.
-            if data is None or (data.endswith(b"\n") and data.count(b"\n") == 1) or not backoff.wait():
+            if data is None or (data.endswith(b"\n") and data.count(b"\n") == 1):
+                return data
+            backoff = backoff or _Backoff(min(self.timeout, 5.0))
+            if not backoff.wait():
                 return data
 
     # -- writing -------------------------------------------------------------------------------
@@ -307,7 +315,7 @@ class Journal:
                 return True
             except OSError as exc:
                 failure = exc
-            existing = self._read_complete(target)
+            existing = self._read_complete(str(target))
             if existing is not None:
                 ours = existing == data  # equal: our link did happen (its reply was lost and retried)
                 log.debug("%s: link() failed with %s; %s", target, errno.errorcode.get(failure.errno, failure.errno),

@@ -16,6 +16,19 @@ Events (every event has "event" and "time", Unix seconds from the writer's clock
 An "end" event of a sweep with ``early_terminate`` also carries "history": every value the trial
 logged under the metric, in logging order, which hyperband's cuts pool (issue 6).
 
+Lifecycle events (SPEC §4b, issue 10)::
+
+    {"event": "control", "state": "paused", "by": "alice@login01", "time": t}
+    {"event": "run_cap", "run_cap": 20, "by": "alice@login01", "time": t}
+    {"event": "requeue", "trials": [3, 7], "reason": "retry", "time": t}
+
+"control" records what the user asked (running, paused, stopped, cancelled; the last one
+counts); "run_cap" replaces the config's run_cap (the last one counts); "requeue" hands the
+points of ended trials out again (``mlflow sweep retry``). An "end" event with
+``"requeue": "interrupted"`` ends a trial whose agent got a signal and requeues it in the same
+event. A trial is requeued once (the first wins); a claim that re-issues its point carries
+``"retry_of": 3``.
+
 Format versions: v1 kept every event in ledger.jsonl, appended under a lock; v2 (this version)
 writes the header there and every later event to events/. The events are the same; a v1 ledger
 replays as it is and is continued in events/ (its file is never written again). A header with a
@@ -46,7 +59,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 from mlflow_sweep.errors import LedgerError
 from mlflow_sweep.journal import LEDGER_NAME, Journal
 from mlflow_sweep.mounts import check_mount
-from mlflow_sweep.trials import DONE, Proposal, Trial, TrialState
+from mlflow_sweep.trials import DONE, Controls, Proposal, SweepControl, Trial, TrialState
 
 if TYPE_CHECKING:
     from mlflow_sweep.trials import _Done
@@ -74,6 +87,7 @@ class SweepState:
     trials: tuple[Trial, ...] = ()
     version: int = FORMAT_VERSION
     conflicts: tuple[Conflict, ...] = ()
+    controls: Controls = Controls()
 
     def count(self, *states: TrialState) -> int:
         """Number of trials in any of ``states`` (all trials when none are given)."""
@@ -113,6 +127,7 @@ class _Replay:
         self.version = FORMAT_VERSION
         self.trials: list[Trial] = []
         self.conflicts: list[Conflict] = []
+        self.controls = Controls()
         self.applied = 0
         self._snapshot: SweepState | None = None
 
@@ -139,7 +154,8 @@ class _Replay:
         if self.header is None:
             raise _BadEvent("the ledger has no sweep header")
         if self._snapshot is None:
-            self._snapshot = SweepState(self.header, tuple(self.trials), self.version, tuple(self.conflicts))
+            self._snapshot = SweepState(self.header, tuple(self.trials), self.version, tuple(self.conflicts),
+                                        self.controls)
         return self._snapshot
 
     def _trial(self, event: Mapping[str, Any]) -> Trial:
@@ -162,8 +178,10 @@ class _Replay:
         if index != len(self.trials):  # decided on a stale view: the first claim keeps the trial
             self.conflicts.append(Conflict(index, event.get("agent"), self.applied))
             return
+        retry_of = event.get("retry_of")
         self.trials.append(Trial(index=index, params=dict(event["params"]), point=event.get("point"),
-                                 agent_id=event.get("agent"), started=float(event["time"])))
+                                 agent_id=event.get("agent"), started=float(event["time"]),
+                                 retry_of=None if retry_of is None else int(retry_of)))
 
     def _on_start(self, event: Mapping[str, Any]) -> None:
         trial = self._trial(event)
@@ -175,11 +193,12 @@ class _Replay:
             raise _BadEvent(f"an end event must carry a terminal state, but got {state.value!r}")
         if trial.state.is_terminal:
             return  # first terminal event wins
-        metric, history = event.get("metric"), event.get("history")
+        metric, history, requeue = event.get("metric"), event.get("history"), event.get("requeue")
         self.trials[trial.index] = replace(
             trial, state=state, metric=None if metric is None else float(metric),
             ended=float(event["time"]), stopped_at=event.get("stopped_at"),
-            history=None if history is None else tuple(float(v) for v in history))
+            history=None if history is None else tuple(float(v) for v in history),
+            requeued=None if requeue is None else str(requeue))
 
     def _on_dead(self, event: Mapping[str, Any]) -> None:
         trial = self._trial(event)
@@ -188,10 +207,29 @@ class _Replay:
                                                ended=float(event["time"]))
 
 
+    def _on_control(self, event: Mapping[str, Any]) -> None:
+        self.controls = replace(self.controls, state=SweepControl(event["state"]))
+
+    def _on_run_cap(self, event: Mapping[str, Any]) -> None:
+        run_cap = event["run_cap"]
+        if isinstance(run_cap, bool) or not isinstance(run_cap, int) or run_cap < 1:
+            raise _BadEvent(f"'run_cap' must be an integer of at least 1, but got {run_cap!r}")
+        self.controls = replace(self.controls, run_cap=run_cap)
+
+    def _on_requeue(self, event: Mapping[str, Any]) -> None:
+        reason = str(event["reason"])
+        for index in event["trials"]:
+            trial = self._trial({"trial": index})
+            if trial.state.is_terminal and trial.requeued is None:  # the first requeue of an ended trial wins
+                self.trials[trial.index] = replace(trial, requeued=reason)
+
+
 _HANDLERS: dict[Any, Callable[[_Replay, Mapping[str, Any]], None]] = {
     "sweep": _Replay._on_sweep, "claim": _Replay._on_claim, "start": _Replay._on_start,
     "end": _Replay._on_end, "dead": _Replay._on_dead,
+    "control": _Replay._on_control, "run_cap": _Replay._on_run_cap, "requeue": _Replay._on_requeue,
 }
+LIFECYCLE_EVENTS = frozenset({"control", "run_cap", "requeue"})
 
 
 def replay(events: Iterable[Mapping[str, Any]]) -> SweepState:
@@ -283,8 +321,11 @@ class Ledger:
                 return None
             if not isinstance(proposal, Proposal):
                 raise TypeError(f"decide must return a Proposal or DONE, but got {proposal!r}")
-            return {"event": "claim", "trial": len(state.trials), "params": dict(proposal.params),
-                    "point": proposal.point, "agent": agent_id, "time": now}
+            event = {"event": "claim", "trial": len(state.trials), "params": dict(proposal.params),
+                     "point": proposal.point, "agent": agent_id, "time": now}
+            if proposal.retry_of is not None:
+                event["retry_of"] = proposal.retry_of
+            return event
 
         state, event = self._commit(make)
         return None if event is None else state.trials[event["trial"]]
@@ -303,7 +344,8 @@ class Ledger:
         self._commit(make)
 
     def complete(self, index: int, state: TrialState, metric: float | None, *,
-                 stopped_at: int | None = None, history: Sequence[float] | None = None) -> bool:
+                 stopped_at: int | None = None, history: Sequence[float] | None = None,
+                 requeue: str | None = None) -> bool:
         """Record how trial ``index`` ended; False (nothing written) if it had already ended or was reaped.
 
         Args:
@@ -313,6 +355,8 @@ class Ledger:
             stopped_at: the hyperband iteration that stopped the trial, if any.
             history: the trial's metric values in logging order, kept for hyperband's cuts;
                 None (the default) leaves it out of the event.
+            requeue: why the trial's point is handed out again (``interrupted``), in the same
+                event, so no agent sees the trial ended but not requeued (SPEC §4b).
         """
         ended = TrialState(state)
         if not ended.is_terminal:
@@ -325,9 +369,29 @@ class Ledger:
                      "stopped_at": stopped_at, "time": now}
             if history is not None:
                 event["history"] = [float(v) for v in history]
+            if requeue is not None:
+                event["requeue"] = requeue
             return event
 
         return self._commit(make)[1] is not None
+
+    def record(self, decide: Callable[[SweepState], Mapping[str, Any] | None]) -> SweepState:
+        """Publish the lifecycle event ``decide`` returns for the fresh state; return the state after it.
+
+        Args:
+            decide: given the fresh state, returns one event (kind ``control``, ``run_cap`` or
+                ``requeue``; "time" is added) or None to write nothing. Called again whenever
+                another agent published first, so it must be quick and free of side effects.
+        """
+        def make(state: SweepState, now: float) -> dict[str, Any] | None:
+            event = decide(state)
+            if event is None:
+                return None
+            if event.get("event") not in LIFECYCLE_EVENTS:
+                raise ValueError(f"record publishes only {sorted(LIFECYCLE_EVENTS)} events, but got {event!r}")
+            return {**event, "time": now}
+
+        return self._commit(make)[0]
 
     def heartbeat(self, agent_id: str, info: Mapping[str, Any]) -> None:
         """Atomically rewrite agents/<agent_id>.json with ``info`` plus the agent id and the time.

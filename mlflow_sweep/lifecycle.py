@@ -1,7 +1,8 @@
-"""A sweep's life outside any one agent: create it, open it by ID, reap trials of dead agents.
+"""A sweep's life outside any one agent: create it, open it by ID, reap trials of dead agents,
+show its state on the parent run.
 
 Everything here is the glue between the tracking store (the parent run) and the ledger; the
-agent loop, ``status`` and ``finalize`` all open a sweep the same way.
+agent loop, ``status``, ``finalize`` and the lifecycle commands all open a sweep the same way.
 """
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mlflow_sweep import settings, tracking
+from mlflow_sweep import policy, settings, tracking
 from mlflow_sweep.ledger import Ledger
 from mlflow_sweep.trials import Trial, TrialState
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
+    from mlflow_sweep.ledger import SweepState
 
 
 @dataclass(frozen=True)
@@ -59,3 +61,35 @@ def reap_dead(ledger: Ledger) -> list[Trial]:
             tracking.settle_trial(trial.run_id, trial.params)  # its agent died before it could (#13)
             tracking.end_run(trial.run_id, TrialState.FAILED)
     return reaped
+
+
+def state_of(opened: OpenSweep, state: SweepState | None = None) -> str:
+    """The sweep's state (running, paused, stopped, cancelled, done) from its ledger (SPEC §4b).
+
+    Args:
+        opened: the sweep.
+        state: the ledger's state when the caller has it fresh; read (lock-free) when None.
+    """
+    state = opened.ledger.state() if state is None else state
+    return policy.sweep_state(opened.config, state.trials, opened.seed, state.controls)
+
+
+def publish_state(opened: OpenSweep, *, only_ended: bool = False) -> str:
+    """Show the sweep's state on its parent run (tag ``sweep.state`` and the run's status); return it.
+
+    The state is read again after writing and written again if it changed meanwhile (another
+    agent or command acting at the same moment), so the last writer shows the last state.
+
+    Args:
+        opened: the sweep.
+        only_ended: write only a state in which the sweep runs no more trials (stopped,
+            cancelled, done): an agent leaving a running sweep leaves the parent as it is.
+    """
+    shown = None
+    for _ in range(3):
+        current = state_of(opened)
+        if current == shown or (only_ended and current in ("running", "paused")):
+            break
+        tracking.set_sweep_state(opened.sweep.run_id, current)
+        shown = current
+    return shown or state_of(opened)

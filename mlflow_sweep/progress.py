@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
 from mlflow_sweep.analysis import best_trial, count_states
+from mlflow_sweep.policy import counted, queue
 from mlflow_sweep.report import format_value, render_counts
 from mlflow_sweep.trials import Trial, TrialState
 
@@ -30,11 +31,11 @@ def sweep_status(sweep_id: str | None) -> str:
     opened = lifecycle.open_sweep(sweep_id)
     sweep, ledger, config = opened.sweep, opened.ledger, opened.config
     lifecycle.reap_dead(ledger)  # SPEC §4a: status reaps dead trials too
-    agents, ledger_state = ledger.agents(), ledger.state()
-    return render_status(f"{sweep.name} ({sweep.run_id})", config, ledger_state.trials, agents,
+    agents, state = ledger.agents(), ledger.state()
+    return render_status(f"{sweep.name} ({sweep.run_id})", config, state.trials, agents,
                          now=time.time(), timeout=settings.heartbeat_timeout(), exited=_exited_here(agents),
-                         conflicts=ledger_state.conflicts,
-                         state=policy.sweep_state(config, ledger_state.trials, opened.seed))
+                         conflicts=state.conflicts, state=lifecycle.state_of(opened, state),
+                         run_cap=policy.run_cap(config, state.controls))
 
 
 def sweep_list() -> str:
@@ -74,9 +75,10 @@ def _list_row(sweep: Any, run: Any) -> tuple[str, ...]:
     except (SweepError, OSError, KeyError, TypeError, ValueError) as exc:
         return (*head, run.tags.get("sweep.method", "?"), "?", "?", f"ledger unreadable: {exc}")
     trials = state.trials
-    done = sum(1 for t in trials if t.state is not TrialState.RUNNING)
-    cap = config.run_cap if config.run_cap is not None else _grid_size(config)
-    return (*head, config.method, policy.sweep_state(config, trials, seed),
+    done = sum(1 for t in counted(trials) if t.state is not TrialState.RUNNING)  # requeued ones do not count
+    cap = policy.run_cap(config, state.controls)
+    cap = cap if cap is not None else _grid_size(config)
+    return (*head, config.method, policy.sweep_state(config, trials, seed, state.controls),
             f"{done}/{cap if cap is not None else '-'}", _best_cell(config, trials))
 
 
@@ -106,9 +108,17 @@ def _exited_here(agents: Sequence[Mapping[str, Any]]) -> set[str]:
     return gone
 
 
+_STATE_HINTS = {
+    "paused": "running trials finish, agents wait; 'mlflow sweep resume' goes on",
+    "stopped": "no new trials; 'mlflow sweep resume' starts it again",
+    "cancelled": "'mlflow sweep resume' starts it again",
+    "done": "'mlflow sweep update --run-cap N' or 'mlflow sweep retry' runs more",
+}
+
+
 def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agents: Sequence[Mapping[str, Any]],
                   *, now: float, timeout: float, exited: Collection[str] = (),
-                  conflicts: Sequence[Conflict] = (), state: str | None = None) -> str:
+                  conflicts: Sequence[Conflict] = (), state: str = "running", run_cap: int | None = None) -> str:
     """Format the status (pure).
 
     Args:
@@ -121,13 +131,15 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
         timeout: seconds of silence after which an agent counts as gone.
         exited: ids of agents whose process is known to be gone although their last beat is recent.
         conflicts: claims the ledger dropped because an earlier claim had their trial number.
-        state: the sweep's state (``policy.sweep_state``), shown when given.
+        state: the sweep's state (``policy.sweep_state``, SPEC §4b).
+        run_cap: the run_cap in effect (after ``update --run-cap``); None: the config's.
     """
     metric = config.metric
     head = f"Sweep {title}: method {config.method}, " + (
         f"metric {metric.name} ({metric.goal})" if metric else "no metric")
-    lines = [head, *([f"State: {state}"] if state else []), f"Progress: {_progress(config, len(trials))}",
-             f"Trials: {_by_state(trials)}"]
+    hint = _STATE_HINTS.get(state)
+    lines = [head, f"State: {state}" + (f" ({hint})" if hint else ""),
+             f"Progress: {_progress(config, trials, run_cap)}", f"Trials: {_by_state(trials)}"]
     lines += _conflicts(conflicts)
     lines += _best(config, trials)
     running = {t.agent_id: t.index for t in trials if t.state is TrialState.RUNNING}
@@ -135,14 +147,22 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
     return "\n".join(lines)
 
 
-def _progress(config: SweepConfig, claimed: int) -> str:
-    if config.run_cap is not None:
-        percent = 100 * min(claimed, config.run_cap) // config.run_cap
-        return f"{claimed} of run_cap {config.run_cap} trials claimed ({percent}%)"
+def _progress(config: SweepConfig, trials: Sequence[Trial], run_cap: int | None) -> str:
+    """Claimed trials against run_cap or the grid; requeued trials do not count (SPEC §4b)."""
+    claimed, cap = len(counted(trials)), run_cap if run_cap is not None else config.run_cap
     size = _grid_size(config)
-    if size:
-        return f"{claimed} trials claimed for a grid of {size} points (dead trials' points are run again)"
-    return f"{claimed} trials claimed (no run_cap)"
+    if cap is not None:
+        text = f"{claimed} of run_cap {cap} trials claimed ({100 * min(claimed, cap) // cap}%)"
+    elif size:
+        text = f"{claimed} trials claimed for a grid of {size} points (dead trials' points are run again)"
+    else:
+        text = f"{claimed} trials claimed (no run_cap)"
+    requeued, waiting = len(trials) - claimed, len(queue(trials))
+    if requeued:
+        text += f", not counting {requeued} interrupted or retried"
+    if waiting:
+        text += f"; {waiting} of their points wait{'s' * (waiting == 1)} to run again"
+    return text
 
 
 def _grid_size(config: SweepConfig) -> int | None:

@@ -33,6 +33,7 @@ def finalize_sweep(sweep_id: str | None) -> str:
         copy = ledger.export(Path(copy_dir) / "ledger.jsonl")  # events/ holds one file per event
         tracking.record_outcome(sweep, best=result.best, metric_name=metric.name if metric else None,
                                 table=text + "\n", plot_dir=Path(tmp), ledger_path=ledger.path, ledger_copy=copy)
+    lifecycle.publish_state(opened)  # the parent ends only when the sweep does (SPEC §4b), not at finalize
     return f"{text}\n\n{_recorded(sweep.run_id, drawn, result.counts.get('running', 0))}"
 
 

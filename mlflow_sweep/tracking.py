@@ -46,6 +46,12 @@ OUTPUT_ARTIFACT = "output.log"
 STOPPED_EARLY_TAG = "sweep.stopped_early"
 _ATTEMPTS = 8
 _BATCH = 100  # MLflow's log_batch takes at most 100 params (and 1000 entries in all)
+STATE_TAG = "sweep.state"
+KILLED_BY_TAG = "sweep.killed_by"  # SIGINT/SIGTERM (the agent was interrupted) or cancel (SPEC §4b)
+RETRY_OF_TAG = "sweep.retry_of"  # the index of the trial whose point this trial runs again
+# The parent run's status for each sweep state: RUNNING while it can run trials (SPEC §4b).
+_PARENT_STATUS = {"running": "RUNNING", "paused": "RUNNING", "stopped": "FINISHED", "done": "FINISHED",
+                  "cancelled": "KILLED"}
 
 T = TypeVar("T")
 
@@ -179,7 +185,7 @@ def create_sweep(config: SweepConfig, config_path: str) -> Sweep:
     client = _client()
     experiment_id = _experiment_id(client, config.experiment_name)
     ledger_root = _ledger_root(client, experiment_id)
-    tags = {SWEEP_TAG: "True", "sweep.method": config.method}
+    tags = {SWEEP_TAG: "True", "sweep.method": config.method, STATE_TAG: "running"}
     run = client.create_run(experiment_id, run_name=config.sweep_name, tags=tags)
     run_id = run.info.run_id
     ledger_dir = _ledger_dir(ledger_root, run.info.artifact_uri, run_id)
@@ -340,6 +346,8 @@ def start_trial(sweep: Sweep, trial: Trial) -> tuple[str, Path | None]:
     """
     tags = {"mlflow.parentRunId": sweep.run_id, "sweep.id": sweep.run_id, "sweep.trial": str(trial.index),
             "sweep.agent": trial.agent_id or "", PARAMS_TAG: json.dumps(dict(trial.params), default=str)}
+    if trial.retry_of is not None:
+        tags[RETRY_OF_TAG] = str(trial.retry_of)
     run = _client().create_run(sweep.experiment_id, run_name=f"{sweep.name}-{trial.index}", tags=tags)
     return run.info.run_id, _local_path(run.info.artifact_uri)
 
@@ -403,6 +411,22 @@ def end_run(run_id: str, state: TrialState) -> None:
 
 
 @_store_errors
+def set_sweep_state(run_id: str, state: str) -> None:
+    """Show a sweep's state on its parent run: tag ``sweep.state`` and the run's status (SPEC §4b)."""
+    client = _client()
+    run = client.get_run(run_id)
+    if run.data.tags.get(STATE_TAG) != state:
+        client.set_tag(run_id, STATE_TAG, state)
+    status = _PARENT_STATUS[state]
+    if run.info.status == status:
+        return
+    if status == "RUNNING":
+        client.update_run(run_id, status=status)
+    else:
+        client.set_terminated(run_id, status=status)
+
+
+@_store_errors
 def metric_history(run_id: str, name: str) -> list[float]:
     """The values a run logged under ``name``, in the order they were logged."""
     history = _client().get_metric_history(run_id, name)
@@ -412,7 +436,7 @@ def metric_history(run_id: str, name: str) -> list[float]:
 @_store_errors
 def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None, table: str,
                    plot_dir: Path, ledger_path: Path, ledger_copy: Path | None = None) -> None:
-    """Store finalize's results on the parent run and end it FINISHED (SPEC §5).
+    """Store finalize's results on the parent run (SPEC §5); its status follows the sweep's state (§4b).
 
     Finalizing again replaces rather than duplicates: artifacts keep their names, tags are
     overwritten, and ``best_<metric>`` is logged only when its value changed. When the ledger
@@ -424,8 +448,8 @@ def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None,
     client.log_artifacts(sweep.run_id, str(plot_dir), "plots")
     client.log_text(sweep.run_id, table, "sweep_summary.txt")
     local = _local_path(run.info.artifact_uri)
-    if local is None or not Path(ledger_path).resolve().is_relative_to(local.resolve()):
-        client.log_artifact(sweep.run_id, str(ledger_copy or ledger_path), "sweep")  # SPEC §4: remote stores get a copy
+    if local is None or not Path(ledger_path).resolve().is_relative_to(local.resolve()):  # SPEC §4: a copy
+        client.log_artifact(sweep.run_id, str(ledger_copy or ledger_path), "sweep")
     if best is not None:
         if best.run_id:
             client.set_tag(sweep.run_id, "sweep.best_run_id", best.run_id)
@@ -434,4 +458,3 @@ def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None,
             key = f"best_{metric_name}"
             if run.data.metrics.get(key) != float(best.metric):
                 client.log_metric(sweep.run_id, key, float(best.metric), step=0)
-    client.set_terminated(sweep.run_id, status=TrialState.FINISHED.value)

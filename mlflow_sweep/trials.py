@@ -29,6 +29,9 @@ class Trial:
     went silent (SPEC §4); ``stopped_at`` is the hyperband iteration that stopped it.
     ``history`` is every value the trial logged under ``metric.name``, in logging order; the
     ledger keeps it only for sweeps with ``early_terminate`` (hyperband cuts, issue 6).
+    ``requeued`` says why the trial's point was handed out again (``interrupted``: its agent got
+    SIGINT/SIGTERM; ``retry``: ``mlflow sweep retry``); such a trial does not count toward
+    run_cap (SPEC §4b). ``retry_of`` is the index of the trial whose point this one runs again.
     """
 
     index: int
@@ -43,14 +46,41 @@ class Trial:
     dead: bool = False
     stopped_at: int | None = None
     history: tuple[float, ...] | None = None
+    requeued: str | None = None
+    retry_of: int | None = None
 
 
 @dataclass(frozen=True)
 class Proposal:
-    """What a sampler hands out: the next trial's parameters and, for grid, its point index."""
+    """What a sampler hands out: the next trial's parameters and, for grid, its point index.
+
+    ``retry_of`` is set by ``policy`` (never by a sampler) when the proposal re-issues the point
+    of a requeued trial.
+    """
 
     params: Mapping[str, Any] = field(default_factory=dict)
     point: int | None = None
+    retry_of: int | None = None
+
+
+class SweepControl(str, Enum):
+    """What the user last asked of the sweep (SPEC §4b); ``running`` until a command says otherwise."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The sweep's lifecycle settings from the ledger: the requested state and a run_cap override.
+
+    ``run_cap`` is the value set by ``mlflow sweep update --run-cap``; None keeps the config's.
+    """
+
+    state: SweepControl = SweepControl.RUNNING
+    run_cap: int | None = None
 
 
 class _Done:

@@ -15,7 +15,8 @@ from mlflow_sweep import cli
 pytestmark = [pytest.mark.e2e]
 
 BIN = Path(sys.executable).parent
-COMMANDS = ["init", "run", "finalize", "status", "validate", "list"]
+COMMANDS = ["init", "run", "finalize", "status", "validate", "list", "stop", "pause", "resume", "cancel",
+            "retry", "update"]
 GOOD = Path(__file__).resolve().parent.parent / "configs" / "good" / "grid.yaml"
 
 

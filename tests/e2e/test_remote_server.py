@@ -1,58 +1,22 @@
 """A real ``mlflow server`` with proxied artifacts: the ledger must live in MLFLOW_SWEEP_LEDGER_DIR."""
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections import Counter
 
 import pytest
 
 from tests.conftest import Store
 from tests.e2e.agents import agents, child_runs, init_sweep, logs, wait_all
+from tests.e2e.tracking_server import tracking_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, template_store):
     """``mlflow server`` on a free loopback port, sqlite backend, artifacts proxied to a local dir."""
-    root = tmp_path_factory.mktemp("server")
-    shutil.copyfile(template_store, root / "backend.db")
-    port = _free_port()
-    log = open(root / "server.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root / 'backend.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-        cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError((root / "server.log").read_text()) from None
-                time.sleep(0.3)
+    with tracking_server(tmp_path_factory.mktemp("server"), template_store) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.e2e.agents import child_runs, init_sweep
+from tests.e2e.agents import child_runs, init_sweep, ledger_events, poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm, pytest.mark.slow]
 
@@ -172,3 +172,49 @@ def test_array_job_runs_every_grid_point_exactly_once(slurm: Cluster, store, tmp
     # Each trial's output is shown live by the agent that ran it: every point in exactly one task.
     printed = Counter(re.findall(r"^point x=(\d) y=(\w)$", "\n".join(outputs.values()), re.M))
     assert printed == expected, shown
+
+
+@pytest.mark.timeout(400)
+def test_a_task_signalled_mid_trial_has_its_point_run_by_another_task(slurm: Cluster, store, tmp_path: Path) -> None:
+    """SPEC §4b: SIGTERM (a time limit's --signal=B:TERM, preemption, scancel) requeues the trial's point."""
+    sweep_id = init_sweep(store, {
+        "method": "grid",
+        # The first trial hangs, so its task is surely signalled mid-trial; the re-run of its point does not.
+        "command": 'echo point x=${x}; if [ "$MLFLOW_SWEEP_TRIAL" = 0 ]; then '
+                   'echo "$SLURM_ARRAY_TASK_ID" > victim.task; sleep 300; fi',
+        "parameters": {"x": {"values": [0, 1, 2, 3]}},
+    })
+    out_dir = tmp_path / "slurm-out"
+    out_dir.mkdir()
+    env = slurm.env({**store.env, "MLFLOW_SWEEP_PYTHON": sys.executable})
+    submit = subprocess.run(
+        ["sbatch", "--parsable", "--array=0-1", "--job-name=sweep-requeue", f"--output={out_dir}/task-%A_%a.out",
+         str(ARRAY_SCRIPT), sweep_id], cwd=store.root, env=env, capture_output=True, text=True, timeout=60)
+    assert submit.returncode == 0, submit.stderr
+    job_id = submit.stdout.strip().split(";")[0]
+    try:
+        poll(lambda: (store.root / "victim.task").exists()
+             and sum(e["event"] == "end" for e in ledger_events(store, sweep_id)) == 3, timeout=240)
+    except AssertionError:
+        subprocess.run(["scancel", job_id], env=env, capture_output=True, timeout=30)
+        raise
+    victim = int((store.root / "victim.task").read_text())
+    # --batch: the signal goes to the batch step, which is the agent (the script execs it), as with
+    # #SBATCH --signal=B:TERM@N before a time limit; without it scancel --signal reaches job steps only.
+    signalled = subprocess.run(["scancel", "--batch", "--signal=TERM", f"{job_id}_{victim}"], env=env,
+                               capture_output=True, text=True, timeout=30)
+    assert signalled.returncode == 0, signalled.stderr
+    _wait_for_job(slurm, env, job_id, timeout=240)
+
+    outputs = {int(p.stem.rsplit("_", 1)[1]): p.read_text(errors="replace")
+               for p in sorted(out_dir.glob(f"task-{job_id}_*.out"))}
+    shown = "\n".join(f"--- task {i}\n{text}" for i, text in sorted(outputs.items()))
+    other = 1 - victim
+    runs = {int(r.data.tags["sweep.trial"]): r for r in child_runs(store, sweep_id)}
+    finished = Counter(r.data.params["x"] for r in runs.values() if r.info.status == "FINISHED")
+    assert (sorted(runs), finished) == ([0, 1, 2, 3, 4], Counter("0123")), shown
+    assert (runs[0].info.status, runs[0].data.tags.get("sweep.killed_by")) == ("KILLED", "SIGTERM"), shown
+    assert (runs[4].data.params["x"], runs[4].data.tags.get("sweep.retry_of")) == ("0", "0"), shown
+    assert _task_results(env, job_id)[other] == ("COMPLETED", "0:0"), shown
+    assert "agent stopped by SIGTERM; trial 0 ended KILLED (its point is handed out again)" in outputs[victim], shown
+    assert re.search(r"^point x=0$", outputs[other], re.M), shown  # the other task ran the point again

@@ -79,7 +79,8 @@ def test_render_grid_progress_target_and_agent_ages():
               {"agent": "a3", "host": "h", "pid": 3, "beat": 999.0, "trial": 1},
               {"agent": "a4", "host": "h", "pid": 4, "beat": 998.0, "trial": None, "exited": 998.0}]
     text = render_status("g (id)", grid_config(), trials, agents, now=1000.0, timeout=120.0, exited={"a3"})
-    lines = text.splitlines()
+    lines = text.splitlines()[1:]  # after the title
+    assert lines[0] == "State: running"
     assert lines[1] == "Progress: 3 trials claimed for a grid of 6 points (dead trials' points are run again)"
     assert lines[3] == "Best so far: #0 (run r0) acc = 0.95"
     assert lines[4] == "  a=1, b=x"
@@ -94,6 +95,18 @@ def test_render_with_no_finished_trial_yet():
     assert "Progress: 1 of run_cap 4 trials claimed (25%)" in text
     assert "Best so far: none yet (no finished trial with a value for 'acc')" in text
     assert text.endswith("Agents: 0 live")
+
+
+def test_render_shows_the_lifecycle_state_and_leaves_requeued_trials_out_of_run_cap():
+    trials = [Trial(0, {"a": 1, "b": "x"}, TrialState.KILLED, requeued="interrupted"),
+              Trial(1, {"a": 2, "b": "x"}, TrialState.FAILED, requeued="retry"),
+              Trial(2, {"a": 1, "b": "x"}, TrialState.FINISHED, retry_of=0)]
+    text = render_status("g (id)", grid_config(run_cap=4), trials, [], now=0.0, timeout=1.0, state="paused",
+                         run_cap=6)
+    assert text.splitlines()[1:3] == [
+        "State: paused (running trials finish, agents wait; 'mlflow sweep resume' goes on)",
+        "Progress: 1 of run_cap 6 trials claimed (16%), not counting 2 interrupted or retried; "
+        "1 of their points waits to run again"]
 
 
 def test_render_says_when_conflicting_claims_were_resolved():

@@ -32,7 +32,7 @@ def tracking_server(root: Path, template_store: Path, workers: int = 1) -> Itera
         cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180  # a loaded 2-core machine starts it slowly
         while True:
             try:
                 urllib.request.urlopen(f"{url}/health", timeout=2)

@@ -83,17 +83,19 @@ def test_sigkilled_trial_holder_is_reaped_and_its_point_reissued(pool: Pool) -> 
 
 
 @pytest.mark.timeout(90)
-def test_a_writer_killed_mid_publish_leaves_nothing_to_repair(pool: Pool) -> None:
+def test_a_writer_killed_while_publishing_leaves_nothing_to_repair(pool: Pool) -> None:
     ledger = Ledger(pool.directory)
-    ledger.state()
-    events = pool.directory / "events"
-    (events / ".tmp-deadhost-1-0000").write_bytes(b'{"event": "claim", "trial": 0, "par')  # never linked
-    pool.spawn(3, 4, "any")
+    [writer] = pool.spawn(1, -1, "any", prefix="killed")  # claims, starts and ends trials until killed
     pool.go()
-    results = pool.finish()
-    names = sorted(p.name for p in events.iterdir())
-    assert (codes(results), claimed(results), ledger.state().count(), names[0], len(names)) == \
-        ([0] * 3, list(range(12)), 12, ".tmp-deadhost-1-0000", 1 + 12 * 3), outputs(results)
+    wait_for(lambda: ledger.state().count() >= 20)
+    writer.send_signal(signal.SIGKILL)
+    killed = writer.wait(30)
+    before = ledger.state().count()
+    results = pool.finish(pool.spawn(3, 4, "any", prefix="after"))
+    state = Ledger(pool.directory).state()
+    fresh = replay(log_events(pool.directory))
+    assert (killed, codes(results), claimed(results), state.count(), state == fresh, state.conflicts) == \
+        (-signal.SIGKILL, [0] * 3, list(range(before, before + 12)), before + 12, True, ()), outputs(results)
 
 
 @pytest.mark.timeout(90)

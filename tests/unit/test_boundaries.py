@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-PURE = ["mlflow_sweep.config", "mlflow_sweep.samplers", "mlflow_sweep.analysis"]
+PURE = ["mlflow_sweep.config", "mlflow_sweep.samplers", "mlflow_sweep.analysis", "mlflow_sweep.policy"]
 IO_LIBRARIES = ["mlflow", "filelock", "matplotlib"]
 HEAVY = ["numpy", "jsonschema", "skopt", "sklearn", "mlflow", "scipy", "matplotlib", "filelock"]
 
