@@ -42,12 +42,18 @@ log = logging.getLogger(__name__)
 
 
 class AgentStopped(SweepError):
-    """The agent was stopped by a signal; its running trial was ended KILLED."""
+    """The agent was interrupted (SIGINT, SIGTERM, or KeyboardInterrupt in a function trial).
 
-    def __init__(self, signum: int, detail: str) -> None:
-        self.signum = signum
+    Its running trial was ended KILLED; ``result`` says what the agent did until then.
+    """
+
+    def __init__(self, signum: int, detail: str = "", result: AgentResult | None = None) -> None:
+        self.signum, self.detail, self.result = signum, detail, result
         self.exit_code = 128 + signum
-        super().__init__(f"agent stopped by {signal.Signals(signum).name}{detail}")
+        super().__init__(signum, detail, result)
+
+    def __str__(self) -> str:
+        return f"agent stopped by {signal.Signals(self.signum).name}{self.detail}"
 
 
 class TooManyFailures(SweepError):
@@ -149,7 +155,8 @@ class _Agent:
                     f"sweep {self.sweep.run_id}: agent stopped after {streak} failed trials in a row "
                     f"(last: trial {step.index}); see the output.log artifact of its child runs")
         if self.signum is not None:
-            raise AgentStopped(self.signum, self._stopped_detail())
+            reason = f"stopped by {signal.Signals(self.signum).name}"
+            raise AgentStopped(self.signum, self._stopped_detail(), AgentResult(ran, failed, reason))
         self.say(f"agent done: {reason}; ran {ran} trial{'s' * (ran != 1)}, {failed} failed")
         return AgentResult(ran, failed, reason)
 
@@ -216,15 +223,20 @@ class _Agent:
         output = (artifact_dir or self.scratch) / tracking.OUTPUT_ARTIFACT
         output.parent.mkdir(parents=True, exist_ok=True)
         with self._watching(trial.index, run_id):
-            code = self.runner.run(trial, run_id, output, self.stop)
+            try:
+                code = self.runner.run(trial, run_id, output, self.stop)
+            except KeyboardInterrupt:  # a function trial's Ctrl-C (a notebook's stop button): as SIGINT
+                self.interrupted(signal.SIGINT)
+                code = 128 + signal.SIGINT
         state, requeue, tags = self._outcome(code)
         history = self._history(run_id)
         metric = None if history is None else self.config.metric.summarize(history)  # type: ignore[union-attr]
         # the ledger keeps the history only where hyperband pools it (issue 6), so it stays small
         kept = history if self.config.early_terminate else None
         counted = None if metric is None else (self.config.metric.name, metric)  # type: ignore[union-attr]
-        settled = tracking.settle_trial(run_id, trial.params, counted)
-        if state is TrialState.FINISHED and history == []:
+        hint = state is TrialState.FINISHED and history == []  # the hint lists the run's metrics
+        settled = tracking.settle_trial(run_id, trial.params, counted, read=hint)
+        if hint:
             self._hint_missing_metric(trial.index, settled.metrics)
         tracking.end_trial(run_id, state, None if artifact_dir else output, tags)
         self.ledger.complete(trial.index, state, metric, stopped_at=self.stopped_at, history=kept, requeue=requeue)
@@ -241,8 +253,8 @@ class _Agent:
         """The trial's state, why its point is requeued (or None), and the tags that say why it ended.
 
         Cancel and hyperband are final; an interrupted agent's trial is requeued (SPEC §4b). A
-        runner whose trial sees KeyboardInterrupt reports it through ``on_signal``, so it takes
-        the same path.
+        function trial's KeyboardInterrupt is recorded by ``interrupted``, as a signal is, so it
+        takes the same path.
         """
         if self.cancelled:
             return TrialState.KILLED, None, {tracking.KILLED_BY_TAG: "cancel"}
@@ -330,11 +342,19 @@ class _Agent:
             return None
         return hyperband.stopping_band(self.config.early_terminate, metric, trials, index, history)
 
-    def on_signal(self, signum: int, _frame: Any) -> None:
-        """First SIGINT/SIGTERM: stop the trial gently; a second one: kill it now."""
-        again = self.signum is not None
-        self.signum = signum
+    def interrupted(self, signum: int) -> None:
+        """Record that the agent was interrupted: its trial ends KILLED and it claims no more (SPEC §4a)."""
+        if self.signum is None:
+            self.signum = signum
         self.stop.set()
+
+    def on_signal(self, signum: int, _frame: Any) -> None:
+        """First SIGINT/SIGTERM: stop the trial gently; a second one: kill it now.
+
+        A function trial runs in this thread: its runner raises KeyboardInterrupt into it.
+        """
+        again = self.signum is not None
+        self.interrupted(signum)
         if again:
             self.runner.kill()
         else:
@@ -364,15 +384,14 @@ class _Heartbeat:
         self.wake.set()
 
     def stop(self) -> None:
-        """Stop beating, and leave a last beat saying this agent exited (status tells it from a death)."""
+        """End the thread, then beat once more saying so: the process may live on (a notebook's agent)."""
         self.stopped = True
         self.wake.set()
         self.thread.join(timeout=5)
-        self.info["exited"] = time.time()
-        self._beat()
+        self._beat(stopped=True)
 
-    def _beat(self) -> None:
-        info = {**self.info, "trial": self.agent.trial_index}
+    def _beat(self, stopped: bool = False) -> None:
+        info = {**self.info, "trial": self.agent.trial_index, **({"stopped": True} if stopped else {})}
         try:
             self.agent.ledger.heartbeat(self.agent.agent_id, info)
         except OSError as exc:  # a missed beat is retried; the timeout allows many

@@ -38,17 +38,13 @@ class SweepCLI:
         Example:
             mlflow sweep init sweep.yaml
         """
-        from dataclasses import replace
+        from mlflow_sweep import api, config
 
-        from mlflow_sweep import config, lifecycle
-
-        cfg = config.load_config(config_file)
-        for warning in cfg.warnings:
+        created = api.create_sweep(config_file)
+        for warning in created.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        sweep = lifecycle.init_sweep(cfg, config_file)
-        # Show the run name MLflow generated when the file gives none.
-        print(config.render_config(cfg if cfg.sweep_name else replace(cfg, sweep_name=sweep.name)))
-        print(f"Sweep initialized with ID: {sweep.run_id}")
+        print(config.render_config(created.config))
+        print(f"Sweep initialized with ID: {created.sweep_id}")
 
     def run(self, sweep_id: str | None = None, count: int | None = None, max_failures: int = 5) -> None:
         """Run an agent: claim trials and run them until the sweep is done.
@@ -68,11 +64,10 @@ class SweepCLI:
         Example:
             mlflow sweep run --sweep-id 3f2a9c0d1e5b4a7f8c6d2e1f0a9b8c7d --count 5
         """
-        from mlflow_sweep import agent_loop
+        from mlflow_sweep import api
 
-        agent_loop.run_agent(_as_id(sweep_id), count=_as_count(count, "--count"),
-                        max_failures=_as_count(max_failures, "--max-failures"),
-                        say=_say, stream=sys.stdout.buffer)
+        api.run_trials(_as_id(sweep_id), count=_as_count(count, "--count"),
+                       max_failures=_as_count(max_failures, "--max-failures"), stream=sys.stdout.buffer)
 
     def finalize(self, sweep_id: str | None = None) -> None:
         """Analyse a sweep: importance table, best trial, PNG plots on the parent run.
@@ -88,9 +83,9 @@ class SweepCLI:
         Example:
             mlflow sweep finalize --sweep-id 3f2a9c0d1e5b4a7f8c6d2e1f0a9b8c7d
         """
-        from mlflow_sweep import results
+        from mlflow_sweep import api
 
-        print(results.finalize_sweep(_as_id(sweep_id)))
+        print(api.finalize(_as_id(sweep_id)))
 
     def status(self, sweep_id: str | None = None) -> None:
         """Show a sweep's progress: trials by state, best so far, agents.
@@ -106,9 +101,9 @@ class SweepCLI:
         Example:
             mlflow sweep status
         """
-        from mlflow_sweep import progress
+        from mlflow_sweep import api
 
-        print(progress.sweep_status(_as_id(sweep_id)))
+        print(api.status(_as_id(sweep_id)))
 
     def validate(self, config_file: str) -> None:
         """Check a sweep file and create nothing.
@@ -253,10 +248,6 @@ class SweepCLI:
             raise UsageError("update needs --run-cap N, e.g. 'mlflow sweep update --run-cap 50'")
         print(control.update(_as_id(sweep_id), run_cap=_as_count(run_cap, "--run-cap")))
 
-
-def _say(message: str) -> None:
-    """Agent progress goes to stderr, so stdout carries only the trials' own output."""
-    print(f"[mlflow-sweep] {message}", file=sys.stderr, flush=True)
 
 
 def _as_id(sweep_id: object) -> str | None:

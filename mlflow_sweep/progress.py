@@ -1,11 +1,13 @@
 """``mlflow sweep status``: a plain summary from the ledger alone (cheap: no run is read).
 
-``render_status`` is pure (the clock and the process check are passed in); ``sweep_status`` does the I/O.
+``render_status`` is pure (the clock and the process check are passed in); ``sweep_status`` does the I/O
+and returns a ``SweepStatus`` (what ``mlflow_sweep.status`` gives a script, and the text the CLI prints).
 """
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
 from mlflow_sweep.analysis import best_trial, count_states
@@ -20,8 +22,38 @@ if TYPE_CHECKING:
 MAX_AGENTS_SHOWN = 50
 
 
-def sweep_status(sweep_id: str | None) -> str:
-    """The status text of a sweep: trials by state, progress, best so far, live agents.
+@dataclass(frozen=True)
+class SweepStatus:
+    """A sweep's state and trials by state, as ``mlflow_sweep.status`` returns it; ``str()`` is the CLI's text."""
+
+    sweep_id: str
+    state: str
+    """From ``policy.sweep_state``: ``running``, ``done`` (and the lifecycle states, SPEC §4b)."""
+    finished: int
+    failed: int
+    killed: int
+    running: int
+    run_cap: int | None
+    best_run_id: str | None
+    best_value: float | None
+    live_agents: int
+    text: str
+
+    @property
+    def trials(self) -> int:
+        """Every trial claimed so far, in any state."""
+        return self.finished + self.failed + self.killed + self.running
+
+    def __str__(self) -> str:
+        return self.text
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython shows the status text, as the CLI prints it."""
+        printer.text(self.text)
+
+
+def sweep_status(sweep_id: str | None) -> SweepStatus:
+    """A sweep's state, trials by state, best so far and live agents, with the text to print.
 
     Args:
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
@@ -32,10 +64,33 @@ def sweep_status(sweep_id: str | None) -> str:
     sweep, ledger, config = opened.sweep, opened.ledger, opened.config
     lifecycle.reap_dead(ledger)  # SPEC §4a: status reaps dead trials too
     agents, state = ledger.agents(), ledger.state()
-    return render_status(f"{sweep.name} ({sweep.run_id})", config, state.trials, agents,
-                         now=time.time(), timeout=settings.heartbeat_timeout(), exited=_exited_here(agents),
-                         conflicts=state.conflicts, state=lifecycle.state_of(opened, state),
-                         run_cap=policy.run_cap(config, state.controls))
+    trials = state.trials
+    now, timeout, exited = time.time(), settings.heartbeat_timeout(), _exited_here(agents)
+    run_cap, sweep_state = policy.run_cap(config, state.controls), lifecycle.state_of(opened, state)
+    text = render_status(f"{sweep.name} ({sweep.run_id})", config, trials, agents, now=now, timeout=timeout,
+                         exited=exited, conflicts=state.conflicts, state=sweep_state, run_cap=run_cap)
+    counts = count_states(trials)
+    best = best_trial(trials, config.metric.goal) if config.metric else None
+    return SweepStatus(
+        sweep_id=sweep.run_id, state=sweep_state,
+        finished=counts["finished"], failed=counts["failed"], killed=counts["killed"], running=counts["running"],
+        run_cap=run_cap, best_run_id=best.run_id if best else None,
+        best_value=float(best.metric) if best and best.metric is not None else None,
+        live_agents=sum(1 for a in agents if _live(a, now, timeout, exited)), text=text)
+
+
+def _live(record: Mapping[str, Any], now: float, timeout: float, exited: Collection[str]) -> bool:
+    """An agent that beat within ``timeout`` and has not stopped (its last beat says so) or exited."""
+    return _kind(record, now, timeout, exited) == "live"
+
+
+def _kind(record: Mapping[str, Any], now: float, timeout: float, exited: Collection[str]) -> str:
+    """``live``; ``exited`` when its last heartbeat says it stopped; else ``died`` (gone or silent, issue 12)."""
+    if record.get("stopped"):
+        return "exited"
+    beat = record.get("beat")
+    recent = isinstance(beat, (int, float)) and now - beat <= timeout
+    return "live" if recent and str(record.get("agent")) not in exited else "died"
 
 
 def sweep_list() -> str:
@@ -125,7 +180,7 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
         title: how to name the sweep, e.g. "name (run id)".
         config: the sweep's configuration (method, metric, run_cap, parameters).
         trials: every trial in the ledger.
-        agents: heartbeat records ({"agent", "host", "pid", "beat", "trial", ...}; "exited" once
+        agents: heartbeat records ({"agent", "host", "pid", "beat", "trial", ...}; "stopped" once
             the agent has exited cleanly).
         now: the current time (Unix seconds).
         timeout: seconds of silence after which an agent counts as gone.
@@ -207,18 +262,11 @@ def _agents(agents: Sequence[Mapping[str, Any]], now: float, timeout: float, exi
             running: Mapping[str | None, int]) -> list[str]:
     """A table of live agents, newest beat first, then how many exited cleanly and how many died.
 
-    An agent that exits writes a last heartbeat saying so (``exited``); one whose process is gone
+    An agent that exits writes a last heartbeat saying so (``stopped``); one whose process is gone
     without it, or that has been silent for ``timeout`` seconds, died (issue 12). An agent's trial
     comes from the ledger (current) before its heartbeat (up to a beat old).
     """
-    def kind(record: Mapping[str, Any]) -> str:
-        if record.get("exited") is not None:
-            return "exited"
-        beat = record.get("beat")
-        recent = isinstance(beat, (int, float)) and now - beat <= timeout
-        return "live" if recent and str(record.get("agent")) not in exited else "died"
-
-    kinds = [kind(a) for a in agents]
+    kinds = [_kind(a, now, timeout, exited) for a in agents]
     alive = sorted((a for a, k in zip(agents, kinds) if k == "live"), key=lambda a: -float(a["beat"]))
     counts = [f"{kinds.count('exited')} exited", f"{kinds.count('died')} died (gone without exiting cleanly)"]
     lines = ["Agents: " + ", ".join([f"{len(alive)} live", *(c for c in counts if not c.startswith("0 "))])]

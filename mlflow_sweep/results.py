@@ -1,16 +1,53 @@
-"""``mlflow sweep finalize`` (SPEC §5): reap dead trials, analyse the ledger, draw, record on the parent run."""
+"""Finalize a sweep (SPEC §5): reap dead trials, analyse the ledger, draw, record on the parent run.
+
+``finalize_sweep`` returns a ``SweepReport``: the values a script reads (best run, params, value,
+the importance rows) and the text ``mlflow sweep finalize`` prints. It prints nothing itself.
+"""
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
+    from mlflow_sweep.analysis import ParameterResult
     from mlflow_sweep.plots import Plots
 
 
-def finalize_sweep(sweep_id: str | None) -> str:
-    """Analyse a sweep, store the table, plots and best trial on its parent run, and return the text to print.
+@dataclass(frozen=True)
+class SweepReport:
+    """What ``mlflow_sweep.finalize`` found and recorded; ``str(report)`` is the CLI's text.
+
+    ``best_params`` has the shape ``mlflow_sweep.params()`` gives a trial (nested blocks as dicts),
+    so ``train(report.best_params)`` runs the best trial's setting again.
+    """
+
+    sweep_id: str
+    metric: str | None
+    goal: str
+    best_run_id: str | None
+    best_params: Mapping[str, Any] | None
+    best_value: float | None
+    importance: tuple[ParameterResult, ...]
+    """One row per parameter, most important first: ``name``, ``importance``, ``permutation``,
+    ``pearson``, ``spearman`` (empty with fewer than 3 completed trials or no metric)."""
+    counts: Mapping[str, int]
+    """Trials by state: ``finished``, ``failed``, ``killed``, ``running``."""
+    plots: tuple[str, ...]
+    """File names of the PNGs logged under ``plots/`` on the parent run."""
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython shows the report's text, as the CLI prints it."""
+        printer.text(self.text)
+
+
+def finalize_sweep(sweep_id: str | None) -> SweepReport:
+    """Analyse a sweep, store the table, plots and best trial on its parent run, and return the report.
 
     Args:
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
@@ -34,7 +71,14 @@ def finalize_sweep(sweep_id: str | None) -> str:
         tracking.record_outcome(sweep, best=result.best, metric_name=metric.name if metric else None,
                                 table=text + "\n", plot_dir=Path(tmp), ledger_path=ledger.path, ledger_copy=copy)
     lifecycle.publish_state(opened)  # the parent ends only when the sweep does (SPEC §4b), not at finalize
-    return f"{text}\n\n{_recorded(sweep.run_id, drawn, result.counts.get('running', 0))}"
+    best = result.best
+    return SweepReport(
+        sweep_id=sweep.run_id, metric=result.metric, goal=result.goal,
+        best_run_id=best.run_id if best else None,
+        best_params=config.nest(best.params) if best else None,
+        best_value=float(best.metric) if best and best.metric is not None else None,
+        importance=tuple(result.rows), counts=dict(result.counts), plots=tuple(p.name for p in drawn.paths),
+        text=f"{text}\n\n{_recorded(sweep.run_id, drawn, result.counts.get('running', 0))}")
 
 
 def _by_reason(skipped: tuple[tuple[str, str], ...]) -> dict[str, list[str]]:

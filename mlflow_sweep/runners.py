@@ -4,10 +4,15 @@ A runner runs a trial to its end and returns an exit code (0 = success). The age
 end (a signal to the agent, a hyperband cut) by setting the trial's ``stop`` event and calling
 ``interrupt``; ``kill`` ends it at once. The agent loop owns everything around a trial (claim,
 child run, heartbeat, outcome); runners own only the trial.
-``CommandRunner`` launches the sweep's command as a process (SPEC §3).
+``CommandRunner`` launches the sweep's command as a process (SPEC §3); ``FunctionRunner`` calls a
+Python function in the agent's own process (SPEC §8), which asks about its trial through
+``current_trial()`` (``mlflow_sweep.params()``, ``mlflow_sweep.should_stop()``).
 """
 from __future__ import annotations
 
+import contextlib
+import copy
+import inspect
 import os
 import shutil
 import signal
@@ -15,11 +20,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, TextIO
 
 from mlflow_sweep import command, settings
-from mlflow_sweep.errors import SweepError
+from mlflow_sweep.errors import SweepError, UsageError
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
@@ -156,3 +163,189 @@ def _tee(source: IO[bytes] | None, sink: IO[bytes], stream: IO[bytes] | None) ->
             stream.write(chunk)
             stream.flush()
     source.close()
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """The trial a function runs right now, as ``mlflow_sweep.params()`` and ``should_stop()`` see it."""
+
+    sweep_id: str
+    index: int
+    run_id: str
+    params: Mapping[str, Any]
+    """The trial's values in W&B's run-config shape: nested ``parameters:`` blocks as dicts."""
+    stop: threading.Event
+
+
+_current: TrialContext | None = None
+
+
+def current_trial() -> TrialContext | None:
+    """The function trial running in this process (any thread), or None outside one."""
+    return _current
+
+
+def takes_params(function: Callable[..., Any]) -> bool:
+    """True when ``function`` takes the params dict, False when it takes no argument (SPEC §8).
+
+    A function that can take one positional argument gets the params (W&B's ``train(config=None)``
+    too); one that needs more is a UsageError, raised before any trial is claimed.
+    """
+    if not callable(function):
+        raise UsageError(f"function must be callable, but got {function!r}")
+    if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+        raise UsageError(f"function must be a plain function, but {getattr(function, '__qualname__', function)} "
+                         "is async; pass a function that calls asyncio.run(...)")
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # a builtin that does not describe itself: call it bare
+        return False
+    for args in ((None,), ()):
+        try:
+            signature.bind(*args)
+        except TypeError:
+            continue
+        return bool(args)
+    name = getattr(function, "__qualname__", repr(function))
+    raise UsageError(f"function must take no argument or one (the trial's params), but {name}{signature} "
+                     "needs more")
+
+
+class FunctionRunner:
+    """Calls a Python function as the trial, in the calling process (SPEC §8).
+
+    While the function runs, the trial's child run is what MLflow's fluent API logs into
+    (``tracking.trial_run_active``), its stdout and stderr are shown and copied into the
+    trial's output, and ``current_trial()`` describes it. A return is exit code 0, an exception
+    is 1 with its traceback in the output, ``SystemExit`` is its code; KeyboardInterrupt (Ctrl-C,
+    a notebook's stop button) ends the trial and propagates, so the agent treats it as an
+    interrupt of the agent itself, like SIGINT.
+    """
+
+    def __init__(self, sweep: Sweep, config: SweepConfig, function: Callable[..., Any]) -> None:
+        """Prepare to run trials of ``sweep`` by calling ``function``.
+
+        Args:
+            sweep: the sweep (tracking URI, experiment and ID for the trial's context).
+            config: the sweep's configuration (how to nest the params).
+            function: takes no argument or one (the trial's params); see ``takes_params``.
+        """
+        self.sweep, self.config, self.function = sweep, config, function
+        self.pass_params = takes_params(function)
+        self._thread: int | None = None  # the thread running the function, while it runs
+
+    def run(self, trial: Trial, run_id: str, output: Path, stop: threading.Event) -> int:
+        """Call the function with the child run resumable, its output teed into ``output``; return an exit code."""
+        from mlflow_sweep import tracking
+
+        params = self.config.nest(trial.params)  # W&B's run-config shape, as ${args_json} (PLAN decision 2)
+        context = TrialContext(self.sweep.run_id, trial.index, run_id, params, stop)
+        with open(output, "w", encoding="utf-8", errors="replace", buffering=1) as sink, \
+                _teeing(sink), tracking.trial_run_active(self.sweep, run_id), _in_trial(context):
+            return self._call(copy.deepcopy(params), stop)  # the function may change its own copy
+
+    def _call(self, params: dict[str, Any], stop: threading.Event) -> int:
+        try:
+            try:
+                self._thread = threading.get_ident()
+                if stop.is_set():  # asked to stop (a signal) before the function could be interrupted
+                    return 128 + signal.SIGTERM
+                if self.pass_params:
+                    self.function(params)
+                else:
+                    self.function()
+            finally:
+                self._thread = None
+        except KeyboardInterrupt:
+            print("mlflow-sweep: trial interrupted (KeyboardInterrupt)", file=sys.stderr)
+            raise
+        except SystemExit as exc:
+            return _exit_code(exc.code)
+        except Exception as exc:  # noqa: BLE001  a failing trial never stops the agent (SPEC §3)
+            traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
+            return 1
+        return 0
+
+    def interrupt(self) -> bool:
+        """Ask the running function to end; False when none runs.
+
+        Its trial's ``stop`` event is already set, which ``should_stop()`` reports (hyperband,
+        cancel). Called from a signal handler in the function's own thread (Ctrl-C), this raises
+        KeyboardInterrupt there, so the function stops at once as Python's own handler would.
+        """
+        thread = self._thread
+        if thread is None:
+            return False
+        if thread == threading.get_ident():
+            raise KeyboardInterrupt
+        return True
+
+    def kill(self) -> bool:
+        """The same as ``interrupt``: a function cannot be ended from outside."""
+        return self.interrupt()
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+@contextlib.contextmanager
+def _in_trial(context: TrialContext) -> Iterator[None]:
+    global _current
+    _current = context
+    try:
+        yield
+    finally:
+        _current = None
+
+
+@contextlib.contextmanager
+def _teeing(sink: TextIO) -> Iterator[None]:
+    """Copy what the process prints to ``sys.stdout``/``sys.stderr`` into ``sink`` while still showing it."""
+    lock = threading.Lock()
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Tee(saved[0], sink, lock), _Tee(saved[1], sink, lock)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+class _Tee:
+    """A text stream that writes to the stream it replaces and to the trial's output file.
+
+    Everything else (``isatty``, ``fileno``, ``encoding``) is the replaced stream's, so progress
+    bars and notebooks behave as before. Output written straight to a file descriptor (a C
+    library, a subprocess) is shown but not copied.
+    """
+
+    def __init__(self, shown: TextIO | None, sink: TextIO, lock: threading.Lock) -> None:
+        self._shown, self._sink, self._lock = shown, sink, lock
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            with contextlib.suppress(ValueError):  # the trial ended while a thread still prints
+                self._sink.write(text)
+        if self._shown is not None:
+            self._shown.write(text)
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if self._shown is not None:
+            self._shown.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._shown, name)
+
+
+def _exit_code(code: object) -> int:
+    """``sys.exit(code)``'s exit status, as Python itself would report it."""
+    if code is None:
+        return 0
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code
+    print(code, file=sys.stderr)
+    return 1

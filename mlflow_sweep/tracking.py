@@ -15,6 +15,7 @@ counted as the metric ``sweep.<metric name>``.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -23,7 +24,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, SupportsIndex, TypeVar
 
 from mlflow_sweep import catalog
 from mlflow_sweep.errors import TrackingError
@@ -121,12 +122,17 @@ class _RetryingClient:
         return call
 
 
-@functools.lru_cache(maxsize=1)
 def _client() -> Any:
+    """The client for the tracking URI in effect now (a notebook may switch stores between sweeps)."""
+    return _client_for(tracking_uri())
+
+
+@functools.lru_cache(maxsize=8)
+def _client_for(uri: str) -> Any:
     from mlflow import MlflowClient
 
-    _tune_sqlite(tracking_uri())
-    return _RetryingClient(MlflowClient())
+    _tune_sqlite(uri)
+    return _RetryingClient(MlflowClient(uri))
 
 
 def _tune_sqlite(uri: str) -> None:
@@ -361,19 +367,37 @@ class Settled:
 
 
 @_store_errors
-def settle_trial(run_id: str, params: Mapping[str, Any], counted: tuple[str, float] | None = None) -> Settled:
+def settle_trial(run_id: str, params: Mapping[str, Any], counted: tuple[str, float] | None = None,
+                 *, read: bool = True) -> Settled:
     """At a trial's end: log the params it did not log itself, and the value the sweep counted.
 
     The trial's own text stands where it logged a param (``1.0`` from argparse for the sweep's ``1``).
+    With ``read=False`` (the caller needs no list of the run's metrics) a trial of at most 100
+    params costs one store call, not two (issue 9: function trials' overhead): every param is
+    logged at once, which MLflow accepts where the trial logged the same text; only when it
+    refuses (the trial logged other text) is the run read and the rest logged. ``filled`` then
+    names every param, ``metrics`` is empty.
 
     Args:
         run_id: the trial's child run.
         params: the trial's values under MLflow param names.
         counted: (metric name, value) the sweep counted for the trial, logged as ``sweep.<name>``.
+        read: read the run first (``Settled.metrics``, exact ``filled``).
     """
     from mlflow.entities import Metric, Param
 
     client = _client()
+    if not read and len(params) <= _BATCH:
+        from mlflow.exceptions import MlflowException
+
+        metrics = [] if counted is None else [
+            Metric(counted_metric(counted[0]), float(counted[1]), int(time.time() * 1000), 0)]
+        try:
+            client.log_batch(run_id, params=[Param(k, param_text(v)) for k, v in params.items()], metrics=metrics)
+            return Settled(tuple(params), ())
+        except MlflowException as exc:
+            if "Changing param values is not allowed" not in str(exc):
+                raise  # nothing was logged: the batch is one transaction
     data = client.get_run(run_id).data
     missing = [Param(name, param_text(value)) for name, value in params.items() if name not in data.params]
     metrics = [] if counted is None else [
@@ -458,3 +482,90 @@ def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None,
             key = f"best_{metric_name}"
             if run.data.metrics.get(key) != float(best.metric):
                 client.log_metric(sweep.run_id, key, float(best.metric), step=0)
+
+
+_TRIAL_ENV = ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+
+
+@contextlib.contextmanager
+def trial_run_active(sweep: Sweep, run_id: str) -> Iterator[None]:
+    """While a function trial runs in this process, make MLflow's fluent API log into its child run (SPEC §8).
+
+    The child run is *resumable* rather than active: ``MLFLOW_RUN_ID`` names it and the calling
+    thread's active-run stack starts empty, so ``mlflow.log_metric`` (which starts a run when
+    none is active) and ``with mlflow.start_run():`` both resume the child run, exactly as in a
+    command trial, and never create a second run or raise "already active". MLflow consumes
+    ``MLFLOW_RUN_ID`` when it resumes and clears it when the run ends; the stack put in place
+    here sets it again whenever the child run is ended, so a second ``start_run()`` in the same
+    trial (or sklearn autologging's run around ``fit``) resumes the child run too.
+
+    The caller's state is kept aside and restored afterwards: its own active run (a notebook's
+    ``mlflow.start_run()``), its ``mlflow.set_experiment`` choice (MLflow refuses to resume a run
+    of another experiment) and the four environment variables. The child run, if the trial left
+    it active, is dropped from the stack without being ended (the agent sets its final status);
+    other runs the trial left open (``start_run(nested=True)``) are ended FINISHED, as MLflow ends
+    a script's open run when the script exits.
+
+    Args:
+        sweep: the sweep (tracking URI and experiment of the child run).
+        run_id: the trial's child run.
+    """
+    import mlflow.tracking.fluent as fluent
+
+    saved_env = {name: os.environ.get(name) for name in _TRIAL_ENV}
+    saved_stack, saved_experiment = _run_stack(fluent), fluent._active_experiment_id
+    _set_run_stack(fluent, _TrialRunStack(run_id))
+    fluent._active_experiment_id = None
+    os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
+    os.environ.update({"MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": sweep.tracking_uri,
+                       "MLFLOW_EXPERIMENT_ID": sweep.experiment_id})
+    try:
+        yield
+    finally:
+        left = [run.info.run_id for run in _run_stack(fluent) if run.info.run_id != run_id]
+        for other in left:  # runs the trial opened (nested=True) and left open: ended as MLflow's atexit would
+            with contextlib.suppress(Exception):
+                _client().set_terminated(other, status="FINISHED")
+        for ended in (run_id, *left):
+            monitor = getattr(fluent, "run_id_to_system_metrics_monitor", {}).pop(ended, None)
+            if monitor is not None:  # started by the trial's own start_run(log_system_metrics=True)
+                with contextlib.suppress(Exception):
+                    monitor.finish()
+        _set_run_stack(fluent, saved_stack)
+        fluent._active_experiment_id = saved_experiment
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _run_stack(fluent: Any) -> list:
+    """The calling thread's active-run stack (MLflow < 2.16 kept one list for the process)."""
+    stack = fluent._active_run_stack
+    return stack if isinstance(stack, list) else stack.get()
+
+
+def _set_run_stack(fluent: Any, value: list) -> None:
+    if isinstance(fluent._active_run_stack, list):
+        fluent._active_run_stack = value
+    else:
+        fluent._active_run_stack.set(value)
+
+
+class _TrialRunStack(list):
+    """The calling thread's active-run stack during a function trial.
+
+    ``mlflow.end_run`` clears ``MLFLOW_RUN_ID`` and then pops the run; popping the trial's run
+    sets it again, so the next ``start_run()`` of the trial resumes the same child run.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+    def pop(self, index: SupportsIndex = -1) -> Any:
+        run = super().pop(index)
+        if getattr(getattr(run, "info", None), "run_id", None) == self.run_id:
+            os.environ["MLFLOW_RUN_ID"] = self.run_id
+        return run

@@ -83,7 +83,7 @@ def _write_agents(sweep_id: str) -> None:
     ledger = Ledger(MlflowClient().get_run(sweep_id).data.tags["sweep.ledger_dir"])
     for k in range(4):
         info = {"host": "bench-node", "pid": 1000 + k, "trial": None}
-        ledger.heartbeat(f"bench-node-{1000 + k}", {**info, **({"exited": time.time()} if k < 2 else {})})
+        ledger.heartbeat(f"bench-node-{1000 + k}", {**info, **({"stopped": True} if k < 2 else {})})
 
 
 def _run(root: Path, env: dict[str, str], argv: list[str]) -> subprocess.CompletedProcess:

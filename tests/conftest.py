@@ -60,16 +60,22 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def store(tmp_path: Path, template_store: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
-    """A copy of the template store in tmp_path, set as the tracking URI for this test."""
-    db = tmp_path / "mlflow.db"
-    shutil.copyfile(template_store, db)
+def make_store(root: Path, template: Path) -> Store:
+    """A copy of the template store in ``root``, its Default experiment's artifacts under ``root``."""
+    db = root / "mlflow.db"
+    shutil.copyfile(template, db)
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
-                     ((tmp_path / "mlruns" / "0").as_uri(),))
+                     ((root / "mlruns" / "0").as_uri(),))
     uri = f"sqlite:///{db}"
     env = _clean_env()
     env["MLFLOW_TRACKING_URI"] = uri
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return Store(root=tmp_path, uri=uri, env=env)
+    return Store(root=root, uri=uri, env=env)
+
+
+@pytest.fixture
+def store(tmp_path: Path, template_store: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+    """A copy of the template store in tmp_path, set as the tracking URI for this test."""
+    made = make_store(tmp_path, template_store)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", made.uri)
+    return made

@@ -31,7 +31,7 @@ def test_status_shows_states_progress_best_and_live_agents(store):
     ledger.heartbeat("node7-4242", {"host": "node7", "pid": 4242, "trial": 6})
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     ledger.heartbeat("here-died", {"host": socket.gethostname(), "pid": int(gone.stdout), "trial": None})
-    ledger.heartbeat("node8-77", {"host": "node8", "pid": 77, "trial": None, "exited": 1.0})
+    ledger.heartbeat("node8-77", {"host": "node8", "pid": 77, "trial": None, "stopped": True})
     out = status(store, sweep_id)
     best = min(range(4), key=lambda i: specs[i][2])
     lines = out.splitlines()
@@ -77,7 +77,7 @@ def test_render_grid_progress_target_and_agent_ages():
     agents = [{"agent": "a1", "host": "h", "pid": 1, "beat": 990.0, "trial": None},
               {"agent": "a2", "host": "h", "pid": 2, "beat": 700.0, "trial": 3},
               {"agent": "a3", "host": "h", "pid": 3, "beat": 999.0, "trial": 1},
-              {"agent": "a4", "host": "h", "pid": 4, "beat": 998.0, "trial": None, "exited": 998.0}]
+              {"agent": "a4", "host": "h", "pid": 4, "beat": 998.0, "trial": None, "stopped": True}]
     text = render_status("g (id)", grid_config(), trials, agents, now=1000.0, timeout=120.0, exited={"a3"})
     lines = text.splitlines()[1:]  # after the title
     assert lines[0] == "State: running"

@@ -14,10 +14,10 @@ LOCKED = "(sqlite3.OperationalError) database is locked"
 
 @pytest.fixture
 def fresh_client(store):
-    """tracking caches its client; this test's store must get its own."""
-    tracking._client.cache_clear()
+    """tracking caches a client per store; this test's store gets a fresh one (its patches apply)."""
+    tracking._client_for.cache_clear()
     yield store
-    tracking._client.cache_clear()
+    tracking._client_for.cache_clear()
 
 
 def _sweep(tmp_path: Path) -> tuple[config.SweepConfig, str]:
@@ -80,3 +80,17 @@ def test_settle_trial_logs_more_params_than_one_batch_holds(fresh_client):
     data = client.get_run(run_id).data
     assert (len(settled.filled), data.params == {k: str(v) for k, v in params.items()}, data.metrics) == (
         150, True, {})
+
+
+@pytest.mark.parametrize("logged", [None, "1", "1.0"])
+def test_settle_trial_without_reading_the_run_keeps_the_trials_own_text(fresh_client, logged):
+    """issue 9: one store call where the trial logged no param or the same text; its own text still stands."""
+    client = fresh_client.client()
+    run_id = client.create_run("0").info.run_id
+    if logged is not None:
+        client.log_param(run_id, "lr", logged)
+    settled = tracking.settle_trial(run_id, {"lr": 1, "wd": 0.0001}, ("loss", 0.25), read=False)
+    data = client.get_run(run_id).data
+    assert (data.params, data.metrics, settled.filled) == (
+        {"lr": logged or "1", "wd": "0.0001"}, {"sweep.loss": 0.25},
+        ("lr", "wd") if logged != "1.0" else ("wd",))

@@ -1,0 +1,282 @@
+"""The Python API (SPEC §8): sweeps and agents from a script or a notebook, the W&B way.
+
+    import mlflow, mlflow_sweep
+
+    sweep_id = mlflow_sweep.sweep(config)              # a dict, or a YAML/JSON file
+    def train(params):                                 # or train(), reading mlflow_sweep.params()
+        mlflow.log_metric("loss", fit(params))         # logs into the trial's child run
+    mlflow_sweep.agent(sweep_id, function=train, count=5)
+    report = mlflow_sweep.finalize(sweep_id)           # .best_run_id, .best_params, .best_value, ...
+    state = mlflow_sweep.status(sweep_id)              # .state, .finished, .failed, .killed, .running
+
+The CLI (``mlflow sweep init|run|finalize|status``) calls these same functions and only prints.
+Everything heavy is imported inside the functions, so ``import mlflow_sweep`` stays cheap.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from mlflow_sweep.errors import SweepError, UsageError
+
+if TYPE_CHECKING:
+    from mlflow_sweep.agent_loop import AgentResult
+    from mlflow_sweep.config import SweepConfig
+    from mlflow_sweep.progress import SweepStatus
+    from mlflow_sweep.results import SweepReport
+
+DICT_SOURCE = "sweep config"
+"""How a config given as a dict is named in messages (a file is named by its path)."""
+CONFIG_ARTIFACT = "sweep_config.json"
+"""The artifact a config given as a dict is logged as on the parent run."""
+
+
+@dataclass(frozen=True)
+class Created:
+    """A new sweep: its ID, the checked config (with the run name MLflow gave it) and the config's warnings."""
+
+    sweep_id: str
+    config: SweepConfig
+    warnings: tuple[str, ...]
+
+
+def sweep(config: Mapping[str, Any] | str | os.PathLike[str], experiment_name: str | None = None) -> str:
+    """Create a sweep (a parent MLflow run and its ledger) and return its ID, as ``mlflow sweep init``.
+
+    Args:
+        config: the sweep configuration in W&B sweep syntax: a dict, or the path of a YAML or JSON file.
+        experiment_name: the MLflow experiment; default: the config's ``experiment_name`` (or ``project``),
+            else ``Default``.
+
+    Raises:
+        ConfigError: the config is invalid; the message lists every problem with its path, and
+            nothing was created in MLflow.
+
+    The config's warnings (an ignored ``entity``, ...) are issued as Python warnings; a config
+    without ``program`` or ``command`` is the function agent's usual case here, so it gets none.
+    """
+    from mlflow_sweep.config import NO_COMMAND
+
+    created = create_sweep(config, experiment_name)
+    for message in created.warnings:
+        if message != NO_COMMAND:
+            warnings.warn(message, UserWarning, stacklevel=2)
+    return created.sweep_id
+
+
+def create_sweep(config: Mapping[str, Any] | str | os.PathLike[str], experiment_name: str | None = None) -> Created:
+    """``sweep`` with what ``mlflow sweep init`` prints: the normalized config and its warnings.
+
+    Args:
+        config: a dict, or the path of a YAML or JSON file.
+        experiment_name: overrides the config's experiment.
+    """
+    from mlflow_sweep import lifecycle
+
+    checked = _checked(config, experiment_name)  # every check before MLflow is touched (SPEC §2)
+    if isinstance(config, Mapping):
+        with tempfile.TemporaryDirectory(prefix="mlflow-sweep-") as tmp:
+            path = Path(tmp) / CONFIG_ARTIFACT
+            path.write_text(_as_json(config))
+            created = lifecycle.init_sweep(checked, str(path))
+    else:
+        created = lifecycle.init_sweep(checked, os.fspath(config))
+    named = checked if checked.sweep_name else replace(checked, sweep_name=created.name)
+    return Created(created.run_id, named, tuple(checked.warnings))
+
+
+def _checked(config: Mapping[str, Any] | str | os.PathLike[str], experiment_name: str | None) -> SweepConfig:
+    from mlflow_sweep.config import config_from_dict, load_config
+
+    if isinstance(config, Mapping):
+        checked = config_from_dict(copy.deepcopy(dict(config)), DICT_SOURCE)
+    elif isinstance(config, (str, os.PathLike)):
+        checked = load_config(config)
+    else:
+        raise UsageError(f"config must be a dict or the path of a YAML or JSON file, but got {type(config).__name__}")
+    if experiment_name is None:
+        return checked
+    if not isinstance(experiment_name, str) or not experiment_name.strip():
+        raise UsageError(f"experiment_name must be a non-empty string, but got {experiment_name!r}")
+    return replace(checked, experiment_name=experiment_name, raw={**checked.raw, "experiment_name": experiment_name})
+
+
+def _as_json(config: Mapping[str, Any]) -> str:
+    import json
+
+    return json.dumps(config, indent=2, default=str) + "\n"
+
+
+def agent(sweep_id: str | None = None, function: Callable[..., Any] | None = None, count: int | None = None,
+          max_failures: int = 5) -> AgentResult:
+    """Run trials of a sweep until it is done, ``count`` trials ran, or too many failed in a row.
+
+    Any number of agents may run one sweep at once, from Python or ``mlflow sweep run``: together
+    they run exactly ``run_cap`` trials (or the whole grid, each point once).
+
+    Args:
+        sweep_id: the sweep's ID; default: the most recently created sweep in the tracking store.
+        function: the trial, called in this process with no argument or with the trial's params
+            (a dict; nested blocks as dicts). While it runs, the trial's child run is where
+            ``mlflow.log_*`` and ``with mlflow.start_run():`` log. Without a function, each trial
+            runs the sweep's command, as ``mlflow sweep run`` does.
+        count: stop after this many trials.
+        max_failures: stop after this many trials in a row failed.
+
+    Returns:
+        What the agent did: ``ran``, ``failed``, ``reason``. Ctrl-C (KeyboardInterrupt, a notebook's
+        stop button) ends the running trial KILLED and returns here too.
+
+    Raises:
+        TooManyFailures: ``max_failures`` trials in a row failed (each one's output is on its run).
+        SweepError: no such sweep, or the tracking store or ledger cannot be used.
+
+    A function's exception ends its trial FAILED, with the traceback shown and kept in the
+    run's ``output.log``; the agent goes on. Progress lines go to stderr.
+    """
+    from mlflow_sweep.agent_loop import AgentStopped
+
+    try:
+        return run_trials(sweep_id, function=function, count=count, max_failures=max_failures)
+    except AgentStopped as stopped:
+        _say(str(stopped))
+        assert stopped.result is not None
+        return stopped.result
+
+
+def run_trials(sweep_id: str | None = None, *, function: Callable[..., Any] | None = None,
+               count: int | None = None, max_failures: int = 5, stream: Any = None) -> AgentResult:
+    """``agent``, except that an interrupt raises AgentStopped (the CLI's ``run`` exits 128 + signal).
+
+    Args:
+        sweep_id: as ``agent``.
+        function: as ``agent``.
+        count: as ``agent``.
+        max_failures: as ``agent``.
+        stream: where a command's output is copied (bytes); default: ``sys.stdout`` as text.
+    """
+    from mlflow_sweep import agent_loop
+    from mlflow_sweep.runners import CommandRunner, FunctionRunner, takes_params
+
+    if function is not None:
+        takes_params(function)  # a function of the wrong shape fails before any trial is claimed
+    count = None if count is None else _positive(count, "count")
+    max_failures = _positive(max_failures, "max_failures")
+    if function is None:
+        sink = stream if stream is not None else _TextSink()
+        make = lambda o: CommandRunner(o.sweep, o.config, sink)  # noqa: E731
+    else:
+        make = lambda o: FunctionRunner(o.sweep, o.config, function)  # noqa: E731
+    return agent_loop.run_agent(None if sweep_id is None else str(sweep_id), count=count,
+                                max_failures=max_failures, say=_say, runner=make)
+
+
+def params() -> dict[str, Any]:
+    """The running trial's parameters: nested ``parameters:`` blocks as dicts, values as sampled.
+
+    Works in a function trial (any thread of it) and in a command trial started by an agent
+    (from ``MLFLOW_SWEEP_PARAMS_FILE``).
+
+    Raises:
+        SweepError: called outside a trial.
+    """
+    from mlflow_sweep.runners import current_trial
+
+    trial = current_trial()
+    if trial is not None:
+        return copy.deepcopy(dict(trial.params))
+    path = os.environ.get("MLFLOW_SWEEP_PARAMS_FILE")
+    if path:
+        import json
+
+        try:
+            return json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise SweepError(f"mlflow_sweep.params(): cannot read the trial's params from {path}: {exc}") from None
+    raise SweepError("mlflow_sweep.params() is only available inside a trial: call it from the function "
+                     "that mlflow_sweep.agent(sweep_id, function=...) runs")
+
+
+def should_stop() -> bool:
+    """True once the running trial should end early: hyperband judged it, or the sweep was cancelled.
+
+    A long function trial checks it between steps and returns; the trial then ends KILLED (with
+    the tag ``sweep.stopped_early`` when hyperband decided). False outside a function trial.
+    """
+    from mlflow_sweep.runners import current_trial
+
+    trial = current_trial()
+    return trial is not None and trial.stop.is_set()
+
+
+def finalize(sweep_id: str | None = None) -> SweepReport:
+    """Analyse a sweep and record the results on its parent run, as ``mlflow sweep finalize``; print nothing.
+
+    The importance table, PNG plots and the best trial are logged on the parent run. The report
+    has ``best_run_id``, ``best_params`` (shaped as ``params()``), ``best_value``, ``importance``
+    (one row per parameter, most important first), ``counts``, ``plots``; ``print(report)``
+    prints what the CLI prints.
+
+    Args:
+        sweep_id: the sweep's ID; default: the most recently created sweep.
+    """
+    from mlflow_sweep import results
+
+    return results.finalize_sweep(None if sweep_id is None else str(sweep_id))
+
+
+def status(sweep_id: str | None = None) -> SweepStatus:
+    """A sweep's state and its trials by state, as ``mlflow sweep status`` shows them; print nothing.
+
+    The result has ``state`` (``running``, ``done``, ...), ``finished``, ``failed``, ``killed``,
+    ``running``, ``trials``, ``run_cap``, ``best_run_id``, ``best_value``, ``live_agents``;
+    ``print(result)`` prints what the CLI prints.
+
+    Args:
+        sweep_id: the sweep's ID; default: the most recently created sweep.
+    """
+    from mlflow_sweep import progress
+
+    return progress.sweep_status(None if sweep_id is None else str(sweep_id))
+
+
+def _positive(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"{name} must be a whole number of at least 1, but got {value!r}")
+    return value
+
+
+def _say(message: str) -> None:
+    """Agent progress, on stderr as the CLI's (read at each call: a notebook may swap the stream)."""
+    stream = sys.stderr
+    if stream is not None:
+        print(f"[mlflow-sweep] {message}", file=stream, flush=True)
+
+
+class _TextSink:
+    """A command's output bytes, decoded and written to ``sys.stdout`` as it is at each write.
+
+    A notebook's ``sys.stdout`` is a text stream without ``.buffer``, so the CLI's byte stream will not do.
+    """
+
+    def __init__(self) -> None:
+        import codecs
+
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def write(self, data: bytes) -> int:
+        text = self._decoder.decode(data)
+        if text and sys.stdout is not None:
+            sys.stdout.write(text)
+        return len(data)
+
+    def flush(self) -> None:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+

@@ -1,0 +1,271 @@
+"""Function agents (SPEC §8) on their own sweeps: config errors, interrupts, failures, early termination,
+a command agent from Python, and stores switched in one process. In this test process, except where
+a real signal or a second agent process is the point (test_function_agent_processes.py)."""
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+import mlflow_sweep
+from mlflow_sweep.agent_loop import TooManyFailures
+from mlflow_sweep.errors import ConfigError, UsageError
+from tests.conftest import make_store
+from tests.e2e.agents import child_runs, ledger_events
+
+pytestmark = [pytest.mark.e2e]
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+
+
+def _all_runs(store) -> list:
+    client = store.client()
+    return client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=1000)
+
+
+BAD = {
+    "method": "bayse",
+    "command": "train ${batchsize}",
+    "run_cpa": 3,
+    "parameters": {"learning_rate": {"min": "abc", "max": 0.1}, "batch_size": {"values": [16, 32]}},
+}
+BAD_LINES = [
+    "method: 'bayse' is not one of grid, random, bayes (did you mean 'bayes'?)",
+    "parameters.learning_rate.min: 'abc' is not a number",
+    "run_cpa: unknown key (did you mean 'run_cap'?)",
+    "command: ${batchsize} is not a parameter (known: batch_size, learning_rate)",
+]
+
+
+def test_an_invalid_dict_raises_config_error_with_every_problem_and_creates_nothing(tmp_path, monkeypatch):
+    db = tmp_path / "never.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    with pytest.raises(ConfigError) as caught:
+        mlflow_sweep.sweep(BAD)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "sweep config: invalid sweep configuration (4 problems)"
+    assert [line.strip() for line in lines[1:]] == BAD_LINES
+    assert [p.path for p in caught.value.problems] == ["method", "parameters.learning_rate.min", "run_cpa", "command"]
+    assert isinstance(caught.value, mlflow_sweep.ConfigError) and not db.exists()  # not even a store
+
+
+def test_an_invalid_file_names_itself_and_creates_nothing(store):
+    path = store.root / "bad.yaml"
+    path.write_text("method: grid\ncommand: echo ${x}\nparameters:\n  x: {min: 0.0, max: 1.0}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: invalid sweep configuration \(1 problem\)\n"
+                                          r"  parameters.x: uniform\(min=0.0, max=1.0\) is not finite"):
+        mlflow_sweep.sweep(str(path))
+    assert _all_runs(store) == []
+
+
+def test_a_dict_config_is_logged_and_experiment_name_overrides_it(store):
+    config = {"project": "from-config", "parameters": {"x": {"values": [1, 2]}}}
+    sweep_id = mlflow_sweep.sweep(config, experiment_name="from-argument")
+    client = store.client()
+    parent = client.get_run(sweep_id)
+    logged = client.download_artifacts(sweep_id, "sweep_config.json", str(store.root))
+    assert client.get_experiment(parent.info.experiment_id).name == "from-argument"
+    assert parent.data.tags["sweep"] == "True"
+    assert json.loads(Path(logged).read_text()) == config
+    assert client.get_experiment_by_name("from-config") is None
+    with pytest.raises(UsageError, match="experiment_name must be a non-empty string"):
+        mlflow_sweep.sweep(config, experiment_name="")
+
+
+def test_a_sweep_for_the_function_agent_warns_of_nothing_and_others_warn_as_init_does(store):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mlflow_sweep.sweep({"method": "grid", "parameters": {"x": {"values": [1]}}})  # no program, no command
+        mlflow_sweep.sweep({"entity": "team", "parameters": {"x": {"values": [1]}}})
+    ours = [str(w.message) for w in caught if w.filename == __file__]  # pointing at the caller's line
+    assert ours == ["entity is ignored (W&B only)"]
+
+
+def test_sweeps_in_two_stores_from_one_process_land_in_their_own(store, tmp_path_factory, template_store, monkeypatch):
+    # the tracking client was cached for the first store a process used (bug found writing the API)
+    config = {"parameters": {"x": {"values": [1]}}}
+    first = mlflow_sweep.sweep(config)
+    other = make_store(tmp_path_factory.mktemp("other"), template_store)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", other.uri)
+    second = mlflow_sweep.sweep(config)
+    assert {r.info.run_id for r in _all_runs(store)} == {first}
+    assert {r.info.run_id for r in _all_runs(other)} == {second}
+    assert mlflow_sweep.status().sweep_id == second
+
+
+def test_keyboard_interrupt_kills_the_trial_and_returns_from_agent(store, capsys):
+    sweep_id = mlflow_sweep.sweep({"method": "random", "run_cap": 5, "parameters": {"x": {"values": [1]}}})
+    calls = []
+
+    def train():
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what a notebook's stop button raises in the running cell
+
+    result = mlflow_sweep.agent(sweep_id, function=train)
+    runs = sorted(child_runs(store, sweep_id), key=lambda r: int(r.data.tags["sweep.trial"]))
+    err = capsys.readouterr().err
+    assert (result.ran, result.reason, len(calls)) == (2, "stopped by SIGINT", 2), err
+    assert [r.info.status for r in runs] == ["FINISHED", "KILLED"]
+    assert "agent stopped by SIGINT; trial 1 ended KILLED" in err
+    output = store.client().download_artifacts(runs[1].info.run_id, "output.log", str(store.root))
+    assert "trial interrupted (KeyboardInterrupt)" in Path(output).read_text()
+
+
+def test_too_many_failures_in_a_row_stops_the_agent(store):
+    sweep_id = mlflow_sweep.sweep({"method": "random", "run_cap": 6, "parameters": {"x": {"values": [1]}}})
+
+    def train():
+        raise RuntimeError("always")
+
+    with pytest.raises(TooManyFailures, match="agent stopped after 2 failed trials in a row"):
+        mlflow_sweep.agent(sweep_id, function=train, max_failures=2)
+    assert [r.info.status for r in child_runs(store, sweep_id)] == ["FAILED", "FAILED"]
+
+
+def test_count_limits_the_trials_of_one_agent(store):
+    sweep_id = mlflow_sweep.sweep({"method": "random", "run_cap": 6, "parameters": {"x": {"values": [1]}}})
+    assert mlflow_sweep.agent(sweep_id, function=lambda: None, count=2).ran == 2
+    assert mlflow_sweep.agent(function=lambda: None).ran == 4  # the latest sweep: the rest of run_cap
+    assert (mlflow_sweep.status().state, mlflow_sweep.status().finished) == ("done", 6)
+
+
+def test_without_a_function_the_agent_runs_the_command(store, monkeypatch):
+    sweep_id = mlflow_sweep.sweep({"method": "grid", "command": "echo hello ${x}",
+                                   "parameters": {"x": {"values": [1, 2]}}})
+    shown = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", shown)  # a notebook's stdout: text, no .buffer
+    result = mlflow_sweep.agent(sweep_id)
+    assert (result.ran, shown.getvalue()) == (2, "hello 1\nhello 2\n")
+    assert sorted(r.info.status for r in child_runs(store, sweep_id)) == ["FINISHED", "FINISHED"]
+
+
+def test_a_sweep_without_command_needs_a_function_and_claims_nothing_without_one(store):
+    from mlflow_sweep.runners import NoCommand
+
+    sweep_id = mlflow_sweep.sweep({"method": "grid", "parameters": {"x": {"values": [1]}}})
+    with pytest.raises(NoCommand, match=r"mlflow_sweep.agent\(sweep_id, function=train\)") as caught:
+        mlflow_sweep.agent(sweep_id)
+    assert caught.value.exit_code == 2
+    assert [e for e in ledger_events(store, sweep_id) if e.get("event") == "claim"] == []
+    assert mlflow_sweep.agent(sweep_id, function=lambda: None).ran == 1
+
+
+def _loss(lr: float, step: int) -> float:
+    return 2.0 + lr * step if lr > 1 else 1.0 / (step + 1)
+
+
+@pytest.mark.timeout(120)
+def test_should_stop_ends_a_trial_that_hyperband_cuts(store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_SWEEP_EARLY_TERMINATE_INTERVAL", "0.1")
+    sweep_id = mlflow_sweep.sweep({
+        "method": "grid", "metric": {"name": "loss", "goal": "minimize"},
+        "early_terminate": {"type": "hyperband", "min_iter": 3, "eta": 3},
+        "parameters": {"lr": {"values": [0.01, 8.0]}},
+    })
+
+    def train(params):
+        import mlflow
+
+        for step in range(30):
+            if mlflow_sweep.should_stop():
+                mlflow.set_tag("saw_should_stop", str(step))
+                return
+            mlflow.log_metric("loss", _loss(params["lr"], step), step=step)
+            time.sleep(0.1 if params["lr"] > 1 else 0.0)
+
+    mlflow_sweep.agent(sweep_id, function=train)
+    runs = {float(r.data.params["lr"]): r for r in child_runs(store, sweep_id)}
+    good, cut = runs[0.01], runs[8.0]
+    logged = len(store.client().get_metric_history(cut.info.run_id, "loss"))
+    ends = {e["trial"]: e for e in ledger_events(store, sweep_id) if e.get("event") == "end"}
+    assert (good.info.status, cut.info.status, cut.data.tags.get("sweep.stopped_early")) == ("FINISHED", "KILLED", "3")
+    assert 3 <= logged < 30 and cut.data.tags["saw_should_stop"] == str(logged)
+    assert (ends[1]["state"], ends[1]["stopped_at"], ends[1]["metric"]) == ("KILLED", 3, 2.0)
+
+
+def test_a_nested_run_the_trial_leaves_open_is_ended_under_the_trial_run(store):
+    import mlflow
+
+    sweep_id = mlflow_sweep.sweep({"method": "grid", "parameters": {"x": {"values": [1]}}})
+
+    def train():
+        mlflow.log_metric("outer", 1.0)
+        mlflow.start_run(nested=True)  # never ended by the function
+        mlflow.log_metric("inner", 2.0)
+
+    mlflow_sweep.agent(sweep_id, function=train)
+    (trial,) = child_runs(store, sweep_id)
+    (nested,) = [r for r in _all_runs(store) if r.data.tags.get("mlflow.parentRunId") == trial.info.run_id]
+    assert (trial.info.status, trial.data.metrics) == ("FINISHED", {"outer": 1.0})
+    assert (nested.info.status, nested.data.metrics) == ("FINISHED", {"inner": 2.0})
+    assert mlflow.active_run() is None
+
+
+def test_sklearn_autologging_and_later_fluent_calls_share_the_trial_run(store):
+    # autologging opens and ends a run around fit(); the metric logged after it must not start a new run
+    import mlflow
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    sweep_id = mlflow_sweep.sweep({"method": "grid", "parameters": {"C": {"values": [0.5]}}})
+
+    def train(params):
+        X, y = load_iris(return_X_y=True)
+        LogisticRegression(C=params["C"], max_iter=300).fit(X, y)
+        mlflow.log_metric("after_fit", 1.0)
+
+    mlflow.sklearn.autolog(log_models=False, log_datasets=False, silent=True)
+    try:
+        mlflow_sweep.agent(sweep_id, function=train)
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+    (trial,) = child_runs(store, sweep_id)
+    assert len(_all_runs(store)) == 2  # the parent and the trial
+    assert {"after_fit", "training_score"} <= set(trial.data.metrics)
+
+
+def test_the_heartbeat_keeps_a_long_busy_function_trial_alive(store, monkeypatch):
+    from mlflow_sweep import lifecycle
+
+    monkeypatch.setenv("MLFLOW_SWEEP_HEARTBEAT_TIMEOUT", "1")
+    sweep_id = mlflow_sweep.sweep({"method": "grid", "parameters": {"x": {"values": [1]}}})
+    reaped = []
+
+    def train():
+        deadline = time.monotonic() + 3  # three timeouts of pure Python work in the agent's own thread
+        while time.monotonic() < deadline:
+            sum(range(1000))
+        reaped.extend(lifecycle.reap_dead(lifecycle.open_sweep(sweep_id).ledger))  # what another agent does
+
+    mlflow_sweep.agent(sweep_id, function=train)
+    assert (reaped, [r.info.status for r in child_runs(store, sweep_id)]) == ([], ["FINISHED"])
+
+
+@pytest.mark.timeout(120)
+def test_cancel_reaches_a_function_trial_through_should_stop(store, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_SWEEP_POLL_INTERVAL", "0.1")
+    sweep_id = mlflow_sweep.sweep({"method": "random", "run_cap": 3, "parameters": {"x": {"values": [1]}}})
+
+    def train():
+        mlflow_sweep.cancel(sweep_id)  # as from another process or notebook cell
+        deadline = time.monotonic() + 60
+        while not mlflow_sweep.should_stop() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        mlflow.set_tag("saw_should_stop", str(mlflow_sweep.should_stop()))
+
+    result = mlflow_sweep.agent(sweep_id, function=train)
+    (run,) = child_runs(store, sweep_id)
+    assert (result.ran, run.info.status, run.data.tags["saw_should_stop"]) == (1, "KILLED", "True")
+    assert mlflow_sweep.status(sweep_id).state == "cancelled"
