@@ -15,10 +15,10 @@ pytestmark = [pytest.mark.e2e]
 
 @pytest.fixture(autouse=True)
 def fresh_client():
-    """tracking caches its MlflowClient per process; each test here has its own store."""
-    tracking._client.cache_clear()
+    """tracking caches an MlflowClient per store URI; start each test with none."""
+    tracking._client_for.cache_clear()
     yield
-    tracking._client.cache_clear()
+    tracking._client_for.cache_clear()
 
 
 def make_runs(store) -> dict[str, str]:
