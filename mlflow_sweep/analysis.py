@@ -51,6 +51,8 @@ class Analysis:
     best: Trial | None
     scales: Mapping[str, str]
     notes: tuple[str, ...] = field(default=())
+    levels: Mapping[str, tuple] = field(default_factory=dict)
+    """Categorical parameter -> its values in the sweep file's order, sampled or not (for the plots)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,16 @@ def param_scales(parameters: Mapping[str, Any]) -> dict[str, str]:
         return LOG if name in _LOG_DISTRIBUTIONS else LINEAR
 
     return {name: scale(dist) for name, dist in parameters.items()}
+
+
+def param_levels(parameters: Mapping[str, Any]) -> dict[str, tuple]:
+    """Map each categorical parameter to its configured values, in the sweep file's order (SPEC §5).
+
+    Args:
+        parameters: dotted name -> distribution (a categorical has ``values``).
+    """
+    return {name: tuple(dist.values) for name, dist in parameters.items()
+            if getattr(dist, "name", "") == "categorical"}
 
 
 def is_number(value: Any) -> bool:
@@ -135,7 +147,8 @@ def count_states(trials: Iterable[Trial]) -> dict[str, int]:
 
 
 def analyse(trials: Sequence[Trial], *, metric: str | None, goal: str = "minimize",
-            scales: Mapping[str, str] | None = None, seed: int = 0) -> Analysis:
+            scales: Mapping[str, str] | None = None, seed: int = 0,
+            levels: Mapping[str, Sequence[Any]] | None = None) -> Analysis:
     """Analyse a sweep: which parameters mattered for the metric, and the best trial.
 
     Args:
@@ -144,11 +157,13 @@ def analyse(trials: Sequence[Trial], *, metric: str | None, goal: str = "minimiz
         goal: ``minimize`` or ``maximize``.
         scales: parameter -> scale (see ``param_scales``); parameters seen only in trials are added.
         seed: seeds the forest and the permutations, so the same sweep gives the same table.
+        levels: categorical parameter -> its values in file order (see ``param_levels``); kept for the plots.
     """
     names = _parameter_names(trials, scales or {})
     all_scales = {n: (scales or {}).get(n, LINEAR) for n in names}
     counts = count_states(trials)
-    base = dict(metric=metric, goal=goal, counts=counts, scales=all_scales)
+    base = dict(metric=metric, goal=goal, counts=counts, scales=all_scales,
+                levels={n: tuple(v) for n, v in (levels or {}).items()})
     if metric is None:
         note = "no metric configured: no importance table and no best trial, only the timeline"
         return Analysis(**base, used=0, rows=(), best=None, notes=(note,))

@@ -26,7 +26,7 @@ def _add_sweep_to_help(cli: object) -> None:
     @click.command(
         "sweep",
         context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
-        help="Hyperparameter sweeps (mlflow-sweep): init, run, status, finalize.",
+        help="Hyperparameter sweeps (mlflow-sweep); see 'mlflow sweep --help'.",
     )
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def sweep(args: tuple[str, ...]) -> None:

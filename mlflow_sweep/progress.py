@@ -81,9 +81,68 @@ def sweep_status(sweep_id: str | None) -> SweepStatus:
 
 def _live(record: Mapping[str, Any], now: float, timeout: float, exited: Collection[str]) -> bool:
     """An agent that beat within ``timeout`` and has not stopped (its last beat says so) or exited."""
+    return _kind(record, now, timeout, exited) == "live"
+
+
+def _kind(record: Mapping[str, Any], now: float, timeout: float, exited: Collection[str]) -> str:
+    """``live``; ``exited`` when its last heartbeat says it stopped; else ``died`` (gone or silent, issue 12)."""
+    if record.get("stopped"):
+        return "exited"
     beat = record.get("beat")
-    return (isinstance(beat, (int, float)) and now - beat <= timeout and not record.get("stopped")
-            and str(record.get("agent")) not in exited)
+    recent = isinstance(beat, (int, float)) and now - beat <= timeout
+    return "live" if recent and str(record.get("agent")) not in exited else "died"
+
+
+def sweep_list() -> str:
+    """Every sweep in the tracking store, newest first, one row each (``mlflow sweep list``).
+
+    The state comes from ``policy.sweep_state`` (the one place a sweep's state is decided), the
+    trials and best value from each sweep's ledger; a ledger that cannot be read shows why.
+    """
+    from mlflow_sweep import tracking
+
+    uri = tracking.tracking_uri()
+    missing = tracking.missing_store(uri)
+    if missing is not None:
+        return f"No sweeps: there is no tracking store at {missing} (tracking URI {uri})."
+    sweeps = tracking.list_sweeps()
+    if not sweeps:
+        return f"No sweeps in the tracking store ({uri}); 'mlflow sweep init CONFIG' creates one."
+    header = ("ID", "NAME", "EXPERIMENT", "METHOD", "STATE", "TRIALS", "BEST")
+    rows = [header, *(_list_row(sweep, run) for sweep, run in sweeps)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join([*lines, f"{len(sweeps)} sweep{'s' * (len(sweeps) != 1)} in {uri}"])
+
+
+def _list_row(sweep: Any, run: Any) -> tuple[str, ...]:
+    """ID, name, experiment, method, state, trials done/cap, best so far of one sweep."""
+    from mlflow_sweep import policy
+    from mlflow_sweep.config import config_from_dict
+    from mlflow_sweep.errors import SweepError
+    from mlflow_sweep.ledger import Ledger
+
+    head = (sweep.run_id, sweep.name, run.experiment_name)
+    try:
+        state = Ledger(sweep.ledger_dir).state()
+        config = config_from_dict(state.header["config"], f"sweep {sweep.run_id}")
+        seed = int(state.header["seed"])
+    except (SweepError, OSError, KeyError, TypeError, ValueError) as exc:
+        return (*head, run.tags.get("sweep.method", "?"), "?", "?", f"ledger unreadable: {exc}")
+    trials = state.trials
+    done = sum(1 for t in counted(trials) if t.state is not TrialState.RUNNING)  # requeued ones do not count
+    cap = policy.run_cap(config, state.controls)
+    cap = cap if cap is not None else _grid_size(config)
+    return (*head, config.method, policy.sweep_state(config, trials, seed, state.controls),
+            f"{done}/{cap if cap is not None else '-'}", _best_cell(config, trials))
+
+
+def _best_cell(config: SweepConfig, trials: Sequence[Trial]) -> str:
+    metric = config.metric
+    best = best_trial(trials, metric.goal) if metric else None
+    if metric is None or best is None:
+        return "-"
+    return f"{metric.name}={format_value(best.metric)} (#{best.index})"
 
 
 def _exited_here(agents: Sequence[Mapping[str, Any]]) -> set[str]:
@@ -121,10 +180,11 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
         title: how to name the sweep, e.g. "name (run id)".
         config: the sweep's configuration (method, metric, run_cap, parameters).
         trials: every trial in the ledger.
-        agents: heartbeat records ({"agent", "host", "pid", "beat", "trial", ...}).
+        agents: heartbeat records ({"agent", "host", "pid", "beat", "trial", ...}; "stopped" once
+            the agent has exited cleanly).
         now: the current time (Unix seconds).
         timeout: seconds of silence after which an agent counts as gone.
-        exited: ids of agents known to have exited although their last beat is recent.
+        exited: ids of agents whose process is known to be gone although their last beat is recent.
         conflicts: claims the ledger dropped because an earlier claim had their trial number.
         state: the sweep's state (``policy.sweep_state``, SPEC §4b).
         run_cap: the run_cap in effect (after ``update --run-cap``); None: the config's.
@@ -200,13 +260,16 @@ def _best(config: SweepConfig, trials: Sequence[Trial]) -> list[str]:
 
 def _agents(agents: Sequence[Mapping[str, Any]], now: float, timeout: float, exited: set[str],
             running: Mapping[str | None, int]) -> list[str]:
-    """A table of live agents, newest beat first, and a count of the others.
+    """A table of live agents, newest beat first, then how many exited cleanly and how many died.
 
-    An agent's trial comes from the ledger (current) before its heartbeat (up to a beat old).
+    An agent that exits writes a last heartbeat saying so (``stopped``); one whose process is gone
+    without it, or that has been silent for ``timeout`` seconds, died (issue 12). An agent's trial
+    comes from the ledger (current) before its heartbeat (up to a beat old).
     """
-    alive = sorted((a for a in agents if _live(a, now, timeout, exited)), key=lambda a: -float(a["beat"]))
-    gone = len(agents) - len(alive)
-    lines = [f"Agents: {len(alive)} live" + (f", {gone} stopped or silent" if gone else "")]
+    kinds = [_kind(a, now, timeout, exited) for a in agents]
+    alive = sorted((a for a, k in zip(agents, kinds) if k == "live"), key=lambda a: -float(a["beat"]))
+    counts = [f"{kinds.count('exited')} exited", f"{kinds.count('died')} died (gone without exiting cleanly)"]
+    lines = ["Agents: " + ", ".join([f"{len(alive)} live", *(c for c in counts if not c.startswith("0 "))])]
     if not alive:
         return lines
     rows = [(str(a.get("agent", "?")), str(a.get("host", "?")), str(a.get("pid", "?")),

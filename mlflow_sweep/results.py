@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
     from mlflow_sweep.analysis import ParameterResult
+    from mlflow_sweep.plots import Plots
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def finalize_sweep(sweep_id: str | None) -> SweepReport:
     metric = config.metric
     result = analysis.analyse(trials, metric=metric.name if metric else None,
                               goal=metric.goal if metric else "minimize",
-                              scales=analysis.param_scales(config.parameters), seed=seed)
+                              scales=analysis.param_scales(config.parameters), seed=seed,
+                              levels=analysis.param_levels(config.parameters))
     text = f"Sweep {sweep.name} ({sweep.run_id})\n\n{report.render_report(result)}"
     with tempfile.TemporaryDirectory(prefix="mlflow-sweep-plots-") as tmp, \
             tempfile.TemporaryDirectory(prefix="mlflow-sweep-ledger-") as copy_dir:
@@ -75,14 +77,24 @@ def finalize_sweep(sweep_id: str | None) -> SweepReport:
         best_run_id=best.run_id if best else None,
         best_params=config.nest(best.params) if best else None,
         best_value=float(best.metric) if best and best.metric is not None else None,
-        importance=tuple(result.rows), counts=dict(result.counts), plots=tuple(p.name for p in drawn),
+        importance=tuple(result.rows), counts=dict(result.counts), plots=tuple(p.name for p in drawn.paths),
         text=f"{text}\n\n{_recorded(sweep.run_id, drawn, result.counts.get('running', 0))}")
 
 
-def _recorded(run_id: str, drawn: list[Path], running: int) -> str:
-    """What was stored on the parent run, and a reminder when trials are still running."""
-    names = ", ".join(p.name for p in drawn) or "none"
-    lines = [f"Recorded on run {run_id}: sweep_summary.txt, {len(drawn)} plots under plots/ ({names})"]
+def _by_reason(skipped: tuple[tuple[str, str], ...]) -> dict[str, list[str]]:
+    """Plots left out, grouped by reason (an empty sweep has one reason for all six)."""
+    groups: dict[str, list[str]] = {}
+    for name, why in skipped:
+        groups.setdefault(why, []).append(name)
+    return groups
+
+
+def _recorded(run_id: str, drawn: Plots, running: int) -> str:
+    """What was stored on the parent run, which plots were left out and why, and a reminder when
+    trials are still running."""
+    names = ", ".join(p.name for p in drawn.paths) or "none"
+    lines = [f"Recorded on run {run_id}: sweep_summary.txt, {len(drawn.paths)} plots under plots/ ({names})"]
+    lines += [f"Left out {', '.join(files)}: {why}" for why, files in _by_reason(drawn.skipped).items()]
     if running:
         lines.append(f"{running} trial{'s are' if running != 1 else ' is'} still running; "
                      "finalize again when the agents are done")

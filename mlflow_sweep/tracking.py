@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, SupportsIndex, TypeVar
 
+from mlflow_sweep import catalog
 from mlflow_sweep.errors import TrackingError
 from mlflow_sweep.trials import Trial, TrialState
 
@@ -246,44 +247,101 @@ def _local_path(uri: str) -> Path | None:
 
 @_store_errors
 def find_sweep(sweep_id: str | None) -> Sweep:
-    """The sweep with this parent run ID, or the most recently initialized one."""
-    client = _client()
-    run = _get_sweep_run(client, sweep_id) if sweep_id else _latest_sweep_run(client)
-    if run.data.tags.get(SWEEP_TAG) != "True":
-        raise TrackingError(f"run {run.info.run_id} is not a sweep (it has no tag sweep=True); "
+    """The sweep with this parent run ID, or the most recently initialized one.
+
+    A local store that does not exist is not created (SPEC §4a), and a local sqlite store is
+    read directly when it can be (``catalog``: status within ``import mlflow`` + 1 s, SPEC §6).
+    """
+    uri = tracking_uri()
+    _require_store(uri, sweep_id)
+    runs = catalog.read_sweeps(uri, sweep_id=sweep_id, limit=1)
+    if runs is None:
+        runs = _client_sweeps(sweep_id, limit=1)
+    if not runs:
+        if sweep_id:
+            raise TrackingError(f"no sweep with ID {sweep_id!r} in the tracking store ({uri}); "
+                                "check the ID that 'mlflow sweep init' printed, and MLFLOW_TRACKING_URI")
+        raise TrackingError(f"no sweep found in the tracking store ({uri}); "
+                            "run 'mlflow sweep init CONFIG' first, or pass --sweep-id")
+    return _sweep_of(runs[0], uri)
+
+
+@_store_errors
+def list_sweeps() -> list[tuple[Sweep, catalog.SweepRun]]:
+    """Every active sweep in the tracking store, newest first, with what its parent run says.
+
+    An empty list when the store has none, or when a local store does not exist (it is not created).
+    """
+    uri = tracking_uri()
+    if missing_store(uri) is not None:
+        return []
+    runs = catalog.read_sweeps(uri)
+    if runs is None:
+        runs = _client_sweeps(None, limit=None)
+    return [(_sweep_of(run, uri), run) for run in runs]
+
+
+def missing_store(uri: str) -> Path | None:
+    """Where a local store should be when it does not exist; None when it exists or is not local.
+
+    Args:
+        uri: the tracking URI in effect (``tracking_uri()``).
+    """
+    path = catalog.local_store(uri)
+    return path if path is not None and not path.exists() else None
+
+
+def _require_store(uri: str, sweep_id: str | None) -> None:
+    """Say "no sweep" before MLflow would create an empty store (and print its migrations) to look."""
+    path = missing_store(uri)
+    if path is None:
+        return
+    what = f"no sweep with ID {sweep_id!r}" if sweep_id else "no sweep found"
+    raise TrackingError(f"{what}: there is no tracking store at {path} (tracking URI {uri}); run 'mlflow "
+                        "sweep init CONFIG' in this directory first, or set MLFLOW_TRACKING_URI to the "
+                        "store that holds the sweep")
+
+
+def _sweep_of(run: catalog.SweepRun, uri: str) -> Sweep:
+    if run.tags.get(SWEEP_TAG) != "True":
+        raise TrackingError(f"run {run.run_id} is not a sweep (it has no tag sweep=True); "
                             "pass the ID that 'mlflow sweep init' printed")
     env_root = os.environ.get(LEDGER_ENV)
     if env_root:
-        ledger_dir = Path(env_root).expanduser().resolve() / run.info.run_id
-    elif LEDGER_TAG in run.data.tags:
-        ledger_dir = Path(run.data.tags[LEDGER_TAG])
+        ledger_dir = Path(env_root).expanduser().resolve() / run.run_id
+    elif LEDGER_TAG in run.tags:
+        ledger_dir = Path(run.tags[LEDGER_TAG])
     else:
-        raise TrackingError(f"sweep {run.info.run_id} has no ledger directory; set {LEDGER_ENV}")
-    return Sweep(run.info.run_id, run.info.experiment_id, run.info.run_name, tracking_uri(), ledger_dir)
+        raise TrackingError(f"sweep {run.run_id} has no ledger directory; set {LEDGER_ENV}")
+    return Sweep(run.run_id, run.experiment_id, run.name, uri, ledger_dir)
 
 
-def _get_sweep_run(client: MlflowClient, sweep_id: str) -> Any:
+def _client_sweeps(sweep_id: str | None, limit: int | None) -> list[catalog.SweepRun]:
+    """The run ``sweep_id`` (none if unknown), or active sweeps newest first, through MlflowClient."""
+    from mlflow.entities import ViewType
     from mlflow.exceptions import MlflowException
 
-    try:
-        return client.get_run(sweep_id)
-    except MlflowException as exc:
-        if "database is locked" in str(exc):
-            raise
-        raise TrackingError(f"no sweep with ID {sweep_id!r} in the tracking store ({tracking_uri()}); "
-                            "check the ID that 'mlflow sweep init' printed, and MLFLOW_TRACKING_URI") from None
-
-
-def _latest_sweep_run(client: MlflowClient) -> Any:
-    from mlflow.entities import ViewType
-
-    experiment_ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
-    runs = client.search_runs(experiment_ids, filter_string=f"tags.{SWEEP_TAG} = 'True'",
-                              order_by=["attributes.start_time DESC"], max_results=1) if experiment_ids else []
-    if not runs:
-        raise TrackingError(f"no sweep found in the tracking store ({tracking_uri()}); "
-                            "run 'mlflow sweep init CONFIG' first, or pass --sweep-id")
-    return runs[0]
+    client = _client()
+    if sweep_id:
+        try:
+            runs = [client.get_run(sweep_id)]
+        except MlflowException as exc:
+            if "database is locked" in str(exc):
+                raise
+            return []
+    else:
+        experiments = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+        runs = list(client.search_runs([e.experiment_id for e in experiments],
+                                       filter_string=f"tags.{SWEEP_TAG} = 'True'",
+                                       order_by=["attributes.start_time DESC"],
+                                       max_results=limit or 50_000)) if experiments else []
+    names = {}
+    for run in runs:
+        if run.info.experiment_id not in names:
+            names[run.info.experiment_id] = client.get_experiment(run.info.experiment_id).name
+    return [catalog.SweepRun(r.info.run_id, r.info.experiment_id, names[r.info.experiment_id],
+                             r.info.run_name or "", r.info.start_time / 1000 if r.info.start_time else None,
+                             dict(r.data.tags)) for r in runs]
 
 
 @_store_errors

@@ -6,17 +6,25 @@ a real task (3-fold CV accuracy of scikit-learn's GradientBoostingClassifier on 
 breast-cancer data). Regret is the distance to the known optimum; for the real task, to the
 best accuracy any method found. Optuna is a benchmark-only extra: pip install -e '.[bench]'.
 
-    nice -n 10 python scripts/bench_bayes.py                 # 30 trials, 10 seeds, everything
+    nice -n 10 python scripts/bench_bayes.py                 # 30 trials, 20 seeds, everything
     python scripts/bench_bayes.py --seeds 3 --trials 15 --problems branin --no-timing
+    python scripts/bench_bayes.py --no-timing --save regrets.json   # keep every seed's regret
+
+Besides medians and quartiles, the table gives P(bayes < other): the share of (bayes seed, other
+seed) pairs in which bayes ended with the lower regret (ties count half), a summary that does not
+flip with one seed the way a median comparison can (issue 12). ``--load FILE`` re-prints a saved
+run, ``--first K`` restricted to its first K seeds.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -195,15 +203,21 @@ def bench_problem(problem: Problem, seeds: int, trials: int) -> dict[str, list[f
     return regrets(problem, results)
 
 
+def p_lower(ours: list[float], theirs: list[float]) -> float:
+    """Share of (ours, theirs) pairs where ours is lower; a tie counts half."""
+    wins = sum((a < b) + 0.5 * (a == b) for a in ours for b in theirs)
+    return wins / (len(ours) * len(theirs))
+
+
 def print_table(rows: dict[str, dict[str, list[float]]], trials: int, seeds: int) -> None:
-    """One line per problem and method: median regret, IQR and the verdicts."""
+    """One line per problem and method: median regret, IQR, and P(bayes lower) against each other."""
     print(f"\nRegret after {trials} trials, {seeds} seeds (median [q25, q75]); lower is better")
-    print(f"{'problem':<10} | {'bayes':<30} | {'random':<30} | {'optuna tpe':<30} | bayes<random | bayes<=tpe")
+    print(f"{'problem':<10} | {'bayes':<30} | {'random':<30} | {'optuna tpe':<30} | P(b<random) | P(b<tpe)")
     for name, reg in rows.items():
         cells = [_stats(reg[m]) for m in ("bayes", "random", "tpe")]
         text = [f"{m:.4g} [{lo:.3g}, {hi:.3g}]" for m, lo, hi in cells]
-        verdict = ("yes" if cells[0][0] < cells[1][0] else "NO", "yes" if cells[0][0] <= cells[2][0] else "NO")
-        print(f"{name:<10} | {text[0]:<30} | {text[1]:<30} | {text[2]:<30} | {verdict[0]:<12} | {verdict[1]}")
+        p = (p_lower(reg["bayes"], reg["random"]), p_lower(reg["bayes"], reg["tpe"]))
+        print(f"{name:<10} | {text[0]:<30} | {text[1]:<30} | {text[2]:<30} | {p[0]:<11.2f} | {p[1]:.2f}")
 
 
 def time_proposals(sizes: list[int], reps: int) -> None:
@@ -235,14 +249,25 @@ def _time_one(problem: Problem, n: int, reps: int, running: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
     parser.add_argument("--timing-sizes", type=int, nargs="+", default=[25, 50, 100, 200])
     parser.add_argument("--timing-reps", type=int, default=5)
     parser.add_argument("--no-timing", action="store_true")
+    parser.add_argument("--save", help="write every seed's final regret per problem and method to this JSON file")
+    parser.add_argument("--load", help="print the table of a run saved with --save instead of running")
+    parser.add_argument("--first", type=int, help="with --load: only the first K seeds")
     args = parser.parse_args()
+    if args.load:
+        saved = json.loads(Path(args.load).read_text())
+        k = args.first or saved["seeds"]
+        rows = {name: {m: runs[:k] for m, runs in reg.items()} for name, reg in saved["regrets"].items()}
+        print_table(rows, saved["trials"], k)
+        return
     rows = {name: bench_problem(PROBLEMS[name], args.seeds, args.trials) for name in args.problems}
+    if args.save:
+        Path(args.save).write_text(json.dumps({"trials": args.trials, "seeds": args.seeds, "regrets": rows}))
     print_table(rows, args.trials, args.seeds)
     if not args.no_timing:
         time_proposals(args.timing_sizes, args.timing_reps)

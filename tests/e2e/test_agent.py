@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.agents import agents, child_runs, init_sweep, kill_group, ledger_events, logs, poll, start_agent, wait_all
+from tests.e2e.test_finalize import ledger_of
 
 pytestmark = [pytest.mark.e2e]
 
@@ -152,6 +153,8 @@ def test_failing_trials_are_recorded_and_stop_the_agent_after_max_failures(store
     assert "agent stopped after 2 failed trials in a row" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert [r.info.status for r in runs] == ["FAILED", "FAILED"]
+    [beat] = ledger_of(store, sweep_id).agents()  # its last beat says it exited (issue 12)
+    assert beat.get("stopped") is True
 
 
 def test_bad_count_is_a_usage_error(store):
@@ -210,6 +213,8 @@ def test_sigkilled_agent_trial_is_reaped_and_its_grid_point_reissued(store):
     dead = [e["trial"] for e in ledger_events(store, sweep_id) if e.get("event") == "dead"]
     expected = [("0", "FAILED"), ("0", "FINISHED"), ("1", "FINISHED"), ("2", "FINISHED"), ("3", "FINISHED")]
     assert (codes, dead, failed, points) == ([0, 0], [0], ["0"], expected), logs(store)
+    status = store.cli("status", "--sweep-id", sweep_id, env=env).stdout
+    assert "Agents: 0 live, 2 exited, 1 died (gone without exiting cleanly)" in status, status
 
 
 @pytest.mark.timeout(120)

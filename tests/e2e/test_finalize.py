@@ -179,6 +179,18 @@ def test_finalize_reaps_trials_of_silent_agents(store):
     out = finalize(store, sweep_id, env=env)
     assert "1 trial: 0 finished, 1 failed, 0 killed, 0 running" in out
     assert store.client().get_run(run_ids[0]).info.status == "FAILED"
+    assert ("Left out importance.png, correlation.png, metric_over_time.png, parallel_coordinates.png, "
+            "metric_vs_parameters.png: no finished trial has a value for 'loss' yet") in out
+    assert set(artifacts(store, sweep_id, "plots")) == {"timeline.png"}  # no empty frame (issue 12)
+
+
+def test_an_empty_sweep_draws_no_plot_and_says_why(store):
+    sweep_id = init_sweep(store, CONFIG)
+    out = finalize(store, sweep_id)
+    assert f"Recorded on run {sweep_id}: sweep_summary.txt, 0 plots under plots/ (none)" in out
+    assert ("Left out importance.png, correlation.png, metric_over_time.png, timeline.png, "
+            "parallel_coordinates.png, metric_vs_parameters.png: the sweep has no trials yet") in out
+    assert artifacts(store, sweep_id, "plots") == {}
 
 
 def test_unknown_sweep_is_a_message_not_a_traceback(store):

@@ -30,16 +30,17 @@ def test_status_shows_states_progress_best_and_live_agents(store):
     ledger = ledger_of(store, sweep_id)
     ledger.heartbeat("node7-4242", {"host": "node7", "pid": 4242, "trial": 6})
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    ledger.heartbeat("here-exited", {"host": socket.gethostname(), "pid": int(gone.stdout), "trial": None})
+    ledger.heartbeat("here-died", {"host": socket.gethostname(), "pid": int(gone.stdout), "trial": None})
+    ledger.heartbeat("node8-77", {"host": "node8", "pid": 77, "trial": None, "stopped": True})
     out = status(store, sweep_id)
     best = min(range(4), key=lambda i: specs[i][2])
     lines = out.splitlines()
     assert lines[0].startswith("Sweep ") and lines[0].endswith(f"({sweep_id}): method random, metric loss (minimize)")
-    assert lines[1] == "State: running"
+    assert lines[1] == "State: running"  # from policy.sweep_state, as in 'mlflow sweep list'
     assert lines[2] == "Progress: 7 of run_cap 30 trials claimed (23%)"
     assert lines[3] == "Trials: 4 finished, 1 failed, 1 killed, 1 running"
     assert lines[4].startswith(f"Best so far: #{best} (run {run_ids[best]}) loss = ")
-    assert "Agents: 1 live, 1 stopped or silent" in out
+    assert "Agents: 1 live, 1 exited, 1 died (gone without exiting cleanly)" in out
     agent_row = next(line for line in lines if "node7-4242" in line).split()
     assert agent_row[:3] == ["node7-4242", "node7", "4242"] and agent_row[-1] == "#6"
     assert store.client().get_run(run_ids[6]).info.status == "RUNNING"  # its agent is beating
@@ -75,7 +76,8 @@ def test_render_grid_progress_target_and_agent_ages():
     trials.append(Trial(2, {"a": 3, "b": "x"}, agent_id="a1"))
     agents = [{"agent": "a1", "host": "h", "pid": 1, "beat": 990.0, "trial": None},
               {"agent": "a2", "host": "h", "pid": 2, "beat": 700.0, "trial": 3},
-              {"agent": "a3", "host": "h", "pid": 3, "beat": 999.0, "trial": 1}]
+              {"agent": "a3", "host": "h", "pid": 3, "beat": 999.0, "trial": 1},
+              {"agent": "a4", "host": "h", "pid": 4, "beat": 998.0, "trial": None, "stopped": True}]
     text = render_status("g (id)", grid_config(), trials, agents, now=1000.0, timeout=120.0, exited={"a3"})
     lines = text.splitlines()[1:]  # after the title
     assert lines[0] == "State: running"
@@ -83,7 +85,7 @@ def test_render_grid_progress_target_and_agent_ages():
     assert lines[3] == "Best so far: #0 (run r0) acc = 0.95"
     assert lines[4] == "  a=1, b=x"
     assert lines[5] == "Target acc >= 0.9 reached: no new trials will start"
-    assert lines[6] == "Agents: 1 live, 2 stopped or silent"
+    assert lines[6] == "Agents: 1 live, 1 exited, 2 died (gone without exiting cleanly)"  # a2 silent, a3 gone
     assert lines[7].split() == ["agent", "host", "pid", "last", "heartbeat", "trial"]
     assert lines[8].split() == ["a1", "h", "1", "10", "s", "ago", "#2"]
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mlflow_sweep.analysis import CATEGORICAL, LINEAR, LOG, analyse, best_trial, param_scales
+from mlflow_sweep.analysis import CATEGORICAL, LINEAR, LOG, analyse, best_trial, param_levels, param_scales
 from mlflow_sweep.trials import Trial, TrialState
 
 SCALES = {"lr": LOG, "optimizer": CATEGORICAL, "dropout": LINEAR, "batch_size": CATEGORICAL}
@@ -168,6 +168,16 @@ def test_param_scales_from_distribution_names():
              "c": SimpleNamespace(name="q_uniform"), "d": SimpleNamespace(name="inv_log_uniform"),
              "e": SimpleNamespace(name="constant")}
     assert param_scales(dists) == {"a": LOG, "b": CATEGORICAL, "c": LINEAR, "d": LOG, "e": LINEAR}
+
+
+def test_param_levels_keep_the_files_order_for_categoricals_only():
+    from mlflow_sweep.distributions import from_spec
+
+    dists = {"opt": from_spec({"distribution": "categorical", "values": ["sgd", "adam", 3]}),
+             "lr": from_spec({"distribution": "uniform", "min": 0.0, "max": 1.0})}
+    assert param_levels(dists) == {"opt": ("sgd", "adam", 3)}
+    trials = [Trial(i, {"opt": "adam"}, TrialState.FINISHED, float(i)) for i in range(3)]
+    assert analyse(trials, metric="loss", levels=param_levels(dists)).levels == {"opt": ("sgd", "adam", 3)}
 
 
 def test_rows_are_named_by_the_mlflow_param_names_flat_and_nested():

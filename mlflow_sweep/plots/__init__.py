@@ -1,0 +1,118 @@
+"""Finalize plots (SPEC §5): PNGs written to a directory, drawn with matplotlib's Agg canvas; no mlflow.
+
+Figures are built with ``matplotlib.figure.Figure`` (no pyplot), so nothing needs a display and no
+global figure state leaks between calls. Every plot stays legible with 20 parameters or 1,000 trials,
+and a plot with nothing to show is left out with the reason (issue 12). The plots live in
+``summary`` (importance, correlation), ``history`` (metric over time, timeline) and
+``parameters`` (parallel coordinates, metric against each parameter); ``common`` holds what they share.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from mlflow_sweep.analysis import MIN_TRIALS, Analysis, usable_metric
+from mlflow_sweep.plots import history, parameters, summary
+from mlflow_sweep.plots.common import DPI
+from mlflow_sweep.trials import Trial
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Plots:
+    """What ``draw_plots`` did: the PNGs it wrote, and every plot it left out with the reason."""
+
+    paths: tuple[Path, ...]
+    skipped: tuple[tuple[str, str], ...] = ()
+    """(file name, why), e.g. ("importance.png", "needs at least 3 finished trials …")."""
+
+
+PLOTS = ("importance", "correlation", "metric_over_time", "timeline", "parallel_coordinates",
+         "metric_vs_parameters")
+"""Every plot finalize can draw, in the order it draws them; the file is ``<name>.png``."""
+
+
+def draw_plots(analysis: Analysis, trials: Sequence[Trial], directory: Path) -> Plots:
+    """Write every plot that has something to show into ``directory``; say why each other one is left out.
+
+    Args:
+        analysis: the result of ``analysis.analyse`` for these trials.
+        trials: every trial of the sweep.
+        directory: an existing directory; files are named after the plot (``importance.png`` …).
+    """
+    paths, skipped = [], []
+    for name, why in plan_plots(analysis, trials):
+        path = Path(directory) / f"{name}.png"
+        if why is None:
+            try:
+                draw_figure(name, analysis, trials).savefig(path, dpi=DPI)
+                paths.append(path)
+                continue
+            except Exception as exc:  # one odd plot must not cost the user the table (SPEC §5)
+                log.warning("could not draw %s: %s: %s", path.name, type(exc).__name__, exc)
+                why = f"could not be drawn ({type(exc).__name__}: {exc})"
+        skipped.append((path.name, why))
+    return Plots(tuple(paths), tuple(skipped))
+
+
+def plan_plots(analysis: Analysis, trials: Sequence[Trial]) -> list[tuple[str, str | None]]:
+    """Each plot's name and why it is left out, or None when it has something to show (SPEC §5).
+
+    Args:
+        analysis: the result of ``analysis.analyse`` for these trials.
+        trials: every trial of the sweep.
+    """
+    scored = _scored(analysis, trials)
+    return [(name, _why_left_out(name, analysis, trials, scored)) for name in PLOTS]
+
+
+def draw_figure(name: str, analysis: Analysis, trials: Sequence[Trial]) -> Figure:
+    """One plot as a matplotlib Figure (``plan_plots`` says whether it has anything to show).
+
+    Args:
+        name: one of ``PLOTS``.
+        analysis: the result of ``analysis.analyse`` for these trials.
+        trials: every trial of the sweep.
+    """
+    scored = _scored(analysis, trials)
+    draw: dict[str, Callable[[], Figure]] = {
+        "importance": lambda: summary.importance(analysis),
+        "correlation": lambda: summary.correlation(analysis),
+        "metric_over_time": lambda: history.metric_over_time(analysis, scored),
+        "timeline": lambda: history.timeline(trials),
+        "parallel_coordinates": lambda: parameters.parallel_coordinates(analysis, trials, scored),
+        "metric_vs_parameters": lambda: parameters.metric_vs_parameters(analysis, scored),
+    }
+    return draw[name]()
+
+
+def _scored(analysis: Analysis, trials: Sequence[Trial]) -> list[Trial]:
+    return [t for t in trials if usable_metric(t)] if analysis.metric else []
+
+
+def _why_left_out(name: str, analysis: Analysis, trials: Sequence[Trial], scored: Sequence[Trial]) -> str | None:
+    """The reason a plot would be empty, in words for the finalize output; None when it is not."""
+    if not trials:
+        return "the sweep has no trials yet"
+    if name == "timeline":
+        return None if any(t.started is not None for t in trials) else "no trial has started"
+    if name in ("parallel_coordinates", "metric_vs_parameters") and not analysis.scales:
+        return "the sweep has no parameters"
+    if name == "parallel_coordinates" and not analysis.metric:  # lines coloured by state instead
+        return None if any(t.params for t in trials) else "no trial has parameters yet"
+    if not analysis.metric:
+        return "no metric configured"
+    if not scored:
+        return f"no finished trial has a value for {analysis.metric!r} yet"
+    if name in ("importance", "correlation") and not analysis.rows:
+        if analysis.used < MIN_TRIALS:
+            return (f"needs at least {MIN_TRIALS} finished trials with a value for {analysis.metric!r}, "
+                    f"but got {analysis.used}")
+        return f"{analysis.metric} has the same value in every finished trial"
+    return None
