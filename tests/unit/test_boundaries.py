@@ -11,8 +11,8 @@ import sys
 import pytest
 
 PURE = ["mlflow_sweep.config", "mlflow_sweep.samplers", "mlflow_sweep.analysis", "mlflow_sweep.policy"]
-IO_LIBRARIES = ["mlflow", "filelock", "matplotlib"]
-HEAVY = ["numpy", "jsonschema", "skopt", "sklearn", "mlflow", "scipy", "matplotlib", "filelock"]
+IO_LIBRARIES = ["mlflow", "matplotlib"]
+HEAVY = ["numpy", "jsonschema", "skopt", "sklearn", "mlflow", "scipy", "matplotlib"]
 
 
 def _loaded_after_import(modules: list[str], watched: list[str]) -> list[str]:
