@@ -40,6 +40,8 @@ ENVIRONMENT = {
     "MLFLOW_SWEEP_HEARTBEAT_TIMEOUT": "seconds of silence after which an agent's trial counts as dead; default: 120",
     "MLFLOW_SWEEP_KILL_GRACE": "seconds between SIGTERM and SIGKILL when a trial is stopped; default: 10",
     "MLFLOW_SWEEP_EARLY_TERMINATE_INTERVAL": "seconds between hyperband checks of a running trial; default: 5",
+    "MLFLOW_SWEEP_POLL_INTERVAL": "seconds between an agent's looks at the ledger while it waits or runs a trial "
+                                  "(a paused sweep, cancel); default: 1",
 }
 _SECTIONS = ("Args", "Environment", "Example", "Examples")
 

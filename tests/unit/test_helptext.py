@@ -90,3 +90,11 @@ def test_help_imports_nothing_heavy_not_even_fire():
             "print(json.dumps([m for m in ('fire', 'mlflow', 'numpy', 'yaml', 'jsonschema') if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == []
+
+
+def test_every_setting_the_agent_reads_is_in_the_group_help(capsys):
+    from mlflow_sweep import settings
+
+    variables = [value for name, value in vars(settings).items() if name.isupper() and value.startswith("MLFLOW_SWEEP_")]
+    text = help_of("--help", capsys=capsys)
+    assert variables and [v for v in variables if v not in text] == []
