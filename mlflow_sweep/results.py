@@ -8,7 +8,9 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from mlflow_sweep.trials import Trial, TrialState
 
 if TYPE_CHECKING:
     from mlflow_sweep.analysis import ParameterResult
@@ -64,6 +66,8 @@ def finalize_sweep(sweep_id: str | None) -> SweepReport:
                               scales=analysis.param_scales(config.parameters), seed=seed,
                               levels=analysis.param_levels(config.parameters))
     text = f"Sweep {sweep.name} ({sweep.run_id})\n\n{report.render_report(result)}"
+    if metric and result.best is None:
+        text += _metric_hint(trials, metric.name)
     with tempfile.TemporaryDirectory(prefix="mlflow-sweep-plots-") as tmp, \
             tempfile.TemporaryDirectory(prefix="mlflow-sweep-ledger-") as copy_dir:
         drawn = plots.draw_plots(result, trials, Path(tmp))
@@ -79,6 +83,20 @@ def finalize_sweep(sweep_id: str | None) -> SweepReport:
         best_value=float(best.metric) if best and best.metric is not None else None,
         importance=tuple(result.rows), counts=dict(result.counts), plots=tuple(p.name for p in drawn.paths),
         text=f"{text}\n\n{_recorded(sweep.run_id, drawn, result.counts.get('running', 0))}")
+
+
+def _metric_hint(trials: Sequence[Trial], name: str) -> str:
+    """When no finished trial has ``metric.name``, the metrics the last one's run does have (a typo in
+    the sweep file, a logger that opened a run of its own); empty when there is nothing to say."""
+    from mlflow_sweep import tracking
+
+    finished = [t for t in trials if t.state is TrialState.FINISHED and t.run_id]
+    if not finished:
+        return ""
+    logged = tracking.metric_names(finished[-1].run_id)
+    has = f"has {', '.join(logged)}" if logged else "has no metrics at all"
+    return (f"\nTrial {finished[-1].index}'s run {has}: metric.name {name!r} in the sweep file must be the name "
+            "the script logs with mlflow.log_metric")
 
 
 def _by_reason(skipped: tuple[tuple[str, str], ...]) -> dict[str, list[str]]:

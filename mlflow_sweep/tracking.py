@@ -451,6 +451,12 @@ def set_sweep_state(run_id: str, state: str) -> None:
 
 
 @_store_errors
+def metric_names(run_id: str) -> tuple[str, ...]:
+    """The metrics a run has, sorted, without the sweep's own ``sweep.<name>``."""
+    return tuple(sorted(k for k in _client().get_run(run_id).data.metrics if not k.startswith(COUNTED_PREFIX)))
+
+
+@_store_errors
 def metric_history(run_id: str, name: str) -> list[float]:
     """The values a run logged under ``name``, in the order they were logged."""
     history = _client().get_metric_history(run_id, name)

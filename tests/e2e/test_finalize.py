@@ -159,6 +159,16 @@ def test_too_few_trials_failures_and_nan_metrics_give_notes_not_errors(store):
     assert {"metric_over_time.png", "timeline.png"} <= set(artifacts(store, sweep_id, "plots"))
 
 
+def test_a_metric_name_no_trial_logged_shows_what_the_runs_have(store):
+    sweep_id = init_sweep(store, CONFIG)  # metric.name is 'loss'
+    run_ids = add_trials(store, sweep_id, [(p, TrialState.FINISHED, None) for p, _, _ in lr_only_trials(2)])
+    for run_id in run_ids:
+        store.client().log_metric(run_id, "val_loss", 0.3)
+    out = finalize(store, sweep_id)
+    assert ("Trial 1's run has val_loss: metric.name 'loss' in the sweep file must be the name the script logs "
+            "with mlflow.log_metric") in out
+
+
 def test_only_categoricals_and_a_parameter_that_never_varies(store):
     config = {**CONFIG, "command": "echo ${act} ${fixed}",
               "parameters": {"act": {"values": ["relu", "tanh", "gelu"]}, "fixed": {"value": 7}}}
