@@ -111,7 +111,8 @@ def _recorded(run_id: str, drawn: Plots, running: int) -> str:
     """What was stored on the parent run, which plots were left out and why, and a reminder when
     trials are still running."""
     names = ", ".join(p.name for p in drawn.paths) or "none"
-    lines = [f"Recorded on run {run_id}: sweep_summary.txt, {len(drawn.paths)} plots under plots/ ({names})"]
+    count = len(drawn.paths)
+    lines = [f"Recorded on run {run_id}: sweep_summary.txt, {count} plot{'s' * (count != 1)} under plots/ ({names})"]
     lines += [f"Left out {', '.join(files)}: {why}" for why, files in _by_reason(drawn.skipped).items()]
     if running:
         lines.append(f"{running} trial{'s are' if running != 1 else ' is'} still running; "

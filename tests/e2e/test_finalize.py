@@ -192,6 +192,7 @@ def test_finalize_reaps_trials_of_silent_agents(store):
     assert ("Left out importance.png, correlation.png, metric_over_time.png, parallel_coordinates.png, "
             "metric_vs_parameters.png: no finished trial has a value for 'loss' yet") in out
     assert set(artifacts(store, sweep_id, "plots")) == {"timeline.png"}  # no empty frame (issue 12)
+    assert f"Recorded on run {sweep_id}: sweep_summary.txt, 1 plot under plots/ (timeline.png)" in out
 
 
 def test_an_empty_sweep_draws_no_plot_and_says_why(store):
