@@ -46,13 +46,21 @@ class Created:
     warnings: tuple[str, ...]
 
 
-def sweep(config: Mapping[str, Any] | str | os.PathLike[str], experiment_name: str | None = None) -> str:
+def sweep(config: Mapping[str, Any] | str | os.PathLike[str] | None = None, experiment_name: str | None = None, *,
+          project: str | None = None, entity: str | None = None,
+          sweep: Mapping[str, Any] | str | os.PathLike[str] | None = None) -> str:
     """Create a sweep (a parent MLflow run and its ledger) and return its ID, as ``mlflow sweep init``.
+
+    ``wandb.sweep(sweep=config, project=..., entity=...)`` works as it is: ``sweep`` and ``project``
+    are W&B's names for ``config`` and ``experiment_name``.
 
     Args:
         config: the sweep configuration in W&B sweep syntax: a dict, or the path of a YAML or JSON file.
         experiment_name: the MLflow experiment; default: the config's ``experiment_name`` (or ``project``),
             else ``Default``.
+        project: W&B's name for ``experiment_name``.
+        entity: W&B's team or user; MLflow has none, so it is ignored with a warning.
+        sweep: W&B's name for ``config``.
 
     Raises:
         ConfigError: the config is invalid; the message lists every problem with its path, and
@@ -63,7 +71,12 @@ def sweep(config: Mapping[str, Any] | str | os.PathLike[str], experiment_name: s
     """
     from mlflow_sweep.config import NO_COMMAND
 
-    created = create_sweep(config, experiment_name)
+    config = _either(config, sweep, "config", "sweep")
+    if config is None:
+        raise UsageError("sweep() needs a config: a dict, or the path of a YAML or JSON file")
+    created = create_sweep(config, _either(experiment_name, project, "experiment_name", "project"))
+    if entity is not None:
+        warnings.warn("entity is ignored (W&B only)", UserWarning, stacklevel=2)
     for message in created.warnings:
         if message != NO_COMMAND:
             warnings.warn(message, UserWarning, stacklevel=2)
@@ -107,6 +120,13 @@ def _checked(config: Mapping[str, Any] | str | os.PathLike[str], experiment_name
     return replace(checked, experiment_name=experiment_name, raw={**checked.raw, "experiment_name": experiment_name})
 
 
+def _either(ours: Any, wandbs: Any, name: str, wandb_name: str) -> Any:
+    """One argument given under our name or W&B's; both with different values is a mistake."""
+    if ours is not None and wandbs is not None and ours != wandbs:
+        raise UsageError(f"give {name} or {wandb_name} (W&B's name for it), not both")
+    return ours if ours is not None else wandbs
+
+
 def _as_json(config: Mapping[str, Any]) -> str:
     import json
 
@@ -114,7 +134,7 @@ def _as_json(config: Mapping[str, Any]) -> str:
 
 
 def agent(sweep_id: str | None = None, function: Callable[..., Any] | None = None, count: int | None = None,
-          max_failures: int = 5) -> AgentResult:
+          max_failures: int = 5, *, project: str | None = None, entity: str | None = None) -> AgentResult:
     """Run trials of a sweep until it is done, ``count`` trials ran, or too many failed in a row.
 
     Any number of agents may run one sweep at once, from Python or ``mlflow sweep run``: together
@@ -128,6 +148,8 @@ def agent(sweep_id: str | None = None, function: Callable[..., Any] | None = Non
             runs the sweep's command, as ``mlflow sweep run`` does.
         count: stop after this many trials.
         max_failures: stop after this many trials in a row failed.
+        project: accepted as in ``wandb.agent`` and not needed: the sweep ID alone names the sweep.
+        entity: likewise.
 
     Returns:
         What the agent did: ``ran``, ``failed``, ``reason``. Ctrl-C (KeyboardInterrupt, a notebook's

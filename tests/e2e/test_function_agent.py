@@ -90,6 +90,28 @@ def test_a_sweep_for_the_function_agent_warns_of_nothing_and_others_warn_as_init
     assert ours == ["entity is ignored (W&B only)"]
 
 
+def test_wandb_keyword_arguments_work_as_written_for_wandb(store):
+    # the calls of W&B notebooks: wandb.sweep(sweep=config, project=..., entity=...), wandb.agent(id, train, ...)
+    config = {"method": "grid", "parameters": {"x": {"values": [1, 2]}}}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sweep_id = mlflow_sweep.sweep(sweep=config, project="wandb-project", entity="team")
+    assert [str(w.message) for w in caught if w.filename == __file__] == ["entity is ignored (W&B only)"]
+    client = store.client()
+    assert client.get_experiment(client.get_run(sweep_id).info.experiment_id).name == "wandb-project"
+    seen = []
+    result = mlflow_sweep.agent(sweep_id, lambda: seen.append(mlflow_sweep.params()["x"]), count=2,
+                                project="wandb-project", entity="team")
+    assert (result.ran, seen) == (2, [1, 2])
+    with pytest.raises(UsageError, match=r"give config or sweep \(W&B's name for it\), not both"):
+        mlflow_sweep.sweep(config, sweep={"parameters": {"y": {"value": 1}}})
+    with pytest.raises(UsageError, match=r"give experiment_name or project \(W&B's name for it\), not both"):
+        mlflow_sweep.sweep(config, experiment_name="a", project="b")
+    with pytest.raises(UsageError, match="sweep\\(\\) needs a config"):
+        mlflow_sweep.sweep(project="wandb-project")
+    assert len(_all_runs(store)) == 3  # the parent and its two trials: the mistakes created nothing
+
+
 def test_sweeps_in_two_stores_from_one_process_land_in_their_own(store, tmp_path_factory, template_store, monkeypatch):
     # the tracking client was cached for the first store a process used (bug found writing the API)
     config = {"parameters": {"x": {"values": [1]}}}
