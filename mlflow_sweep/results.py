@@ -94,8 +94,10 @@ def _metric_hint(trials: Sequence[Trial], name: str) -> str:
     if not finished:
         return ""
     logged = tracking.metric_names(finished[-1].run_id)
+    if name in logged:  # logged, but NaN: the notes say so
+        return ""
     has = f"has {', '.join(logged)}" if logged else "has no metrics at all"
-    return (f"\nTrial {finished[-1].index}'s run {has}: metric.name {name!r} in the sweep file must be the name "
+    return (f"\nTrial {finished[-1].index}'s run {has}: metric.name {name!r} in the sweep config must be the name "
             "the script logs with mlflow.log_metric")
 
 

@@ -165,8 +165,10 @@ def test_a_metric_name_no_trial_logged_shows_what_the_runs_have(store):
     for run_id in run_ids:
         store.client().log_metric(run_id, "val_loss", 0.3)
     out = finalize(store, sweep_id)
-    assert ("Trial 1's run has val_loss: metric.name 'loss' in the sweep file must be the name the script logs "
+    assert ("Trial 1's run has val_loss: metric.name 'loss' in the sweep config must be the name the script logs "
             "with mlflow.log_metric") in out
+    store.client().log_metric(run_ids[1], "loss", float("nan"))  # the name is right; its value is not
+    assert "metric.name 'loss' in the sweep config" not in finalize(store, sweep_id)
 
 
 def test_only_categoricals_and_a_parameter_that_never_varies(store):
