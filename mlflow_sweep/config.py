@@ -29,7 +29,7 @@ _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 _ARGS_MACROS = frozenset({"args", "args_no_hyphens", "args_no_boolean_flags", "args_no_equals", "args_json",
                           "args_json_file"})
 _ENVVAR = re.compile(r"^envvar:[A-Za-z0-9_]+$")
-_NUMERIC_KEYS = ("min", "max", "mu", "sigma", "q")
+_NUMERIC_KEYS = ("min", "max", "mu", "sigma", "q", "a", "b")
 _MAX_GRID_VALUES = 100_000
 _NUMBER_PASSES = 4
 NO_COMMAND = ("neither program nor command is set, so 'mlflow sweep run' cannot start trials; "

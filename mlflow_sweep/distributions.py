@@ -402,12 +402,37 @@ class QLogNormal(LogNormal):
     q: float = 1.0
 
 
+@dataclass(frozen=True)
+class Beta(_Real):
+    """Beta(``a``, ``b``) on [0, 1], as W&B's ``beta``; a = b = 1 is uniform."""
+
+    name: ClassVar[str] = "beta"
+    a: float = 1.0
+    b: float = 1.0
+
+    def _raw(self, u: float) -> float:
+        from scipy.stats import beta  # only a sweep with a beta parameter pays for scipy
+
+        return float(beta.ppf(u, self.a, self.b))
+
+    def _bounds(self) -> tuple[float, float]:
+        return (0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class QBeta(Beta):
+    """``beta`` rounded to a multiple of ``q``."""
+
+    name: ClassVar[str] = "q_beta"
+    q: float = 1.0
+
+
 REGISTRY: dict[str, type[Distribution]] = {
     cls.name: cls
     for cls in (
         Constant, Categorical, IntUniform, Uniform, QUniform, LogUniform, QLogUniform,
         LogUniformValues, QLogUniformValues, InvLogUniform, InvLogUniformValues,
-        Normal, QNormal, LogNormal, QLogNormal,
+        Normal, QNormal, LogNormal, QLogNormal, Beta, QBeta,
     )
 }
 """Every W&B distribution name → its class."""

@@ -77,6 +77,8 @@ _TABLE: dict[str, Callable[[Mapping], tuple]] = {
     "q_normal": lambda s: _real(*_sd3(s), q=s["q"]),
     "log_normal": lambda s: _real(*map(math.exp, _sd3(s)), True),
     "q_log_normal": lambda s: _real(*map(math.exp, _sd3(s)), True, s["q"]),
+    "beta": lambda s: _real(0.0, 1.0),
+    "q_beta": lambda s: _real(0.0, 1.0, q=s["q"]),
 }
 """Every W&B distribution → the skopt dimension ``bayes`` searches, in one place.
 
@@ -98,12 +100,14 @@ normal                      Real(mu - 3 sigma, mu + 3 sigma)                floa
 q_normal                    Real(mu - 3 sigma, mu + 3 sigma)                round to ``q``
 log_normal                  Real(e^(mu - 3 sigma), e^(mu + 3 sigma), log)   float
 q_log_normal                Real(e^(mu - 3 sigma), e^(mu + 3 sigma), log)   round to ``q``
+beta                        Real(0, 1)                                      float
+q_beta                      Real(0, 1)                                      round to ``q``
 ==========================  =============================================  ==================
 
 Quantized distributions are fitted in the continuous space and rounded on output (W&B's
 rounding: an int ``q`` gives ints). Normal-type distributions are searched uniformly over
 their central 99.7 % (mu ± 3 sigma, in log space for log-normals): the GP needs a bounded
-box, and the prior's shape is not used beyond that box. Categorical ``probabilities`` are a
+box, and the prior's shape is not used beyond that box; a beta is searched uniformly over [0, 1]. Categorical ``probabilities`` are a
 random-search prior and are not used. A categorical with one value, or a normal with
 ``sigma == 0``, is treated as a constant. The GP works in skopt's normalized unit box.
 """

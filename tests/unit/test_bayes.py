@@ -33,6 +33,8 @@ EVERY = {
     "qn": {"distribution": "q_normal", "mu": 0.0, "sigma": 10.0, "q": 0.5},
     "ln": {"distribution": "log_normal", "mu": 0.0, "sigma": 1.0},
     "qln": {"distribution": "q_log_normal", "mu": 2.0, "sigma": 0.5, "q": 1},
+    "b": {"distribution": "beta", "a": 2.0, "b": 5.0},
+    "qb": {"distribution": "q_beta", "a": 0.5, "b": 0.5, "q": 0.25},
 }
 QUADRATIC = {"x": {"min": -1.0, "max": 1.0}, "y": {"min": -1.0, "max": 1.0}}
 OPTIMUM = (0.3, -0.2)
@@ -105,6 +107,8 @@ _SPECS = st.one_of(
               st.floats(-5, 5), st.floats(0.01, 2)),
     st.builds(lambda mu, s, q: {"distribution": "q_log_normal", "mu": mu, "sigma": s, "q": q},
               st.floats(-2, 5), st.floats(0.01, 1.5), st.sampled_from([0.5, 1])),
+    st.builds(lambda a, b, q: {"distribution": "q_beta", "a": a, "b": b, "q": q},
+              st.floats(0.1, 20), st.floats(0.1, 20), st.sampled_from([0.05, 0.1, 1])),
 )
 
 

@@ -17,7 +17,7 @@ from mlflow_sweep.distributions import REGISTRY, from_spec, infer_distribution
 W_AND_B_NAMES = {
     "constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
     "log_uniform_values", "q_log_uniform", "q_log_uniform_values", "inv_log_uniform",
-    "inv_log_uniform_values", "normal", "q_normal", "log_normal", "q_log_normal",
+    "inv_log_uniform_values", "normal", "q_normal", "log_normal", "q_log_normal", "beta", "q_beta",
 }
 QUICK = settings(max_examples=60, deadline=None)
 
@@ -34,6 +34,7 @@ def scipy_base(d) -> stats.rv_continuous:
         "inv_log_uniform_values": lambda: stats.loguniform(lo, hi),
         "normal": lambda: stats.norm(s.get("mu"), s.get("sigma")),
         "log_normal": lambda: stats.lognorm(s=s.get("sigma"), scale=math.exp(s.get("mu"))),
+        "beta": lambda: stats.beta(s.get("a"), s.get("b")),
     }
     return table[d.name.removeprefix("q_")]()
 
@@ -57,6 +58,7 @@ REAL_SPECS = st.one_of(
               st.floats(-100, 100), st.floats(0.01, 10)),
     st.builds(lambda mu, sigma: {"distribution": "log_normal", "mu": mu, "sigma": sigma},
               st.floats(-3, 3), st.floats(0.01, 2)),
+    st.builds(lambda a, b: {"distribution": "beta", "a": a, "b": b}, st.floats(0.1, 20), st.floats(0.1, 20)),
 )
 Q_SPECS = st.builds(
     lambda spec, q: {**spec, "distribution": "q_" + spec["distribution"], "q": q},
@@ -256,6 +258,7 @@ QUANTIZED = [
     {"distribution": "q_log_uniform_values", "min": 1.0, "max": 64.0, "q": 4},
     {"distribution": "q_normal", "mu": 0.0, "sigma": 3.0, "q": 1},
     {"distribution": "q_log_normal", "mu": 1.0, "sigma": 0.5, "q": 0.5},
+    {"distribution": "q_beta", "a": 2.0, "b": 5.0, "q": 0.1},
 ]
 
 
