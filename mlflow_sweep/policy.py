@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
     from mlflow_sweep.trials import Trial
 
-STATES = ("running", "paused", "stopped", "cancelled", "done")
 _ENDED = (SweepControl.STOPPED, SweepControl.CANCELLED)
 _DEFAULT = Controls()
 

@@ -387,11 +387,11 @@ def settle_trial(run_id: str, params: Mapping[str, Any], counted: tuple[str, flo
     from mlflow.entities import Metric, Param
 
     client = _client()
+    metrics = [] if counted is None else [
+        Metric(counted_metric(counted[0]), float(counted[1]), int(time.time() * 1000), 0)]
     if not read and len(params) <= _BATCH:
         from mlflow.exceptions import MlflowException
 
-        metrics = [] if counted is None else [
-            Metric(counted_metric(counted[0]), float(counted[1]), int(time.time() * 1000), 0)]
         try:
             client.log_batch(run_id, params=[Param(k, param_text(v)) for k, v in params.items()], metrics=metrics)
             return Settled(tuple(params), ())
@@ -400,8 +400,6 @@ def settle_trial(run_id: str, params: Mapping[str, Any], counted: tuple[str, flo
                 raise  # nothing was logged: the batch is one transaction
     data = client.get_run(run_id).data
     missing = [Param(name, param_text(value)) for name, value in params.items() if name not in data.params]
-    metrics = [] if counted is None else [
-        Metric(counted_metric(counted[0]), float(counted[1]), int(time.time() * 1000), 0)]
     for start in range(0, max(len(missing), len(metrics)), _BATCH):  # one call for most trials
         client.log_batch(run_id, params=missing[start:start + _BATCH], metrics=metrics if start == 0 else [])
     return Settled(tuple(p.key for p in missing), tuple(data.metrics))

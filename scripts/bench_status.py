@@ -111,8 +111,8 @@ def _profile(root: Path, env: dict[str, str], command: list[str]) -> int:
 
 def _report(status: list[float], baseline: list[float], trials: int) -> int:
     s, b = statistics.median(status), statistics.median(baseline)
-    print(f"python -c 'import mlflow' (s): " + ", ".join(f"{t:.2f}" for t in baseline))
-    print(f"mlflow sweep status       (s): " + ", ".join(f"{t:.2f}" for t in status))
+    print("python -c 'import mlflow' (s): " + ", ".join(f"{t:.2f}" for t in baseline))
+    print("mlflow sweep status       (s): " + ", ".join(f"{t:.2f}" for t in status))
     ok = s - b <= TARGET_EXTRA_SECONDS
     print(f"median status {s:.2f} s, import mlflow {b:.2f} s: +{s - b:.2f} s on {trials} trials "
           f"(target ≤ +{TARGET_EXTRA_SECONDS:.0f} s): {'PASS' if ok else 'FAIL'}")
