@@ -105,6 +105,8 @@ def _why_left_out(name: str, analysis: Analysis, trials: Sequence[Trial], scored
     if name in ("parallel_coordinates", "metric_vs_parameters") and not analysis.scales:
         return "the sweep has no parameters"
     if name == "parallel_coordinates" and not analysis.metric:  # lines coloured by state instead
+        if len(analysis.scales) < 2:
+            return "one parameter and no metric make one axis, with no lines between axes to draw"
         return None if any(t.params for t in trials) else "no trial has parameters yet"
     if not analysis.metric:
         return "no metric configured"

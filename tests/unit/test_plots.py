@@ -68,6 +68,14 @@ def test_no_metric_gives_timeline_and_parallel_coordinates_only(tmp_path):
     assert sorted(drawn(tmp_path, *sweep(12), metric=None)) == ["parallel_coordinates", "timeline"]
 
 
+def test_one_parameter_and_no_metric_draw_no_parallel_coordinates(tmp_path):
+    trials = [Trial(i, {"t": 30 + i}, TrialState.FINISHED, None, started=1.0 + i, ended=2.0 + i) for i in range(2)]
+    result = draw_plots(analyse(trials, metric=None, scales={"t": LINEAR}), trials, tmp_path)
+    assert [p.name for p in result.paths] == ["timeline.png"]  # a lone axis was an almost empty frame
+    assert dict(result.skipped)["parallel_coordinates.png"] == (
+        "one parameter and no metric make one axis, with no lines between axes to draw")
+
+
 def test_too_few_finished_trials_skip_the_importance_plots(tmp_path):
     trials, scales = sweep(10)
     trials = trials[:2] + trials[7:]  # two finished; failed, killed, running
