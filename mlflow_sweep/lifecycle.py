@@ -46,7 +46,7 @@ def open_sweep(sweep_id: str | None) -> OpenSweep:
     sweep = tracking.find_sweep(sweep_id)
     ledger = Ledger(sweep.ledger_dir)
     header = ledger.state().header
-    config = config_from_dict(header["config"], f"sweep {sweep.run_id}")
+    config = config_from_dict(header["config"], f"sweep {sweep.run_id}", installed=False)  # agents: samplers.prepare
     return OpenSweep(sweep, ledger, config, int(header["seed"]))
 
 

@@ -125,7 +125,7 @@ def _list_row(sweep: Any, run: Any) -> tuple[str, ...]:
     head = (sweep.run_id, sweep.name, run.experiment_name)
     try:
         state = Ledger(sweep.ledger_dir).state()
-        config = config_from_dict(state.header["config"], f"sweep {sweep.run_id}")
+        config = config_from_dict(state.header["config"], f"sweep {sweep.run_id}", installed=False)
         seed = int(state.header["seed"])
     except (SweepError, OSError, KeyError, TypeError, ValueError) as exc:
         return (*head, run.tags.get("sweep.method", "?"), "?", "?", f"ledger unreadable: {exc}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 
 class TrialState(str, Enum):
@@ -27,6 +27,8 @@ class Trial:
     value under ``metric.summary`` (SPEC §3), or None when it logged none. ``point`` is the
     grid point index for grid sweeps. ``dead`` marks a trial reaped because its agent
     went silent (SPEC §4); ``stopped_at`` is the hyperband iteration that stopped it.
+    ``metrics`` holds the counted value of each objective of a sweep with several (``metrics:``),
+    by name, an objective the trial logged no value for left out; ``metric`` is then None.
     ``history`` is every value the trial logged under ``metric.name``, in logging order; the
     ledger keeps it only for sweeps with ``early_terminate`` (hyperband cuts, issue 6).
     ``requeued`` says why the trial's point was handed out again (``interrupted``: its agent got
@@ -48,6 +50,19 @@ class Trial:
     history: tuple[float, ...] | None = None
     requeued: str | None = None
     retry_of: int | None = None
+    metrics: Mapping[str, float] | None = None
+
+    def values(self, names: Sequence[str]) -> tuple[float | None, ...]:
+        """The trial's counted value of each objective named, None where it has none.
+
+        A sweep with one objective keeps its value in ``metric``; one with several in ``metrics``.
+
+        Args:
+            names: the objectives' names, in the config's order.
+        """
+        if self.metrics is None:
+            return (self.metric,) if len(names) == 1 else (None,) * len(names)
+        return tuple(self.metrics.get(name) for name in names)
 
 
 @dataclass(frozen=True)

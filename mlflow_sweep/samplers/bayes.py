@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from mlflow_sweep.distributions import quantize, value_key
-from mlflow_sweep.trials import Proposal, TrialState
+from mlflow_sweep.samplers import outcomes
+from mlflow_sweep.trials import Proposal
 
 if TYPE_CHECKING:
     import numpy
@@ -180,55 +181,6 @@ def _rng(seed: int, *keys: int) -> numpy.random.Generator:
     return np.random.default_rng([seed % 2**128, *keys])
 
 
-def _own_value(trial: Trial, sign: float) -> float | None:
-    """The trial's metric in minimization form, or None when it has no finite value."""
-    if trial.metric is None or not math.isfinite(trial.metric):
-        return None
-    return sign * float(trial.metric)
-
-
-def _observed(trial: Trial) -> bool:
-    """Whether the trial's own metric counts as is (finished, or stopped early by hyperband)."""
-    ended_ok = trial.state is TrialState.FINISHED or trial.stopped_at is not None
-    return ended_ok and not trial.dead
-
-
-def _targets(history: Sequence[Trial], metric: Any) -> list[tuple[Trial, float | None]]:
-    """Each trial with its value to minimize; None marks a pending (running) trial.
-
-    Failed, killed, dead and metric-less trials follow ``metric.impute`` (W&B's meaning):
-    ``worst`` is the worst value any ended trial logged; ``best`` is the trial's own value
-    (for a trial without one: the best value any trial logged); ``latest`` is the trial's own
-    value, reduced by ``metric.summary`` as every value here is, else ``worst``. With no value
-    logged anywhere there is nothing to impute and such trials are left out.
-    """
-    sign = -1.0 if metric.goal == "maximize" else 1.0
-    ended = [t for t in history if t.state.is_terminal or t.dead]
-    values = [v for v in (_own_value(t, sign) for t in ended) if v is not None]
-    worst, best = (max(values), min(values)) if values else (None, None)
-    out: list[tuple[Trial, float | None]] = []
-    for t in history:
-        if t.state is TrialState.RUNNING and not t.dead:
-            out.append((t, None))
-            continue
-        value = _value(t, _own_value(t, sign), metric.impute, best, worst)
-        if value is not None:
-            out.append((t, value))
-    return out
-
-
-def _value(t: Trial, own: float | None, impute: str,
-           best: float | None, worst: float | None) -> float | None:
-    """An ended trial's value: its own when it finished, else ``impute``'s (see _targets)."""
-    if _observed(t) and own is not None:
-        return own
-    if impute == "best":
-        return own if own is not None else best
-    if impute == "latest" and own is not None:
-        return own
-    return worst
-
-
 def _transform_y(y: numpy.ndarray) -> numpy.ndarray:
     """Yeo-Johnson when y is skewed (|skew| > 1): a wide-ranging objective hurts a GP (issue #3).
 
@@ -379,7 +331,7 @@ def _suggest(dims: Sequence[_Dim], history: Sequence[Trial], metric: Any,
     from skopt.space import Space
     from threadpoolctl import threadpool_limits
 
-    rows = [(_encode(dims, t.params), v) for t, v in _targets(history, metric)]
+    rows = [(_encode(dims, t.params), v if v is None else v[0]) for t, v in outcomes.targets(history, (metric,))]
     obs = [(x, v) for x, v in rows if x is not None and v is not None]
     pending = [x for x, v in rows if x is not None and v is None][: TRAIN_CAP // 4]
     if len({v for _, v in obs}) < 2:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlflow_sweep.distributions import from_spec
-from mlflow_sweep.samplers import bayes
+from mlflow_sweep.samplers import bayes, outcomes
 from mlflow_sweep.samplers import random as random_search
 from mlflow_sweep.trials import Trial, TrialState
 from tests.unit.helpers import make_config
@@ -141,7 +141,7 @@ def test_samples_lie_in_the_box_and_round_trip(name: str) -> None:
 # --- the history: imputation and pending trials ------------------------------------------------
 
 def _targets(history: list[Trial], **metric) -> list[float | None]:
-    return [v for _, v in bayes._targets(history, _config(**metric).metric)]
+    return [v if v is None else v[0] for _, v in outcomes.targets(history, (_config(**metric).metric,))]
 
 
 def _p(x: float) -> dict:
