@@ -234,16 +234,19 @@ class _Agent:
         # the ledger keeps the history only where hyperband pools it (issue 6), so it stays small
         kept = history if self.config.early_terminate else None
         counted = None if metric is None else (self.config.metric.name, metric)  # type: ignore[union-attr]
+        values = self._values(run_id)  # several objectives: each one's counted value, logged and in the ledger
         hint = state is TrialState.FINISHED and history == []  # the hint lists the run's metrics
-        settled = tracking.settle_trial(run_id, trial.params, counted, read=hint)
+        settled = tracking.settle_trial(run_id, trial.params, values or counted, read=hint)
         if hint:
             self._hint_missing_metric(trial.index, settled.metrics)
         tracking.end_trial(run_id, state, None if artifact_dir else output, tags)
-        self.ledger.complete(trial.index, state, metric, stopped_at=self.stopped_at, history=kept, requeue=requeue)
+        self.ledger.complete(trial.index, state, metric, stopped_at=self.stopped_at, history=kept, requeue=requeue,
+                             metrics=values)
         self.trial_index = None
         if requeue is not None:
             self.killed = trial.index
         shown = "" if metric is None else f", {self.config.metric.name}={metric:g}"  # type: ignore[union-attr]
+        shown += "".join(f", {name}={value:g}" for name, value in (values or {}).items())
         early = "" if self.stopped_at is None else f", stopped early at iteration {self.stopped_at}"
         self.say(f"trial {trial.index} {state.value} (exit code {code}{shown}{early}) "
                  f"in {time.monotonic() - started:.1f} s")
@@ -275,6 +278,12 @@ class _Agent:
                  "rank it. PyTorch Lightning's MLFlowLogger opens a run of its own unless given the trial's: "
                  "MLFlowLogger(run_id=os.environ[\"MLFLOW_RUN_ID\"], ...). Otherwise check the name the "
                  "script logs with mlflow.log_metric")
+
+    def _values(self, run_id: str) -> dict[str, float] | None:
+        """Each objective's counted value for a sweep with several (``metrics:``); None for one or none."""
+        if not self.config.metrics:
+            return None
+        return self.config.count({m.name: tracking.metric_history(run_id, m.name) for m in self.config.metrics})
 
     def _history(self, run_id: str) -> list[float] | None:
         """The trial's values of the sweep's metric in logging order; None without a metric."""

@@ -14,7 +14,9 @@ Events (every event has "event" and "time", Unix seconds from the writer's clock
     {"event": "dead", "trial": 0, "last_beat": t0, "time": t}
 
 An "end" event of a sweep with ``early_terminate`` also carries "history": every value the trial
-logged under the metric, in logging order, which hyperband's cuts pool (issue 6).
+logged under the metric, in logging order, which hyperband's cuts pool (issue 6). One of a sweep
+with several objectives (``metrics:``) carries "metrics": each objective's counted value by name,
+``{"loss": 0.12, "latency_ms": 31.0}``, an objective without a value left out ("metric" is null).
 
 Lifecycle events (SPEC §4b, issue 10)::
 
@@ -194,8 +196,10 @@ class _Replay:
         if trial.state.is_terminal:
             return  # first terminal event wins
         metric, history, requeue = event.get("metric"), event.get("history"), event.get("requeue")
+        metrics = event.get("metrics")
         self.trials[trial.index] = replace(
             trial, state=state, metric=None if metric is None else float(metric),
+            metrics=None if metrics is None else {str(k): float(v) for k, v in metrics.items()},
             ended=float(event["time"]), stopped_at=event.get("stopped_at"),
             history=None if history is None else tuple(float(v) for v in history),
             requeued=None if requeue is None else str(requeue))
@@ -345,7 +349,7 @@ class Ledger:
 
     def complete(self, index: int, state: TrialState, metric: float | None, *,
                  stopped_at: int | None = None, history: Sequence[float] | None = None,
-                 requeue: str | None = None) -> bool:
+                 requeue: str | None = None, metrics: Mapping[str, float] | None = None) -> bool:
         """Record how trial ``index`` ended; False (nothing written) if it had already ended or was reaped.
 
         Args:
@@ -357,6 +361,8 @@ class Ledger:
                 None (the default) leaves it out of the event.
             requeue: why the trial's point is handed out again (``interrupted``), in the same
                 event, so no agent sees the trial ended but not requeued (SPEC §4b).
+            metrics: each objective's counted value, for a sweep with several (``metrics:``);
+                None (the default) leaves it out of the event.
         """
         ended = TrialState(state)
         if not ended.is_terminal:
@@ -371,6 +377,8 @@ class Ledger:
                 event["history"] = [float(v) for v in history]
             if requeue is not None:
                 event["requeue"] = requeue
+            if metrics is not None:
+                event["metrics"] = {str(k): float(v) for k, v in metrics.items()}
             return event
 
         return self._commit(make)[1] is not None
