@@ -188,3 +188,14 @@ def test_three_objectives_get_pairwise_panels(tmp_path):
     figure = plots.front.pareto_front(analysis.scored(trials, objectives),
                                       analysis.pareto_front(trials, objectives), objectives)
     assert len([ax for ax in figure.axes if ax.get_visible()]) == 3
+
+
+def test_status_shows_the_front_size():
+    from mlflow_sweep.progress import render_status
+
+    config = _config(method="grid", metrics=TWO)
+    trials = _grid_trials()
+    front = sorted(_non_dominated(trials, ["loss", "latency"]))
+    text = render_status("s (id)", config, trials, [], now=0.0, timeout=120)
+    assert "method grid, metrics loss (minimize), latency (minimize)" in text.splitlines()[0]
+    assert f"Pareto front so far: {len(front)} trials ({', '.join(f'#{i}' for i in front)})" in text
