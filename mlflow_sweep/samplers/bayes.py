@@ -33,6 +33,9 @@ N_RANDOM = 2000       # uniform candidates scored by EI
 N_LOCAL = 500         # candidates perturbed around the 5 best observations
 LOCAL_SCALE = 0.05    # their spread in unit coordinates (times 0.2, 1 or 4 at random)
 XI = 0.01             # EI's exploration margin, in units of the transformed y
+NOISE_MIN = 1e-5      # bounds of the GP's noise variance, in units of the normalized y
+NOISE_MAX = 1e5
+REFINE = 0            # EI's best candidates refined by L-BFGS-B over the continuous dimensions
 
 
 def _real(lo: float, hi: float, log_prior: bool = False, q: float | None = None) -> tuple:
@@ -276,11 +279,22 @@ def _training_set(obs: list, rng: numpy.random.Generator) -> list:
 
 
 def _fit(space: Any, X: list, y: Any, seed: int) -> Any:
-    """skopt's default GP (Matern 5/2, ARD, learned noise) fitted on one BLAS thread."""
+    """skopt's GP (Matern 5/2, ARD, learned noise within NOISE_MIN..NOISE_MAX) fitted on one BLAS thread."""
+    import numpy as np
+    from skopt.learning import GaussianProcessRegressor
+    from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
     from skopt.utils import cook_estimator
     from threadpoolctl import threadpool_limits
 
-    model = cook_estimator("GP", space=space, random_state=seed, noise="gaussian")
+    if space.is_categorical:
+        model = cook_estimator("GP", space=space, random_state=seed, noise="gaussian")
+    else:
+        n = space.transformed_n_dims
+        kernel = ConstantKernel(1.0, (0.01, 1000.0)) * Matern(
+            length_scale=np.ones(n), length_scale_bounds=[(0.01, 100)] * n, nu=2.5) + WhiteKernel(
+            noise_level=min(max(1.0, NOISE_MIN), NOISE_MAX), noise_level_bounds=(NOISE_MIN, NOISE_MAX))
+        model = GaussianProcessRegressor(kernel=kernel, normalize_y=True, noise="gaussian", n_restarts_optimizer=2,
+                                         random_state=seed)
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(space.transform(X), y)
@@ -344,9 +358,45 @@ def _suggest(dims: Sequence[_Dim], history: Sequence[Trial], metric: Any,
     best = np.argsort(y)[:5]
     anchors = np.column_stack([_to_unit(d, [X[i][j] for i in best]) for j, d in enumerate(dims)])
     columns = _candidates(dims, anchors, rng)
+    Xt = _transformed(dims, columns)
     with threadpool_limits(limits=1):
-        ei = gaussian_ei(_transformed(dims, columns), model, y_opt=y.min(), xi=XI)
+        ei = gaussian_ei(Xt, model, y_opt=y.min(), xi=XI)
+        if REFINE:
+            columns, ei = _refine(dims, space, model, Xt, ei, columns, y.min())
     return _first_free(dims, columns, np.argsort(-ei, kind="stable"), taken, rng)
+
+
+def _refine(dims: Sequence[_Dim], space: Any, model: Any, Xt: Any, ei: Any, columns: list[list],
+            y_opt: float) -> tuple[list[list], Any]:
+    """The REFINE best candidates climbed to EI's local maximum over the continuous columns (L-BFGS-B),
+    added to the candidates with their EI; one-hot categorical columns stay as they are."""
+    import numpy as np
+    from scipy.optimize import minimize
+    from skopt.acquisition import gaussian_ei
+
+    widths = [np.reshape(d.dimension.transform([col[0]]), (1, -1)).shape[1] for d, col in zip(dims, columns)]
+    free = np.concatenate([np.full(w, d.dimension.transform_ != "onehot") for d, w in zip(dims, widths)])
+    if not free.any():
+        return columns, ei
+    found, values = [], []
+    for i in np.argsort(-ei, kind="stable")[:REFINE]:
+        start = Xt[i].copy()
+
+        def negative(z: Any, start: Any = start) -> tuple[float, Any]:
+            x = start.copy()
+            x[free] = z
+            value, grad = gaussian_ei(x[None, :], model, y_opt=y_opt, xi=XI, return_grad=True)
+            return -float(np.ravel(value)[0]), -np.ravel(grad)[free]
+
+        result = minimize(negative, start[free], jac=True, method="L-BFGS-B",
+                          bounds=[(0.0, 1.0)] * int(free.sum()), options={"maxiter": 40})
+        x = start.copy()
+        x[free] = np.clip(result.x, 0.0, 1.0)
+        found.append(x)
+    points = space.inverse_transform(np.array(found))
+    values = gaussian_ei(space.transform(points), model, y_opt=y_opt, xi=XI)
+    extended = [list(col) + [p[j] for p in points] for j, col in enumerate(columns)]
+    return extended, np.concatenate([ei, values])
 
 
 def _first_free(dims: Sequence[_Dim], columns: list[list], order: Sequence[int], taken: set,
