@@ -36,6 +36,9 @@ XI = 0.01             # EI's exploration margin, in units of the transformed y
 NOISE_MIN = 1e-5      # bounds of the GP's noise variance, in units of the normalized y
 NOISE_MAX = 1e5
 REFINE = 0            # EI's best candidates refined by L-BFGS-B over the continuous dimensions
+PRIOR = 0             # 1: fit the GP's hyperparameters by MAP with priors (Optuna's GP's) instead of ML
+SCALE_PRIOR = 1.0     # weight of the length scales' prior within PRIOR (0: noise and signal priors only)
+CLIMB = 0             # log EI, and its CLIMB best candidates and the best trial climbed by L-BFGS-B
 
 
 def _real(lo: float, hi: float, log_prior: bool = False, q: float | None = None) -> tuple:
@@ -294,11 +297,37 @@ def _fit(space: Any, X: list, y: Any, seed: int) -> Any:
             length_scale=np.ones(n), length_scale_bounds=[(0.01, 100)] * n, nu=2.5) + WhiteKernel(
             noise_level=min(max(1.0, NOISE_MIN), NOISE_MAX), noise_level_bounds=(NOISE_MIN, NOISE_MAX))
         model = GaussianProcessRegressor(kernel=kernel, normalize_y=True, noise="gaussian", n_restarts_optimizer=2,
-                                         random_state=seed)
+                                         random_state=seed, **({"optimizer": _map_fit} if PRIOR else {}))
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(space.transform(X), y)
     return model
+
+
+def _map_fit(objective: Callable, theta: Any, bounds: Any) -> tuple[Any, float]:
+    """L-BFGS-B on the negative log marginal likelihood plus the hyperparameters' negative log prior.
+
+    ``theta`` is (log signal variance, log length scales…, log noise variance) of
+    ``ConstantKernel * Matern + WhiteKernel`` with y standardized and x in the unit box. The priors
+    are Optuna's GP's: on each inverse squared length scale ``s``, ``-(0.1 / s + 0.1 * s)``
+    (length scales near 1 preferred); Gamma(2, 1) on the signal variance; Gamma(1.1, 30) on the
+    noise variance. With 10–60 points in several dimensions, maximum likelihood alone often
+    explains everything as noise or fits length scales to the edges of their bounds.
+    """
+    import numpy as np
+    from scipy.optimize import minimize
+
+    def penalized(t: Any) -> tuple[float, Any]:
+        value, grad = objective(t, eval_gradient=True)
+        signal, scales, noise = np.exp(t[0]), np.exp(2 * t[1:-1]), np.exp(t[-1])
+        w = SCALE_PRIOR
+        prior = w * float(np.sum(0.1 * scales + 0.1 / scales)) - np.log(signal) + signal - 0.1 * np.log(noise) \
+            + 30 * noise
+        prior_grad = np.concatenate([[signal - 1.0], w * (0.2 * scales - 0.2 / scales), [30 * noise - 0.1]])
+        return value + prior, grad + prior_grad
+
+    result = minimize(penalized, theta, jac=True, method="L-BFGS-B", bounds=bounds)
+    return result.x, float(result.fun)
 
 
 def _model(space: Any, X: list, y: numpy.ndarray, pending: list, seed: int) -> Any:
@@ -360,10 +389,31 @@ def _suggest(dims: Sequence[_Dim], history: Sequence[Trial], metric: Any,
     columns = _candidates(dims, anchors, rng)
     Xt = _transformed(dims, columns)
     with threadpool_limits(limits=1):
-        ei = gaussian_ei(Xt, model, y_opt=y.min(), xi=XI)
+        if CLIMB and not space.is_categorical:
+            incumbent = space.transform([X[int(np.argmin(y))]])
+            columns, ei = _climbed(dims, space, model, Xt, columns, incumbent, float(y.min()) - XI)
+        else:
+            ei = gaussian_ei(Xt, model, y_opt=y.min(), xi=XI)
         if REFINE:
             columns, ei = _refine(dims, space, model, Xt, ei, columns, y.min())
     return _first_free(dims, columns, np.argsort(-ei, kind="stable"), taken, rng)
+
+
+def _climbed(dims: Sequence[_Dim], space: Any, model: Any, Xt: Any, columns: list[list], incumbent: Any,
+             best: float) -> tuple[list[list], Any]:
+    """Every candidate's log EI, plus the CLIMB best candidates and the best trial's point moved uphill
+    by L-BFGS-B (continuous and integer columns; one-hot columns stay), added as candidates."""
+    import numpy as np
+
+    from mlflow_sweep.samplers import acquisition
+
+    scores = acquisition.log_ei(model, Xt, best)
+    free = np.concatenate([np.full(d.dimension.transformed_size, d.dimension.transform_ != "onehot") for d in dims])
+    top = np.argsort(-scores, kind="stable")[:CLIMB]
+    moved, values = acquisition.climb(model, np.vstack([Xt[top], incumbent]), free, best)
+    points = space.inverse_transform(moved)
+    extended = [list(col) + [p[j] for p in points] for j, col in enumerate(columns)]
+    return extended, np.concatenate([scores, values])
 
 
 def _refine(dims: Sequence[_Dim], space: Any, model: Any, Xt: Any, ei: Any, columns: list[list],
