@@ -105,36 +105,35 @@ def log_ei(model: Any, X: numpy.ndarray, best: float, grad: bool = False) -> Any
     return np.log(std) + log_h, dstd / std[:, None] + ratio[:, None] * dz
 
 
-def climb(model: Any, starts: numpy.ndarray, free: numpy.ndarray, best: float, iterations: int = 60) -> tuple:
+def climb(model: Any, starts: numpy.ndarray, free: numpy.ndarray, best: float, iterations: int = 100) -> tuple:
     """Each start moved uphill in log EI by L-BFGS-B, only along the ``free`` columns, inside [0, 1].
 
-    The starts are optimized together (the sum of their log EI: the problem separates), so one
-    scipy call with one batched posterior per step serves all of them.
+    One L-BFGS-B run per start: summed into one problem, a start far from the best (log EI of
+    -1e4) would set the scale of the stopping test and end the others' climbs early.
 
     Args:
         model: a fitted GP.
         starts: (k, d) points in the GP's input space.
         free: (d,) booleans, the columns that may move (one-hot categorical columns stay).
         best: the lowest observed value, in y units.
-        iterations: L-BFGS-B's iteration limit.
+        iterations: L-BFGS-B's iteration limit per start.
     Returns:
         The moved points and their log EI.
     """
     import numpy as np
     from scipy.optimize import minimize
 
-    k, width = starts.shape[0], int(free.sum())
-    if width == 0 or k == 0:
-        return starts, log_ei(model, starts, best)
+    moved = np.array(starts, dtype=float)
+    if not free.any():
+        return moved, log_ei(model, moved, best)
+    for row in moved:
+        def negative(z: numpy.ndarray, row: numpy.ndarray = row) -> tuple[float, numpy.ndarray]:
+            x = row.copy()
+            x[free] = z
+            value, gradient = log_ei(model, x[None, :], best, grad=True)
+            return -float(value[0]), -gradient[0, free]
 
-    def negative(z: numpy.ndarray) -> tuple[float, numpy.ndarray]:
-        X = starts.copy()
-        X[:, free] = z.reshape(k, width)
-        value, gradient = log_ei(model, X, best, grad=True)
-        return -float(np.sum(value)), -gradient[:, free].ravel()
-
-    result = minimize(negative, starts[:, free].ravel(), jac=True, method="L-BFGS-B",
-                      bounds=[(0.0, 1.0)] * (k * width), options={"maxiter": iterations})
-    moved = starts.copy()
-    moved[:, free] = np.clip(result.x.reshape(k, width), 0.0, 1.0)
+        result = minimize(negative, row[free], jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * int(free.sum()),
+                          options={"maxiter": iterations})
+        row[free] = np.clip(result.x, 0.0, 1.0)
     return moved, log_ei(model, moved, best)

@@ -1,7 +1,9 @@
-"""Bayesian search: a Latin-hypercube design, then a scikit-optimize Gaussian process with EI.
+"""Bayesian search: a Latin-hypercube design, then a Gaussian process (scikit-optimize's) with log EI.
 
-Pure (SPEC §7): a proposal depends only on (config, history, seed, index). Issue #3.
-Settings below were chosen by measurement with ``scripts/bench_bayes.py``.
+Pure: a proposal depends only on (config, history, seed, index). The GP's hyperparameters are
+fitted by MAP with Optuna's GP's priors, and log EI is maximized by L-BFGS-B from the best trial
+and from candidates (``acquisition``). Settings below were chosen by measurement with
+``scripts/bench_bayes.py``; docs/benchmarks.md has the figures, and what else was tried.
 """
 from __future__ import annotations
 
@@ -23,22 +25,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Measured with scripts/bench_bayes.py (30 trials, 10 seeds, median regret Branin / Hartmann6):
-# 5 design rows 0.0007 / 1.22, 6 rows 0.004 / 0.26, 8 rows 0.007 / 0.37; without the local
-# candidates Hartmann6 went from 0.43 to 1.22. TRAIN_CAP keeps a proposal at 200 trials ~0.3 s.
-N_DESIGN = 6          # Latin-hypercube rows before the GP (issue #3: 5-8 beat skopt's 10 random)
+# Measured with scripts/bench_bayes.py (20 seeds, median regret at 30 / 60 trials; the figures of
+# every step are in docs/benchmarks.md). Against skopt's own GP and EI on candidates: the MAP fit
+# took Hartmann6 at 30 from 0.44 to 0.24; climbing log EI took Branin at 60 from 4e-4 to 1e-4 and
+# the noise floor of 1e-8 (1e-5 before) to 2.5e-6; Yeo-Johnson on a skewed y, kept before, now
+# cost Branin 20x at 30 trials and was dropped. 5-8 design rows beat skopt's 10 random points.
+N_DESIGN = 6          # Latin-hypercube rows before the GP
 TRAIN_CAP = 80        # most observations one GP fit sees (the fit is cubic in this)
 TRAIN_BEST = 30       # of which the best ones always kept; the rest is a seeded sample
-N_RANDOM = 2000       # uniform candidates scored by EI
-N_LOCAL = 500         # candidates perturbed around the 5 best observations
-LOCAL_SCALE = 0.05    # their spread in unit coordinates (times 0.2, 1 or 4 at random)
-XI = 0.01             # EI's exploration margin, in units of the transformed y
-NOISE_MIN = 1e-5      # bounds of the GP's noise variance, in units of the normalized y
-NOISE_MAX = 1e5
-REFINE = 0            # EI's best candidates refined by L-BFGS-B over the continuous dimensions
-PRIOR = 0             # 1: fit the GP's hyperparameters by MAP with priors (Optuna's GP's) instead of ML
-SCALE_PRIOR = 1.0     # weight of the length scales' prior within PRIOR (0: noise and signal priors only)
-CLIMB = 0             # log EI, and its CLIMB best candidates and the best trial climbed by L-BFGS-B
+N_RANDOM = 2000       # uniform candidates scored by log EI
+N_CLIMB = 10          # climbed by L-BFGS-B: the best candidate and 9 drawn with weight EI (Optuna's rule)
+NOISE_MIN = 1e-8      # the GP's noise variance, in units of the standardized y: its lower bound…
+NOISE_MAX = 1e5       # …and its upper bound (the prior keeps it small)
 
 
 def _real(lo: float, hi: float, log_prior: bool = False, q: float | None = None) -> tuple:
@@ -187,24 +185,6 @@ def _rng(seed: int, *keys: int) -> numpy.random.Generator:
     return np.random.default_rng([seed % 2**128, *keys])
 
 
-def _transform_y(y: numpy.ndarray) -> numpy.ndarray:
-    """Yeo-Johnson when y is skewed (|skew| > 1): a wide-ranging objective hurts a GP (issue #3).
-
-    Measured (30 trials, 20 seeds): on Rosenbrock-4 it cut the median regret from 34 to 8.9;
-    applied always it cost 10x on Branin; log1p and rank (copula) transforms did worse.
-    """
-    import numpy as np
-    from scipy.stats import skew
-    from sklearn.preprocessing import PowerTransformer
-
-    if len(y) < 3 or np.ptp(y) == 0 or abs(skew(y)) <= 1:
-        return y
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = PowerTransformer(method="yeo-johnson").fit_transform(y.reshape(-1, 1)).ravel()
-    return out if np.all(np.isfinite(out)) else y
-
-
 def _design(dims: Sequence[_Dim], seed: int, row: int) -> list:
     """Row ``row`` of the sweep's fixed maximin Latin-hypercube design (same for every agent)."""
     import numpy as np
@@ -237,29 +217,9 @@ def _unit_column(d: _Dim, u: Any) -> list:
     return np.asarray(d.dimension.inverse_transform(u)).tolist()
 
 
-def _to_unit(d: _Dim, values: Sequence[Any]) -> Any:
-    """skopt values of one dimension as unit coordinates (categoricals: stratum centres)."""
-    import numpy as np
-
-    if d.dimension.transform_ == "onehot":
-        n = len(d.dimension.categories)
-        return (np.asarray(values, dtype=float) + 0.5) / n
-    return np.asarray(d.dimension.transform(list(values)), dtype=float).ravel()
-
-
-def _candidates(dims: Sequence[_Dim], anchors: Any, rng: numpy.random.Generator) -> list[list]:
-    """Uniform points plus perturbations of the best observations, one skopt column per dim."""
-    import numpy as np
-
+def _candidates(dims: Sequence[_Dim], rng: numpy.random.Generator) -> list[list]:
+    """N_RANDOM uniform points of the box, one skopt column per dim."""
     unit = rng.random((N_RANDOM, len(dims)))
-    if len(anchors):
-        base = anchors[rng.integers(len(anchors), size=N_LOCAL)]
-        scale = LOCAL_SCALE * rng.choice([0.2, 1.0, 4.0], size=(N_LOCAL, 1))
-        local = np.clip(base + rng.normal(0.0, 1.0, base.shape) * scale, 0.0, 1.0)
-        cat = np.array([d.dimension.transform_ == "onehot" for d in dims])
-        switch = (rng.random(base.shape) < 0.2) & cat
-        local = np.where(switch, rng.random(base.shape), np.where(cat, base, local))
-        unit = np.vstack([local, unit])
     return [_unit_column(d, unit[:, j]) for j, d in enumerate(dims)]
 
 
@@ -282,7 +242,10 @@ def _training_set(obs: list, rng: numpy.random.Generator) -> list:
 
 
 def _fit(space: Any, X: list, y: Any, seed: int) -> Any:
-    """skopt's GP (Matern 5/2, ARD, learned noise within NOISE_MIN..NOISE_MAX) fitted on one BLAS thread."""
+    """The GP (Matern 5/2 with a length scale per dimension, learned noise) by MAP, on one BLAS thread.
+
+    A space of categoricals only keeps skopt's Hamming kernel, fitted by maximum likelihood.
+    """
     import numpy as np
     from skopt.learning import GaussianProcessRegressor
     from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
@@ -295,9 +258,9 @@ def _fit(space: Any, X: list, y: Any, seed: int) -> Any:
         n = space.transformed_n_dims
         kernel = ConstantKernel(1.0, (0.01, 1000.0)) * Matern(
             length_scale=np.ones(n), length_scale_bounds=[(0.01, 100)] * n, nu=2.5) + WhiteKernel(
-            noise_level=min(max(1.0, NOISE_MIN), NOISE_MAX), noise_level_bounds=(NOISE_MIN, NOISE_MAX))
+            noise_level=1.0, noise_level_bounds=(NOISE_MIN, NOISE_MAX))
         model = GaussianProcessRegressor(kernel=kernel, normalize_y=True, noise="gaussian", n_restarts_optimizer=2,
-                                         random_state=seed, **({"optimizer": _map_fit} if PRIOR else {}))
+                                         random_state=seed, optimizer=_map_fit)
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(space.transform(X), y)
@@ -312,7 +275,7 @@ def _map_fit(objective: Callable, theta: Any, bounds: Any) -> tuple[Any, float]:
     are Optuna's GP's: on each inverse squared length scale ``s``, ``-(0.1 / s + 0.1 * s)``
     (length scales near 1 preferred); Gamma(2, 1) on the signal variance; Gamma(1.1, 30) on the
     noise variance. With 10–60 points in several dimensions, maximum likelihood alone often
-    explains everything as noise or fits length scales to the edges of their bounds.
+    explains everything as noise, or puts length scales at the edges of their bounds.
     """
     import numpy as np
     from scipy.optimize import minimize
@@ -320,10 +283,9 @@ def _map_fit(objective: Callable, theta: Any, bounds: Any) -> tuple[Any, float]:
     def penalized(t: Any) -> tuple[float, Any]:
         value, grad = objective(t, eval_gradient=True)
         signal, scales, noise = np.exp(t[0]), np.exp(2 * t[1:-1]), np.exp(t[-1])
-        w = SCALE_PRIOR
-        prior = w * float(np.sum(0.1 * scales + 0.1 / scales)) - np.log(signal) + signal - 0.1 * np.log(noise) \
+        prior = float(np.sum(0.1 * scales + 0.1 / scales)) - np.log(signal) + signal - 0.1 * np.log(noise) \
             + 30 * noise
-        prior_grad = np.concatenate([[signal - 1.0], w * (0.2 * scales - 0.2 / scales), [30 * noise - 0.1]])
+        prior_grad = np.concatenate([[signal - 1.0], 0.2 * scales - 0.2 / scales, [30 * noise - 0.1]])
         return value + prior, grad + prior_grad
 
     result = minimize(penalized, theta, jac=True, method="L-BFGS-B", bounds=bounds)
@@ -368,7 +330,7 @@ def _condition(model: Any, Xt: Any, y: Sequence[float]) -> Any:
 
 def _suggest(dims: Sequence[_Dim], history: Sequence[Trial], metric: Any,
              rng: numpy.random.Generator, taken: set) -> list:
-    """The candidate with the highest EI whose values no trial has yet."""
+    """The point with the highest log EI whose values no trial has yet."""
     import numpy as np
     from skopt.acquisition import gaussian_ei
     from skopt.space import Space
@@ -378,75 +340,45 @@ def _suggest(dims: Sequence[_Dim], history: Sequence[Trial], metric: Any,
     obs = [(x, v) for x, v in rows if x is not None and v is not None]
     pending = [x for x, v in rows if x is not None and v is None][: TRAIN_CAP // 4]
     if len({v for _, v in obs}) < 2:
-        columns = _candidates(dims, [], rng)
+        columns = _candidates(dims, rng)
         return _first_free(dims, columns, range(len(columns[0])), taken, rng)
     obs = _training_set(obs, rng)
-    X, y = [x for x, _ in obs], _transform_y(np.array([v for _, v in obs]))
+    X, y = [x for x, _ in obs], np.array([v for _, v in obs])
     space = Space([d.dimension for d in dims])
     model = _model(space, X, y, pending, int(rng.integers(2**31)))
-    best = np.argsort(y)[:5]
-    anchors = np.column_stack([_to_unit(d, [X[i][j] for i in best]) for j, d in enumerate(dims)])
-    columns = _candidates(dims, anchors, rng)
+    columns = _candidates(dims, rng)
     Xt = _transformed(dims, columns)
     with threadpool_limits(limits=1):
-        if CLIMB and not space.is_categorical:
-            incumbent = space.transform([X[int(np.argmin(y))]])
-            columns, ei = _climbed(dims, space, model, Xt, columns, incumbent, float(y.min()) - XI)
+        if space.is_categorical:  # the Hamming kernel has no gradient: EI on the candidates
+            scores = gaussian_ei(Xt, model, y_opt=y.min(), xi=0.0)
         else:
-            ei = gaussian_ei(Xt, model, y_opt=y.min(), xi=XI)
-        if REFINE:
-            columns, ei = _refine(dims, space, model, Xt, ei, columns, y.min())
-    return _first_free(dims, columns, np.argsort(-ei, kind="stable"), taken, rng)
+            incumbent = space.transform([X[int(np.argmin(y))]])
+            columns, scores = _climbed(dims, space, model, Xt, columns, incumbent, float(y.min()), rng)
+    return _first_free(dims, columns, np.argsort(-scores, kind="stable"), taken, rng)
 
 
 def _climbed(dims: Sequence[_Dim], space: Any, model: Any, Xt: Any, columns: list[list], incumbent: Any,
-             best: float) -> tuple[list[list], Any]:
-    """Every candidate's log EI, plus the CLIMB best candidates and the best trial's point moved uphill
-    by L-BFGS-B (continuous and integer columns; one-hot columns stay), added as candidates."""
+             best: float, rng: numpy.random.Generator) -> tuple[list[list], Any]:
+    """Every candidate's log EI, plus climbed points added as candidates: L-BFGS-B from the best
+    candidate, N_CLIMB - 1 more drawn with weight EI (so some start away from the best one), and the
+    best trial (for precision once the search has converged). One-hot columns stay as they are.
+    """
     import numpy as np
 
     from mlflow_sweep.samplers import acquisition
 
     scores = acquisition.log_ei(model, Xt, best)
+    first = int(np.argmax(scores))
+    weights = np.exp(scores - scores[first])
+    weights[first] = 0.0
+    drawn = min(N_CLIMB - 1, int(np.count_nonzero(weights)))
+    others = rng.choice(len(scores), size=drawn, replace=False, p=weights / weights.sum()) if drawn else []
+    starts = np.vstack([Xt[[first, *others]], incumbent])
     free = np.concatenate([np.full(d.dimension.transformed_size, d.dimension.transform_ != "onehot") for d in dims])
-    top = np.argsort(-scores, kind="stable")[:CLIMB]
-    moved, values = acquisition.climb(model, np.vstack([Xt[top], incumbent]), free, best)
+    moved, values = acquisition.climb(model, starts, free, best)
     points = space.inverse_transform(moved)
     extended = [list(col) + [p[j] for p in points] for j, col in enumerate(columns)]
     return extended, np.concatenate([scores, values])
-
-
-def _refine(dims: Sequence[_Dim], space: Any, model: Any, Xt: Any, ei: Any, columns: list[list],
-            y_opt: float) -> tuple[list[list], Any]:
-    """The REFINE best candidates climbed to EI's local maximum over the continuous columns (L-BFGS-B),
-    added to the candidates with their EI; one-hot categorical columns stay as they are."""
-    import numpy as np
-    from scipy.optimize import minimize
-    from skopt.acquisition import gaussian_ei
-
-    widths = [np.reshape(d.dimension.transform([col[0]]), (1, -1)).shape[1] for d, col in zip(dims, columns)]
-    free = np.concatenate([np.full(w, d.dimension.transform_ != "onehot") for d, w in zip(dims, widths)])
-    if not free.any():
-        return columns, ei
-    found, values = [], []
-    for i in np.argsort(-ei, kind="stable")[:REFINE]:
-        start = Xt[i].copy()
-
-        def negative(z: Any, start: Any = start) -> tuple[float, Any]:
-            x = start.copy()
-            x[free] = z
-            value, grad = gaussian_ei(x[None, :], model, y_opt=y_opt, xi=XI, return_grad=True)
-            return -float(np.ravel(value)[0]), -np.ravel(grad)[free]
-
-        result = minimize(negative, start[free], jac=True, method="L-BFGS-B",
-                          bounds=[(0.0, 1.0)] * int(free.sum()), options={"maxiter": 40})
-        x = start.copy()
-        x[free] = np.clip(result.x, 0.0, 1.0)
-        found.append(x)
-    points = space.inverse_transform(np.array(found))
-    values = gaussian_ei(space.transform(points), model, y_opt=y_opt, xi=XI)
-    extended = [list(col) + [p[j] for p in points] for j, col in enumerate(columns)]
-    return extended, np.concatenate([ei, values])
 
 
 def _first_free(dims: Sequence[_Dim], columns: list[list], order: Sequence[int], taken: set,
