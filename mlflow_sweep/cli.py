@@ -62,6 +62,7 @@ class SweepCLI:
             MLFLOW_SWEEP_HEARTBEAT_TIMEOUT
             MLFLOW_SWEEP_KILL_GRACE
             MLFLOW_SWEEP_POLL_INTERVAL
+            MLFLOW_SWEEP_LOCK_TIMEOUT
         Example:
             mlflow sweep run --sweep-id 3f2a9c0d1e5b4a7f8c6d2e1f0a9b8c7d --count 5
         """

@@ -42,6 +42,8 @@ ENVIRONMENT = {
     "MLFLOW_SWEEP_EARLY_TERMINATE_INTERVAL": "seconds between hyperband checks of a running trial; default: 5",
     "MLFLOW_SWEEP_POLL_INTERVAL": "seconds between an agent's looks at the ledger while it waits or runs a trial "
                                   "(a paused sweep, cancel); default: 1",
+    "MLFLOW_SWEEP_LOCK_TIMEOUT": "seconds an agent waits for the ledger's claim lock before it claims without it "
+                                 "(still exact, only slower); default: 30",
 }
 _SECTIONS = ("Args", "Environment", "Example", "Examples")
 

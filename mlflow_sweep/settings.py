@@ -9,6 +9,7 @@ HEARTBEAT_TIMEOUT = "MLFLOW_SWEEP_HEARTBEAT_TIMEOUT"
 EARLY_TERMINATE_INTERVAL = "MLFLOW_SWEEP_EARLY_TERMINATE_INTERVAL"
 KILL_GRACE = "MLFLOW_SWEEP_KILL_GRACE"
 POLL_INTERVAL = "MLFLOW_SWEEP_POLL_INTERVAL"
+LOCK_TIMEOUT = "MLFLOW_SWEEP_LOCK_TIMEOUT"
 
 
 def seconds(name: str, default: float) -> float:
@@ -48,3 +49,8 @@ def kill_grace() -> float:
 def poll_interval() -> float:
     """Seconds an agent waits before asking again for a grid point held by a running trial."""
     return seconds(POLL_INTERVAL, 1.0)
+
+
+def lock_timeout() -> float:
+    """Seconds an agent waits for the ledger's claim lock before it claims without it (exact, only slower)."""
+    return seconds(LOCK_TIMEOUT, 30.0)
