@@ -1,4 +1,4 @@
-"""The Python API (SPEC §8): sweeps and agents from a script or a notebook, the W&B way.
+"""The Python API: sweeps and agents from a script or a notebook, the W&B way (``wandb.sweep``, ``wandb.agent``).
 
     import mlflow, mlflow_sweep
 
@@ -92,7 +92,7 @@ def create_sweep(config: Mapping[str, Any] | str | os.PathLike[str], experiment_
     """
     from mlflow_sweep import lifecycle
 
-    checked = _checked(config, experiment_name)  # every check before MLflow is touched (SPEC §2)
+    checked = _checked(config, experiment_name)  # every check before MLflow is touched: a bad config creates nothing
     if isinstance(config, Mapping):
         with tempfile.TemporaryDirectory(prefix="mlflow-sweep-") as tmp:
             path = Path(tmp) / CONFIG_ARTIFACT
@@ -194,7 +194,7 @@ def run_trials(sweep_id: str | None = None, *, function: Callable[..., Any] | No
         sink = stream if stream is not None else _TextSink()
         make = lambda o: CommandRunner(o.sweep, o.config, sink)  # noqa: E731
     else:
-        make = lambda o: FunctionRunner(o.sweep, o.config, function)  # noqa: E731
+        make = lambda o: FunctionRunner(o.sweep, o.config, function, o.tracker)  # noqa: E731
     return agent_loop.run_agent(None if sweep_id is None else str(sweep_id), count=count,
                                 max_failures=max_failures, say=_say, runner=make)
 
@@ -229,12 +229,17 @@ def should_stop() -> bool:
     """True once the running trial should end early: hyperband judged it, or the sweep was cancelled.
 
     A long function trial checks it between steps and returns; the trial then ends KILLED (with
-    the tag ``sweep.stopped_early`` when hyperband decided). False outside a function trial.
+    the tag ``sweep.stopped_early`` when hyperband decided). A function that never asks runs to its
+    end and is recorded as it ended (the tag ``sweep.stop_asked`` says a stop was asked). False
+    outside a function trial.
     """
     from mlflow_sweep.runners import current_trial
 
     trial = current_trial()
-    return trial is not None and trial.stop.is_set()
+    if trial is None or not trial.stop.is_set():
+        return False
+    trial.stop.obey()  # the function sees the request and, as asked, ends
+    return True
 
 
 def finalize(sweep_id: str | None = None) -> SweepReport:

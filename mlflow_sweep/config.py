@@ -165,6 +165,30 @@ def config_from_dict(data: Any, source: str, *, notes: Sequence[str] = ()) -> Sw
     return _build(data, dists, params, source, (*notes, *numbers))
 
 
+def stored_config(raw: Mapping[str, Any], source: str) -> SweepConfig:
+    """Rebuild the SweepConfig of an existing sweep from the normalized form its ledger keeps (``raw``).
+
+    That form passed every check when the sweep was made, so it is not checked again: a rule
+    tightened in a later release must not make a running sweep impossible to open. Distributions
+    are built from their stored specs and defaults are filled in as at ``init`` (so a default added
+    later reaches older sweeps too). Raises LedgerError when the stored form cannot be built at all.
+
+    Args:
+        raw: ``SweepConfig.raw`` as the ledger's header holds it.
+        source: how the sweep is named in messages (``sweep <id>``).
+    """
+    from mlflow_sweep.errors import LedgerError
+
+    try:
+        data = _with_inferred_distributions(dict(raw))
+        params = list(_leaves(data.get("parameters"), ("parameters",), ""))
+        dists = {p.name: distributions.from_spec(_coerced(p.spec)) for p in params}
+        return _build(data, dists, params, source, ())
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise LedgerError(f"{source}: the sweep's config in its ledger cannot be read "
+                          f"({type(exc).__name__}: {exc})") from None
+
+
 def render_config(config: SweepConfig) -> str:
     """The normalized config as plain text, incl. each parameter's inferred distribution."""
     lines = [f"sweep_name: {config.sweep_name or '(generated)'}",

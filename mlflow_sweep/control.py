@@ -1,10 +1,11 @@
-"""The sweep's lifecycle commands (SPEC §4b): stop, pause, resume, cancel, retry, update.
+"""The sweep's lifecycle commands: stop, pause, resume, cancel, retry, update.
 
 Each one opens the sweep, publishes its event in the ledger, decided on the freshest state (so
-every agent on every host sees it at its next claim), shows the new state on the parent run, and returns a
-``ControlResult``. A command that would change nothing (``stop`` on a stopped sweep, ``retry``
-with no failed trial) writes nothing and says why. The CLI calls these and prints the message.
-Heavy imports happen inside the functions, so ``import mlflow_sweep`` stays cheap.
+every agent on every host sees it at its next claim), shows the new state on the parent run, and
+returns a ``ControlResult``. A command that would change nothing (``stop`` on a stopped sweep,
+``retry`` with no failed trial) writes nothing and says why. The CLI calls these and prints the
+message. ``change``, ``requeue_failed`` and ``set_run_cap`` do the same on a sweep already opened
+(with any tracker). Heavy imports happen inside the functions, so ``import mlflow_sweep`` stays cheap.
 """
 from __future__ import annotations
 
@@ -89,11 +90,21 @@ def retry(sweep_id: str | None = None) -> ControlResult:
     Args:
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
     """
+    from mlflow_sweep import lifecycle
+
+    return requeue_failed(lifecycle.open_sweep(sweep_id))
+
+
+def requeue_failed(opened: OpenSweep) -> ControlResult:
+    """``retry`` on an opened sweep.
+
+    Args:
+        opened: the sweep.
+    """
     from mlflow_sweep import lifecycle, policy
     from mlflow_sweep.ledger import Decision
 
-    opened = lifecycle.open_sweep(sweep_id)
-    lifecycle.reap_dead(opened.ledger)  # a trial whose agent died is FAILED, so it can be retried now
+    lifecycle.reap_dead(opened)  # a trial whose agent died is FAILED, so it can be retried now
 
     def decide(state: SweepState) -> Decision[list[int]]:
         picked = policy.retry_candidates(opened.config, state.trials)
@@ -119,13 +130,23 @@ def update(sweep_id: str | None = None, *, run_cap: int) -> ControlResult:
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
         run_cap: the most trials the sweep runs in all (interrupted and retried trials aside).
     """
-    from mlflow_sweep import lifecycle, policy
+    from mlflow_sweep import lifecycle
     from mlflow_sweep.errors import UsageError
-    from mlflow_sweep.ledger import Decision
 
     if isinstance(run_cap, bool) or not isinstance(run_cap, int) or run_cap < 1:
         raise UsageError(f"run_cap must be a whole number of at least 1, but got {run_cap!r}")
-    opened = lifecycle.open_sweep(sweep_id)
+    return set_run_cap(lifecycle.open_sweep(sweep_id), run_cap)
+
+
+def set_run_cap(opened: OpenSweep, run_cap: int) -> ControlResult:
+    """``update`` on an opened sweep.
+
+    Args:
+        opened: the sweep.
+        run_cap: the new run_cap (a whole number of at least 1, checked by the caller).
+    """
+    from mlflow_sweep import lifecycle, policy
+    from mlflow_sweep.ledger import Decision
 
     def decide(state: SweepState) -> Decision[int | None]:
         before = policy.run_cap(opened.config, state.controls)
@@ -143,12 +164,21 @@ def update(sweep_id: str | None = None, *, run_cap: int) -> ControlResult:
 
 
 def _control(sweep_id: str | None, command: str) -> ControlResult:
-    """Record the control state a command asks for, unless ``policy`` says it changes nothing."""
+    from mlflow_sweep import lifecycle
+
+    return change(lifecycle.open_sweep(sweep_id), command)
+
+
+def change(opened: OpenSweep, command: str) -> ControlResult:
+    """Record the control state a command asks for, unless ``policy`` says it changes nothing.
+
+    Args:
+        opened: the sweep.
+        command: ``stop``, ``pause``, ``resume`` or ``cancel``.
+    """
     from mlflow_sweep import lifecycle, policy
     from mlflow_sweep.ledger import Decision
     from mlflow_sweep.trials import SweepControl
-
-    opened = lifecycle.open_sweep(sweep_id)
 
     def decide(state: SweepState) -> Decision[SweepControl | str]:
         change = policy.control_change(command, state.controls, lifecycle.state_of(opened, state))

@@ -18,6 +18,7 @@ from mlflow_sweep.trials import Trial, TrialState
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
     from mlflow_sweep.ledger import Conflict
+    from mlflow_sweep.tracker import Tracker
 
 MAX_AGENTS_SHOWN = 50
 
@@ -52,20 +53,21 @@ class SweepStatus:
         printer.text(self.text)
 
 
-def sweep_status(sweep_id: str | None) -> SweepStatus:
+def sweep_status(sweep_id: str | None, *, tracker: Tracker | None = None) -> SweepStatus:
     """A sweep's state, trials by state, best so far and live agents, with the text to print.
 
     Args:
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
+        tracker: the tracking store; default: MLflow.
     """
     from mlflow_sweep import lifecycle, policy, settings
 
-    opened = lifecycle.open_sweep(sweep_id)
+    opened = lifecycle.open_sweep(sweep_id, tracker=tracker)
     sweep, ledger, config = opened.sweep, opened.ledger, opened.config
-    lifecycle.reap_dead(ledger)  # SPEC §4a: status reaps dead trials too
+    lifecycle.reap_dead(opened)  # status reaps dead trials too, as agents do, so what it shows is current
     agents, state = ledger.agents(), ledger.state()
     trials = state.trials
-    now, timeout, exited = time.time(), settings.heartbeat_timeout(), _exited_here(agents)
+    now, timeout, exited = opened.clock.time(), settings.heartbeat_timeout(), _exited_here(agents)
     run_cap, sweep_state = policy.run_cap(config, state.controls), lifecycle.state_of(opened, state)
     text = render_status(f"{sweep.name} ({sweep.run_id})", config, trials, agents, now=now, timeout=timeout,
                          exited=exited, conflicts=state.conflicts, state=sweep_state, run_cap=run_cap)
@@ -118,14 +120,14 @@ def sweep_list() -> str:
 def _list_row(sweep: Any, run: Any) -> tuple[str, ...]:
     """ID, name, experiment, method, state, trials done/cap, best so far of one sweep."""
     from mlflow_sweep import policy
-    from mlflow_sweep.config import config_from_dict
+    from mlflow_sweep.config import stored_config
     from mlflow_sweep.errors import SweepError
     from mlflow_sweep.ledger import Ledger
 
     head = (sweep.run_id, sweep.name, run.experiment_name)
     try:
         state = Ledger(sweep.ledger_dir).state()
-        config = config_from_dict(state.header["config"], f"sweep {sweep.run_id}")
+        config = stored_config(state.header["config"], f"sweep {sweep.run_id}")
         seed = int(state.header["seed"])
     except (SweepError, OSError, KeyError, TypeError, ValueError) as exc:
         return (*head, run.tags.get("sweep.method", "?"), "?", "?", f"ledger unreadable: {exc}")

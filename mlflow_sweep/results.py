@@ -15,6 +15,7 @@ from mlflow_sweep.trials import Trial, TrialState
 if TYPE_CHECKING:
     from mlflow_sweep.analysis import ParameterResult
     from mlflow_sweep.plots import Plots
+    from mlflow_sweep.tracker import Tracker
 
 
 @dataclass(frozen=True)
@@ -48,17 +49,18 @@ class SweepReport:
         printer.text(self.text)
 
 
-def finalize_sweep(sweep_id: str | None) -> SweepReport:
+def finalize_sweep(sweep_id: str | None, *, tracker: Tracker | None = None) -> SweepReport:
     """Analyse a sweep, store the table, plots and best trial on its parent run, and return the report.
 
     Args:
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
+        tracker: the tracking store; default: MLflow.
     """
-    from mlflow_sweep import analysis, lifecycle, plots, report, tracking
+    from mlflow_sweep import analysis, lifecycle, plots, report
 
-    opened = lifecycle.open_sweep(sweep_id)
+    opened = lifecycle.open_sweep(sweep_id, tracker=tracker)
     sweep, ledger, config, seed = opened.sweep, opened.ledger, opened.config, opened.seed
-    lifecycle.reap_dead(ledger)  # SPEC §4a: finalize reaps too, so a dead agent's trial shows as failed
+    lifecycle.reap_dead(opened)  # finalize reaps too, so a dead agent's trial shows as failed
     trials = ledger.state().trials
     metric = config.metric
     result = analysis.analyse(trials, metric=metric.name if metric else None,
@@ -67,13 +69,14 @@ def finalize_sweep(sweep_id: str | None) -> SweepReport:
                               levels=analysis.param_levels(config.parameters))
     text = f"Sweep {sweep.name} ({sweep.run_id})\n\n{report.render_report(result)}"
     if metric and result.best is None:
-        text += _metric_hint(trials, metric.name)
+        text += _metric_hint(trials, metric.name, opened.tracker)
     with tempfile.TemporaryDirectory(prefix="mlflow-sweep-plots-") as tmp, \
             tempfile.TemporaryDirectory(prefix="mlflow-sweep-ledger-") as copy_dir:
         drawn = plots.draw_plots(result, trials, Path(tmp))
         copy = ledger.export(Path(copy_dir) / "ledger.jsonl")  # events/ holds one file per event
-        tracking.record_outcome(sweep, best=result.best, metric_name=metric.name if metric else None,
-                                table=text + "\n", plot_dir=Path(tmp), ledger_path=ledger.path, ledger_copy=copy)
+        opened.tracker.record_outcome(sweep, best=result.best, metric_name=metric.name if metric else None,
+                                      table=text + "\n", plot_dir=Path(tmp), ledger_path=ledger.path,
+                                      ledger_copy=copy)
     lifecycle.publish_state(opened)  # the parent ends only when the sweep does (SPEC §4b), not at finalize
     best = result.best
     return SweepReport(
@@ -85,15 +88,13 @@ def finalize_sweep(sweep_id: str | None) -> SweepReport:
         text=f"{text}\n\n{_recorded(sweep.run_id, drawn, result.counts.get('running', 0))}")
 
 
-def _metric_hint(trials: Sequence[Trial], name: str) -> str:
+def _metric_hint(trials: Sequence[Trial], name: str, tracker: Tracker) -> str:
     """When no finished trial has ``metric.name``, the metrics the last one's run does have (a typo in
     the sweep file, a logger that opened a run of its own); empty when there is nothing to say."""
-    from mlflow_sweep import tracking
-
     finished = [t for t in trials if t.state is TrialState.FINISHED and t.run_id]
     if not finished:
         return ""
-    logged = tracking.metric_names(finished[-1].run_id)
+    logged = tracker.metric_names(finished[-1].run_id)
     if name in logged:  # logged, but NaN: the notes say so
         return ""
     has = f"has {', '.join(logged)}" if logged else "has no metrics at all"
