@@ -6,7 +6,6 @@ and returns a ``SweepStatus`` (what ``mlflow_sweep.status`` gives a script, and 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 

@@ -93,6 +93,8 @@ def test_too_many_failures_in_a_row_stop_the_agent_and_each_failure_is_recorded(
     assert [t.state for t in trials(opened)] == [TrialState.FAILED] * 2
     assert [r.status for r in runs(opened).values()] == ["FAILED"] * 2
     assert runner.closed  # closed on the way out, too
+    [beat] = Ledger(opened.ledger.directory).agents()  # its last beat says it exited, not died
+    assert (beat["stopped"], beat["trial"]) == (True, None)
 
 
 def test_the_metric_target_ends_claims_once_a_finished_trial_reaches_it(tmp_path):
@@ -248,6 +250,22 @@ def test_a_cancel_seen_by_the_watch_thread_kills_the_trial_for_good(tmp_path):
     assert (result.ran, result.reason, runner.interrupts) == (1, "the sweep is cancelled", 1)
     assert "the sweep was cancelled: stopping trial 0" in said
     assert opened.tracker.runs[opened.sweep.run_id].status == "KILLED"
+
+
+def test_a_cancel_that_lands_before_the_command_starts_still_ends_the_trial_killed(tmp_path):
+    """No process to interrupt yet: the request stays asked, and the runner ends the trial as it launches it."""
+    opened = memory_sweep(tmp_path, {**RANDOM, "run_cap": 5})
+
+    def launching(trial, run_id, stop):
+        runner._running = False  # still starting the command: interrupt() reaches nothing
+        assert stop.wait(REAL_WAIT)
+        stop.obey()  # what CommandRunner does when it finds the request right after Popen
+        return -15
+
+    runner = StandIn(_cancel_during(opened, launching))
+    agent(opened, runner)
+    assert (runner.interrupts, trials(opened)[0].state, runs(opened)[0].tags["sweep.killed_by"]) == \
+        (1, TrialState.KILLED, "cancel")
 
 
 def test_a_function_trial_sees_a_cancel_through_should_stop(tmp_path):
