@@ -134,9 +134,10 @@ class MemoryTracker:
             run = self._run(run_id)
             missing = [name for name in params if name not in run.params]
             run.params.update({name: param_text(params[name]) for name in missing})
+            settled = Settled(tuple(missing), tuple(run.metrics))  # as the run was before this call
             if counted is not None:
                 run.metrics.setdefault(counted_metric(counted[0]), []).append(float(counted[1]))
-            return Settled(tuple(missing), tuple(run.metrics))
+            return settled
 
     def end_trial(self, run_id: str, state: TrialState, output: Path | None = None,
                   tags: Mapping[str, str] | None = None) -> None:

@@ -55,7 +55,8 @@ def test_an_agent_stops_the_diverging_command_at_the_first_band(store):
     client = store.client()
     ends = {e["trial"]: e for e in ledger_events(store, sweep_id) if e.get("event") == "end"}
     outcome = {float(r.data.params["lr"]): (r.info.status, r.data.tags.get("sweep.stopped_early")) for r in runs}
-    assert (code, outcome) == (0, {0.1: ("FINISHED", None), 0.01: ("FINISHED", None), 4.0: ("KILLED", "3")}), logs(store)
+    expected = {0.1: ("FINISHED", None), 0.01: ("FINISHED", None), 4.0: ("KILLED", "3")}
+    assert (code, outcome) == (0, expected), logs(store)
     for run in runs:
         end = ends[int(run.data.tags["sweep.trial"])]
         logged = [m.value for m in client.get_metric_history(run.info.run_id, "loss")]

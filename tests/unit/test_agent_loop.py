@@ -206,7 +206,8 @@ def test_keyboard_interrupt_in_a_function_trial_is_an_interrupt_of_the_agent(tmp
     runner = FunctionRunner(opened.sweep, opened.config, train, opened.tracker)
     with pytest.raises(AgentStopped) as stopped:
         agent(opened, runner)
-    assert (stopped.value.result.ran, [t.state for t in trials(opened)]) == (2, [TrialState.FINISHED, TrialState.KILLED])
+    assert (stopped.value.result.ran, [t.state for t in trials(opened)]) == \
+        (2, [TrialState.FINISHED, TrialState.KILLED])
     assert trials(opened)[1].requeued == "interrupted"
     assert "trial interrupted (KeyboardInterrupt)" in runs(opened)[1].artifacts["output.log"]
 
