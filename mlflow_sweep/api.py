@@ -250,10 +250,11 @@ def run_on_devices(sweep_id: str | None, gpus: Any, *, gpus_per_trial: int = 1, 
         raise UsageError("--gpus-per-trial needs --gpus (e.g. --gpus all --gpus-per-trial 2)")
     count = None if count is None else _positive(count, "count")
     max_failures = _positive(max_failures, "max_failures")
-    groups = devices.plan(gpus, gpus_per_trial).groups
+    plan = devices.plan(gpus, gpus_per_trial)
     argv = device_agents.agent_argv(None if sweep_id is None else str(sweep_id), count, max_failures)
-    return device_agents.run_agents(groups, argv, out=out if out is not None else _TextSink(),
-                                    err=err if err is not None else _TextSink("stderr"), say=_say)
+    return device_agents.run_agents(plan.groups, argv, out=out if out is not None else _TextSink(),
+                                    err=err if err is not None else _TextSink("stderr"), say=_say,
+                                    source=plan.source)
 
 
 def params() -> dict[str, Any]:

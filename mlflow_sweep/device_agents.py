@@ -92,7 +92,7 @@ def agent_argv(sweep_id: str | None, count: int | None, max_failures: int) -> li
 
 
 def run_agents(groups: Sequence[tuple[str, ...]], argv: Sequence[str], *, out: IO[bytes], err: IO[bytes],
-               say: Callable[[str], None] = lambda _: None) -> DevicesResult:
+               say: Callable[[str], None] = lambda _: None, source: str = "--gpus") -> DevicesResult:
     """Start one agent per device group, pass on their output, forward signals, and wait for all of them.
 
     Args:
@@ -101,11 +101,12 @@ def run_agents(groups: Sequence[tuple[str, ...]], argv: Sequence[str], *, out: I
         out: where the agents' stdout lines go (bytes), each with its devices in front.
         err: where their stderr lines go.
         say: where the supervisor's own lines go.
+        source: where the devices came from, for the first line.
     """
     supervisor = _Supervisor(argv, _Output(out), _Output(err), say)
     with supervisor.forwarding_signals():
         try:
-            supervisor.start(groups)
+            supervisor.start(groups, source)
             return supervisor.wait()
         finally:
             supervisor.stop_leftovers()
@@ -122,7 +123,7 @@ class _Supervisor:
         self.received = 0
         self.sent: dict[int, int] = {}  # signals sent to each agent, by pid
 
-    def start(self, groups: Sequence[tuple[str, ...]]) -> None:
+    def start(self, groups: Sequence[tuple[str, ...]], source: str) -> None:
         """Start the agents (none after a signal), then the threads that read their output."""
         for devices in groups:
             if self.signum is not None:
@@ -135,7 +136,8 @@ class _Supervisor:
             prefix = f"[{label(devices)}] ".encode()
             self.readers += [_Reader(proc.stdout, self.out, prefix), _Reader(proc.stderr, self.err, prefix)]
         started = ", ".join(f"{label(devices)} (pid {proc.pid})" for devices, proc in self.procs)
-        self.say(f"{len(self.procs)} agent{'s' * (len(self.procs) != 1)}, one per device group: {started}")
+        self.say(f"{len(self.procs)} agent{'s' * (len(self.procs) != 1)}, one per device group "
+                 f"(devices from {source}): {started}")
 
     def wait(self) -> DevicesResult:
         """Wait for every agent and for the end of its output."""

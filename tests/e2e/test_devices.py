@@ -180,7 +180,7 @@ def test_four_devices_run_four_agents_one_trial_per_device_at_a_time_and_the_swe
     assert len(set().union(*agents_of.values())) == len(by_device)
     for index, (devices, _, _) in trials.items():  # output lines carry the device
         assert f"[gpu {devices}] trial {index} sees {devices}" in proc.stdout.splitlines(), proc.stdout
-    assert "4 agents, one per device group: gpu 0 (pid " in proc.stderr
+    assert "4 agents, one per device group (devices from --gpus): gpu 0 (pid " in proc.stderr
 
 
 @pytest.mark.slow
