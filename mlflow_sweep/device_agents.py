@@ -73,8 +73,11 @@ class AgentsFailed(SweepError):
             return (f"agents stopped by {signal.Signals(self.result.signum).name}; their running trials ended "
                     "KILLED (their points are handed out again)")
         failed = [a for a in self.result.agents if a.exit_code != 0]
-        return (f"{len(failed)} of {len(self.result.agents)} agents failed: "
-                + "; ".join(f"{label(a.devices)}: exit {a.exit_code}: {a.last_line}" for a in failed))
+        reasons: dict[tuple[int, str], list[str]] = {}  # agents that failed alike are named together
+        for agent in failed:
+            reasons.setdefault((agent.exit_code, agent.last_line), []).append(label(agent.devices))
+        said = [f"{', '.join(names)}: exit {code}{': ' * bool(line)}{line}" for (code, line), names in reasons.items()]
+        return f"{len(failed)} of {len(self.result.agents)} agents failed: " + "; ".join(said)
 
 
 def agent_argv(sweep_id: str | None, count: int | None, max_failures: int) -> list[str]:

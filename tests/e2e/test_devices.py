@@ -87,7 +87,8 @@ def test_each_agent_sees_its_group_its_lines_carry_it_and_the_worst_status_wins(
                                   "[gpu 3] last words without a newline"]), out
     assert {"[gpu 0] err 0", "[gpus 1,2] err 1,2", "[gpu 3] err 3"} <= set(err), err
     assert err[-1] == "[sup] agents finished: gpu 0 exit 0, gpus 1,2 exit 3, gpu 3 exit 1", err
-    for name in ("0", "1-2", "3"):  # each agent leads a session of its own: a terminal's Ctrl-C reaches only the supervisor
+    # each agent leads a session of its own: a terminal's Ctrl-C reaches only the supervisor
+    for name in ("0", "1-2", "3"):
         pid, sid = (tmp_path / f"{name}.ready").read_text().split()
         assert pid == sid
 
@@ -150,7 +151,8 @@ def _trials(store) -> dict[int, tuple[str, int, int]]:
 def _stand_in_smi(directory: Path, output: str, code: int = 0) -> Path:
     directory.mkdir()
     script = directory / "nvidia-smi"
-    script.write_text(f"#!/bin/sh\nwhile IFS= read -r line; do echo \"$line\"; done <<'EOF'\n{output}\nEOF\nexit {code}\n")
+    script.write_text("#!/bin/sh\nwhile IFS= read -r line; do echo \"$line\"; done <<'EOF'\n"
+                      f"{output}\nEOF\nexit {code}\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return directory
 
@@ -164,7 +166,8 @@ def test_four_devices_run_four_agents_one_trial_per_device_at_a_time_and_the_swe
     runs = child_runs(store, sweep_id)
     trials = _trials(store)
     assert proc.returncode == 0, proc.stderr
-    assert (sorted(trials), Counter(r.info.status for r in runs)) == (list(range(10)), Counter(FINISHED=10)), proc.stderr
+    statuses = Counter(r.info.status for r in runs)
+    assert (sorted(trials), statuses) == (list(range(10)), Counter(FINISHED=10)), proc.stderr
     by_device = defaultdict(list)
     for devices, started, ended in trials.values():
         by_device[devices].append((started, ended))
@@ -206,7 +209,8 @@ def test_all_reads_cuda_visible_devices_then_slurm_then_nvidia_smi_and_groups_th
     slurm = step("-c", api, env=_env(store, SLURM_JOB_ID="77", SLURM_JOB_GPUS="1,3"))
     smi = _stand_in_smi(store.root / "bin", "GPU 0: Tesla T4 (UUID: GPU-a1)\nGPU 1: Tesla T4 (UUID: GPU-b2)")
     machine = step("-m", "mlflow_sweep", *run, "--gpus-per-trial", "2", env=_env(store, path_first=smi))
-    assert [p.returncode for p in (restricted, slurm, machine)] == [0, 0, 0], [p.stderr for p in (restricted, slurm, machine)]
+    steps = (restricted, slurm, machine)
+    assert [p.returncode for p in steps] == [0, 0, 0], [p.stderr for p in steps]
     assert seen == [["4,5", "6,7"], ["1,3"], ["0,1"]]
     tags = sorted(r.data.tags["sweep.devices"] for r in child_runs(store, sweep_id))
     assert tags == sorted(["4,5", "6,7", "1,3", "0,1"])

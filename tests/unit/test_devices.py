@@ -85,7 +85,8 @@ def test_devices_that_do_not_split_evenly_are_refused_not_left_idle():
     assert usage_error("0,1,2", 2) == (
         "--gpus-per-trial 2: the 3 devices from --gpus (0,1,2) do not split into groups of 2; "
         "name 2 of them (--gpus 0,1), or use a --gpus-per-trial that divides 3")
-    assert usage_error("5", 2) == "--gpus-per-trial 2: only 1 device from --gpus (5); use --gpus-per-trial 1, or more devices"
+    assert usage_error("5", 2) == ("--gpus-per-trial 2: only 1 device from --gpus (5); "
+                                   "use --gpus-per-trial 1, or more devices")
 
 
 @pytest.mark.parametrize("size", [0, -1, True, "2", 1.5])
@@ -171,3 +172,18 @@ def test_the_python_agent_checks_its_devices_before_starting_anything(tmp_path):
         mlflow_sweep.agent("3f2a", gpus_per_trial=2)
     with pytest.raises(UsageError, match="device 1 is listed twice"):
         mlflow_sweep.agent("3f2a", gpus=[1, 1])
+
+
+def test_the_result_of_run_gpus_is_the_first_signal_or_the_worst_agent_and_says_who_failed():
+    from mlflow_sweep.device_agents import AgentExit, AgentsFailed, DevicesResult, _exit_status
+
+    gone = "no sweep found"
+    agents = (AgentExit(("0",), 11, 0, "agent done"), AgentExit(("1",), 12, 1, gone),
+              AgentExit(("2", "3"), 13, 1, gone), AgentExit(("4",), 14, _exit_status(-9), ""))
+    assert (DevicesResult(agents, None).exit_code, DevicesResult(agents[:1], None).exit_code) == (137, 0)
+    assert DevicesResult(agents, 2).exit_code == 130
+    assert str(AgentsFailed(DevicesResult(agents, None))) == (
+        "3 of 4 agents failed: gpu 1, gpus 2,3: exit 1: no sweep found; gpu 4: exit 137")
+    failed = AgentsFailed(DevicesResult(agents, 15))
+    assert (failed.exit_code, str(failed)) == (143, "agents stopped by SIGTERM; their running trials ended KILLED "
+                                                    "(their points are handed out again)")
