@@ -46,7 +46,7 @@ class SweepCLI:
         print(config.render_config(created.config))
         print(f"Sweep initialized with ID: {created.sweep_id}")
 
-    def run(self, sweep_id: str | None = None, count: int | None = None, max_failures: int = 5,
+    def run(self, sweep_id: str | None = None, count: int | None = None, max_failures: int = 5, *,
             gpus: str | None = None, gpus_per_trial: int = 1) -> None:
         """Run an agent: claim trials and run them until the sweep is done.
 
@@ -362,7 +362,8 @@ def _check_usage(args: list[str]) -> None:
             i += 1 if has_value else 2
         else:
             positional, i = positional + 1, i + 1
-    if positional > len(free):
+    keyword_only = {n for n, p in inspect.signature(method).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    if positional > len([n for n in free if n not in keyword_only]):  # --gpus is never a positional value
         raise UsageError(f"too many arguments for {args[0]}; see 'mlflow sweep {args[0]} --help'")
     required = [n for n in free if inspect.signature(method).parameters[n].default is inspect.Parameter.empty]
     if positional < len(required):
