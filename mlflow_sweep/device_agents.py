@@ -170,7 +170,7 @@ class _Supervisor:
         if self.signum is None:
             self.signum = signum
             self.say(f"{signal.Signals(signum).name} received: stopping every agent's trial "
-                     "(again: kill the trials at once)")
+                     "(a second one kills them at once)")
         self.received += 1
         for _, proc in list(self.procs):
             self._send(proc, signum)
