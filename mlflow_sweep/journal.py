@@ -372,15 +372,14 @@ class Journal:
         if len(lines) != self.checkpoint_events + 1 or lines[-1]:
             log.debug("%s: ignored (%s)", path, "missing" if data is None else "torn")
             return None
-        first, records = end - self.checkpoint_events, []
-        for offset, line in enumerate(lines[:-1]):
-            try:
-                event = json.loads(line)
-            except ValueError:
-                log.debug("%s: ignored (line %d is not JSON)", path, offset + 1)
-                return None
-            records.append(Record(first + offset, f"{path}:{offset + 1}", line + b"\n", event, True))
-        return records
+        try:  # one decode for the whole block: a cold read decodes thousands of events
+            events = json.loads(b"[" + b",".join(lines[:-1]) + b"]")
+        except ValueError:
+            log.debug("%s: ignored (not JSON lines)", path)
+            return None
+        first = end - self.checkpoint_events
+        return [Record(first + offset, f"{path}:{offset + 1}", line + b"\n", event, True)
+                for offset, (line, event) in enumerate(zip(lines, events))]
 
     def _read_event(self, number: int) -> Record | None:
         """Event ``number`` decoded, or None if it is not published (yet, as far as this client sees)."""
