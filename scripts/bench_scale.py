@@ -146,22 +146,65 @@ def claims(args: argparse.Namespace) -> int:
 
 
 def cold(args: argparse.Namespace) -> int:
-    """Build ledgers of each size once, then time a cold read in a fresh process and count its files."""
+    """Build ledgers of each size once; time a cold read by a fresh process, then a real agent and status on each."""
     root = Path(args.dir or tempfile.mkdtemp(prefix="bench-scale-cold-"))
-    print(f"cold read of a sweep's ledger by a new process (median of {args.repeats}); ledgers in {root}")
-    print(f"{'trials':>7} {'events':>7} {'files read':>10} {'read s':>8} {'process s':>10}")
+    print(f"cold start on sweeps of each size (medians of {args.repeats}); ledgers kept in {root}")
+    print(f"{'trials':>7} {'events':>7} {'files read':>10} {'read s':>8} {'agent start s':>14} {'status s':>9}")
     base = None
     for size in args.sizes:
         directory = root / f"sweep-{size}"
         if not (directory / "ledger.jsonl").exists():
             _build(directory, size)
-        runs = [_cold_read(directory) for _ in range(args.repeats)]
-        files = runs[0]["files"]
-        read = statistics.median(r["read"] for r in runs)
-        whole = statistics.median(r["process"] for r in runs)
-        base = base or whole
-        print(f"{size:>7} {runs[0]['events']:>7} {files:>10} {read:>8.3f} {whole:>10.3f}  ({whole / base:.2f}x)")
+        reads = [_cold_read(directory) for _ in range(args.repeats)]
+        sweep = _real_sweep(root / f"store-{size}", directory, size)
+        agent = statistics.median(_agent_start(*sweep) for _ in range(args.repeats))
+        status = statistics.median(_timed_status(*sweep) for _ in range(args.repeats))
+        base = base or (agent, status)
+        print(f"{size:>7} {reads[0]['events']:>7} {reads[0]['files']:>10} "
+              f"{statistics.median(r['read'] for r in reads):>8.3f} {agent:>8.2f} ({agent / base[0]:.2f}x) "
+              f"{status:>5.2f} ({status / base[1]:.2f}x)")
     return 0
+
+
+def _real_sweep(store: Path, ledger: Path, size: int) -> tuple[Path, dict[str, str], str]:
+    """A sweep in a fresh sqlite store whose ledger holds the ``size`` trials of ``ledger``: (dir, env, sweep id)."""
+    import shutil
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env.pop("MLFLOW_SWEEP_LEDGER_DIR", None)
+    marker = store / "started"
+    if not (store / "sweep_id").exists():
+        store.mkdir(parents=True, exist_ok=True)
+        config = {**CONFIG, "run_cap": size + 1000, "command": f"date +%s.%N > {marker}"}
+        (store / "sweep.json").write_text(json.dumps(config))
+        init = subprocess.run([sys.executable, "-m", "mlflow_sweep", "init", str(store / "sweep.json")], env=env,
+                              cwd=store, capture_output=True, text=True, check=True)
+        sweep_id = init.stdout.strip().splitlines()[-1].rsplit(" ", 1)[1]
+        from mlflow import MlflowClient
+
+        target = Path(MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(sweep_id).data.tags["sweep.ledger_dir"])
+        for part in ("events", "checkpoints"):  # the trials, under this sweep's own header
+            if (ledger / part).exists():
+                shutil.copytree(ledger / part, target / part, dirs_exist_ok=True)
+        (store / "sweep_id").write_text(sweep_id)
+    return store, env, (store / "sweep_id").read_text()
+
+
+def _agent_start(store: Path, env: dict[str, str], sweep_id: str) -> float:
+    """Seconds from starting ``mlflow sweep run --count 1`` to its trial's command running."""
+    marker = store / "started"
+    marker.unlink(missing_ok=True)
+    began = time.time()
+    subprocess.run([sys.executable, "-m", "mlflow_sweep", "run", "--sweep-id", sweep_id, "--count", "1"], env=env,
+                   cwd=store, capture_output=True, check=True)
+    return float(marker.read_text()) - began
+
+
+def _timed_status(store: Path, env: dict[str, str], sweep_id: str) -> float:
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "mlflow_sweep", "status", "--sweep-id", sweep_id], env=env, cwd=store,
+                   capture_output=True, check=True)
+    return time.perf_counter() - began
 
 
 def _build(directory: Path, trials: int) -> None:
