@@ -43,7 +43,7 @@ ENVIRONMENT = {
     "MLFLOW_SWEEP_POLL_INTERVAL": "seconds between an agent's looks at the ledger while it waits or runs a trial "
                                   "(a paused sweep, cancel); default: 1",
     "MLFLOW_SWEEP_LOCK_TIMEOUT": "seconds an agent waits for the ledger's claim lock before it claims without it "
-                                 "(still exact, only slower); default: 30",
+                                 "(still exact, only slower); 0 turns the lock off; default: 30",
 }
 _SECTIONS = ("Args", "Environment", "Example", "Examples")
 

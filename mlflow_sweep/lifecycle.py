@@ -74,7 +74,8 @@ def open_sweep(sweep_id: str | None, *, tracker: Tracker | None = None, clock: C
 
     tracker = tracker or _mlflow()
     sweep = tracker.find_sweep(sweep_id)
-    ledger = Ledger(sweep.ledger_dir, lock_timeout=settings.lock_timeout(), clock=clock.time)
+    lock_timeout = settings.lock_timeout()  # 0: no claim lock
+    ledger = Ledger(sweep.ledger_dir, lock=lock_timeout > 0, lock_timeout=lock_timeout, clock=clock.time)
     header = ledger.state().header
     config = stored_config(header["config"], f"sweep {sweep.run_id}")
     return OpenSweep(sweep, ledger, config, int(header["seed"]), tracker, clock)

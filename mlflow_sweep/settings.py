@@ -12,12 +12,13 @@ POLL_INTERVAL = "MLFLOW_SWEEP_POLL_INTERVAL"
 LOCK_TIMEOUT = "MLFLOW_SWEEP_LOCK_TIMEOUT"
 
 
-def seconds(name: str, default: float) -> float:
+def seconds(name: str, default: float, *, zero: bool = False) -> float:
     """A positive number of seconds from environment variable ``name``, or ``default`` if unset.
 
     Args:
         name: the environment variable.
         default: the value when it is unset or empty.
+        zero: accept 0 too.
     """
     raw = os.environ.get(name, "")
     if not raw.strip():
@@ -26,8 +27,8 @@ def seconds(name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise UsageError(f"{name} must be a number of seconds, but got {raw!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise UsageError(f"{name} must be positive, but got {raw!r}")
+    if not (value > 0 or (zero and value == 0)) or value == float("inf"):
+        raise UsageError(f"{name} must be {'zero or ' * zero}positive, but got {raw!r}")
     return value
 
 
@@ -52,5 +53,8 @@ def poll_interval() -> float:
 
 
 def lock_timeout() -> float:
-    """Seconds an agent waits for the ledger's claim lock before it claims without it (exact, only slower)."""
-    return seconds(LOCK_TIMEOUT, 30.0)
+    """Seconds an agent waits for the ledger's claim lock before it claims without it (exact, only slower).
+
+    0 turns the lock off: agents race for every ledger event, which is exact but wastes decisions.
+    """
+    return seconds(LOCK_TIMEOUT, 30.0, zero=True)

@@ -38,6 +38,8 @@ REAPED_TAG = "sweep.reaped"
 """Why the trial was marked dead: its agent went silent (killed, its machine lost)."""
 RETRY_OF_TAG = "sweep.retry_of"
 """The index of the trial whose point this trial runs again."""
+DEVICES_TAG = "sweep.devices"
+"""The trial's GPUs under ``run --gpus`` (its agent's ``MLFLOW_SWEEP_DEVICES``)."""
 NOTE_TAG = "mlflow.note.content"
 PARENT_TAG = "mlflow.parentRunId"
 PARENT_STATUS = {"running": "RUNNING", "paused": "RUNNING", "stopped": "FINISHED", "done": "FINISHED",

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, SupportsIndex, TypeVar
 
 from mlflow_sweep import catalog
+from mlflow_sweep.devices import DEVICES_ENV
 from mlflow_sweep.errors import TrackingError
-from mlflow_sweep.tracker import (COUNTED_PREFIX, KILLED_BY_TAG, NOTE_TAG, OUTPUT_ARTIFACT,  # noqa: F401
-                                  PARAMS_TAG, PARENT_STATUS, REAPED_TAG, RETRY_OF_TAG, STATE_TAG, STOP_ASKED_TAG,
+from mlflow_sweep.tracker import (COUNTED_PREFIX, DEVICES_TAG, KILLED_BY_TAG, NOTE_TAG,  # noqa: F401
+                                  OUTPUT_ARTIFACT, PARAMS_TAG, PARENT_STATUS, REAPED_TAG, RETRY_OF_TAG, STATE_TAG, STOP_ASKED_TAG,
                                   STOPPED_EARLY_TAG, SWEEP_TAG, Settled, Sweep, counted_metric, param_text,
                                   trial_tags)
 from mlflow_sweep.trials import Trial, TrialState
@@ -330,8 +331,10 @@ def start_trial(sweep: Sweep, trial: Trial) -> tuple[str, Path | None]:
 
     No params yet: the trial logs its own, and ``settle_trial`` fills in the rest.
     """
-    run = _client().create_run(sweep.experiment_id, run_name=f"{sweep.name}-{trial.index}",
-                               tags=trial_tags(sweep, trial))
+    tags = trial_tags(sweep, trial)
+    if os.environ.get(DEVICES_ENV):  # an agent of 'run --gpus': the devices its trials see
+        tags[DEVICES_TAG] = os.environ[DEVICES_ENV]
+    run = _client().create_run(sweep.experiment_id, run_name=f"{sweep.name}-{trial.index}", tags=tags)
     return run.info.run_id, _local_path(run.info.artifact_uri)
 
 
