@@ -126,6 +126,9 @@ class CommandRunner:
 
     def run(self, trial: Trial, run_id: str, output: Path, stop: StopRequest) -> int:
         """Launch the command, copy its output live and into ``output``, and return its exit code."""
+        if stop.is_set():  # asked before it started (a signal right after the claim): not started at all
+            stop.obey()
+            return STOPPED_CODE
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="mlflow-sweep-"))
         json_file = self.workdir / f"params-{trial.index}.json"

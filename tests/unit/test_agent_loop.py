@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import signal
 import tempfile
+import threading
+import time
 
 import pytest
 
@@ -267,6 +269,39 @@ def test_a_cancel_that_lands_before_the_command_starts_still_ends_the_trial_kill
     agent(opened, runner)
     assert (runner.interrupts, trials(opened)[0].state, runs(opened)[0].tags["sweep.killed_by"]) == \
         (1, TrialState.KILLED, "cancel")
+
+
+def test_a_cancel_reaches_a_real_commands_process_group(tmp_path):
+    """The real CommandRunner: the watch thread's interrupt SIGTERMs the running command's group."""
+    opened = memory_sweep(tmp_path, {**RANDOM, "run_cap": 5, "command": f"touch {tmp_path}/started; sleep 60 ${{x}}"})
+
+    def cancel_once_started():  # from another thread, as another host would: the agent's thread waits on the command
+        deadline = time.monotonic() + REAL_WAIT
+        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        control.change(lifecycle.open_sweep(opened.sweep.run_id, tracker=opened.tracker, clock=opened.clock), "cancel")
+        opened.clock.advance(1.0)
+
+    threading.Thread(target=cancel_once_started, daemon=True).start()
+    runner = runners.CommandRunner(opened.sweep, opened.config)
+    result = agent(opened, runner)
+    [trial] = trials(opened)
+    assert (result.reason, trial.state, runs(opened)[0].tags["sweep.killed_by"]) == \
+        ("the sweep is cancelled", TrialState.KILLED, "cancel")
+    assert runner.workdir is None  # closed by the agent on its way out
+
+
+def test_a_command_asked_to_stop_before_it_starts_is_not_started(tmp_path):
+    class Interrupting(MemoryTracker):
+        def start_trial(self, sweep, trial):
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+            return super().start_trial(sweep, trial)
+
+    opened = memory_sweep(tmp_path, {**RANDOM, "run_cap": 2, "command": f"touch {tmp_path}/started ${{x}}"},
+                          tracker=Interrupting(tmp_path))
+    with pytest.raises(AgentStopped):
+        agent(opened, runners.CommandRunner(opened.sweep, opened.config))
+    assert (trials(opened)[0].requeued, (tmp_path / "started").exists()) == ("interrupted", False)
 
 
 def test_a_function_trial_sees_a_cancel_through_should_stop(tmp_path):
@@ -567,16 +602,6 @@ def test_outcome(code, verdict, signum, obeyed, expected):
     ended = outcome(code, verdict, signum, obeyed)
     assert (ended.state.value, ended.requeue, dict(ended.tags)) == expected
     assert ended.stopped_at == (verdict.band if isinstance(verdict, CutAt) and obeyed and signum is None else None)
-
-
-def test_agent_loop_and_memory_tracking_never_import_mlflow():
-    import subprocess
-    import sys
-
-    code = ("import sys, mlflow_sweep.agent_loop, mlflow_sweep.memory_tracker, mlflow_sweep.control\n"
-            "print('mlflow' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True).stdout.strip() == "False"
 
 
 def test_settings_are_read_from_the_environment(monkeypatch):

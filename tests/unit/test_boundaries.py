@@ -40,3 +40,10 @@ def test_the_package_and_its_python_api_import_nothing_heavy():
 def test_the_supervisor_of_run_gpus_imports_nothing_heavy():
     """``run --gpus`` starts its agents at once: the supervising process never pays for ``import mlflow``."""
     assert _loaded_after_import(["mlflow_sweep.devices", "mlflow_sweep.device_agents"], HEAVY + ["yaml"]) == []
+
+
+def test_the_agent_and_the_memory_tracker_import_no_mlflow():
+    """Every decision of the agent is tested without MLflow, and light agents run on MemoryTracker."""
+    modules = ["mlflow_sweep.agent_loop", "mlflow_sweep.memory_tracker", "mlflow_sweep.control",
+               "mlflow_sweep.lifecycle"]
+    assert _loaded_after_import(modules, ["mlflow"]) == []
