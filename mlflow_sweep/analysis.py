@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from mlflow_sweep.trials import Trial, TrialState
+from mlflow_sweep.trials import Trial, TrialState, is_number
 
 if TYPE_CHECKING:
     import numpy
@@ -89,11 +89,6 @@ def param_levels(parameters: Mapping[str, Any]) -> dict[str, tuple]:
     """
     return {name: tuple(dist.values) for name, dist in parameters.items()
             if getattr(dist, "name", "") == "categorical"}
-
-
-def is_number(value: Any) -> bool:
-    """True for a real, finite number that is not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def category_label(value: Any) -> str:

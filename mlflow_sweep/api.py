@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from mlflow_sweep.errors import SweepError, UsageError
+from mlflow_sweep.trials import check_count
 
 if TYPE_CHECKING:
     from mlflow_sweep.agent_loop import AgentResult
@@ -188,8 +189,8 @@ def run_trials(sweep_id: str | None = None, *, function: Callable[..., Any] | No
 
     if function is not None:
         takes_params(function)  # a function of the wrong shape fails before any trial is claimed
-    count = None if count is None else _positive(count, "count")
-    max_failures = _positive(max_failures, "max_failures")
+    count = None if count is None else check_count(count, "count")
+    max_failures = check_count(max_failures, "max_failures")
     if function is None:
         sink = stream if stream is not None else _TextSink()
         make = lambda o: CommandRunner(o.sweep, o.config, sink)  # noqa: E731
@@ -266,12 +267,6 @@ def status(sweep_id: str | None = None) -> SweepStatus:
     from mlflow_sweep import progress
 
     return progress.sweep_status(None if sweep_id is None else str(sweep_id))
-
-
-def _positive(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{name} must be a whole number of at least 1, but got {value!r}")
-    return value
 
 
 def _say(message: str) -> None:

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 from mlflow_sweep.errors import LedgerError
 from mlflow_sweep.journal import LEDGER_NAME, Journal
 from mlflow_sweep.mounts import check_mount
-from mlflow_sweep.trials import DONE, Controls, Proposal, SweepControl, Trial, TrialState
+from mlflow_sweep.trials import DONE, Controls, Proposal, SweepPhase, Trial, TrialState, is_count
 
 if TYPE_CHECKING:
     from mlflow_sweep.trials import _Done
@@ -208,11 +208,14 @@ class _Replay:
 
 
     def _on_control(self, event: Mapping[str, Any]) -> None:
-        self.controls = replace(self.controls, state=SweepControl(event["state"]))
+        state = SweepPhase(event["state"])
+        if state is SweepPhase.DONE:
+            raise _BadEvent("a control event cannot ask for 'done', which only the trials decide")
+        self.controls = replace(self.controls, state=state)
 
     def _on_run_cap(self, event: Mapping[str, Any]) -> None:
         run_cap = event["run_cap"]
-        if isinstance(run_cap, bool) or not isinstance(run_cap, int) or run_cap < 1:
+        if not is_count(run_cap):
             raise _BadEvent(f"'run_cap' must be an integer of at least 1, but got {run_cap!r}")
         self.controls = replace(self.controls, run_cap=run_cap)
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from mlflow_sweep.analysis import CATEGORICAL, Analysis, ParameterResult, category_label, is_number
+from mlflow_sweep.analysis import CATEGORICAL, Analysis, ParameterResult, category_label
+from mlflow_sweep.trials import is_number
 
 _COLUMNS = ("Importance", "Permutation Importance", "Pearson", "Spearman")
 

@@ -6,6 +6,7 @@ rule (STYLE §3).
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import json
@@ -50,6 +51,46 @@ def _validator() -> Any:
     from jsonschema import Draft202012Validator
 
     return Draft202012Validator(load_schema())
+
+
+def with_defaults(data: Any, definition: str | None = None) -> Any:
+    """A copy of ``data`` with the schema's ``default`` values filled in: the schema owns every default.
+
+    Defaults are filled as W&B's sweeps engine fills them: wherever a ``properties`` keyword holds
+    for an object (no error among its properties), each absent property that has a ``default`` gets
+    it. So a default inside an ``if``/``then`` branch applies only where the branch does (``run_cap``
+    10 unless the method is grid), and an object with a problem gets none (its problem is reported).
+
+    Args:
+        data: a parsed sweep file, or a part of one when ``definition`` is given.
+        definition: the name of a ``$defs`` entry (``hyperband``, ``normal``, ...) that ``data`` is
+            an instance of; None for a whole sweep file.
+    """
+    filled = copy.deepcopy(data)
+    filler = _filler()
+    if definition is not None:
+        filler = filler.evolve(schema=load_schema()["$defs"][definition])
+    for _ in filler.iter_errors(filled):
+        pass  # the errors are validate()'s to report; here only the filling matters
+    return filled
+
+
+@functools.lru_cache(maxsize=None)
+def _filler() -> Any:
+    """The schema's validator, whose ``properties`` keyword also sets defaults (jsonschema's FAQ recipe)."""
+    from jsonschema import Draft202012Validator, validators
+
+    check_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def properties(validator: Any, properties: dict, instance: Any, schema: dict) -> Iterator[Any]:
+        errors = list(check_properties(validator, properties, instance, schema))
+        yield from errors
+        if not errors and isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+
+    return validators.extend(Draft202012Validator, {"properties": properties})(load_schema())
 
 
 def validate(data: Any) -> list[Problem]:

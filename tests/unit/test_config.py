@@ -36,6 +36,43 @@ def test_defaults():
     assert (cfg.early_terminate, cfg.description, cfg.warnings) == (None, None, ())
 
 
+def test_defaults_inside_blocks_come_from_the_schema_as_wandb_fills_them():
+    cfg = _cfg(metric={"name": "loss", "target": 0.1}, early_terminate={"type": "hyperband", "min_iter": 3},
+               parameters={"n": {"distribution": "q_normal"}, "u": {"distribution": "q_uniform", "min": 0, "max": 4}})
+    assert cfg.early_terminate == {"type": "hyperband", "min_iter": 3, "eta": 3, "strict": True}
+    assert (cfg.parameters["n"].spec(), cfg.parameters["u"].spec()) == (
+        {"distribution": "q_normal", "mu": 0.0, "sigma": 1.0, "q": 1.0},
+        {"distribution": "q_uniform", "min": 0, "max": 4, "q": 1.0})
+    assert cfg.metric == config.Metric("loss", "minimize", 0.1, "worst", "best")
+
+
+def test_the_schema_alone_owns_the_defaults(monkeypatch: pytest.MonkeyPatch):
+    """Change a default in the schema and the config follows: no other module restates it."""
+    changed = json.loads(json.dumps(schema.load_schema()))
+    changed["properties"]["method"]["default"] = "grid"
+    changed["properties"]["experiment_name"]["default"] = "Elsewhere"
+    changed["$defs"]["metric"]["properties"]["summary"]["default"] = "last"
+    changed["$defs"]["hyperband"]["properties"]["eta"]["default"] = 4
+    changed["$defs"]["normal"]["properties"]["sigma"]["default"] = 2.0
+    changed["allOf"][1]["else"]["properties"]["run_cap"]["default"] = 7
+    for cached in (schema._filler, schema._validator):
+        cached.cache_clear()
+    monkeypatch.setattr(schema, "load_schema", lambda: changed)
+    try:
+        grid = _cfg(metric={"name": "loss"}, early_terminate={"type": "hyperband", "min_iter": 3})
+        rand = _cfg(method="random", parameters={"n": {"distribution": "normal"}})
+    finally:
+        for cached in (schema._filler, schema._validator):
+            cached.cache_clear()
+    assert (grid.method, grid.run_cap, grid.experiment_name, grid.metric.summary, grid.early_terminate["eta"]) == (
+        "grid", None, "Elsewhere", "last", 4)
+    assert (rand.run_cap, rand.parameters["n"].spec()["sigma"]) == (7, 2.0)
+
+
+def test_an_alias_is_not_overridden_by_the_default_of_its_key():
+    assert (_cfg(project="p").experiment_name, _cfg().experiment_name) == ("p", "Default")
+
+
 def test_no_metric_is_none():
     assert _cfg().metric is None
 
