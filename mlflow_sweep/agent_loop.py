@@ -69,7 +69,7 @@ class AgentResult:
     reason: str
 
 
-def run_agent(sweep_id: str | None, *, count: int | None = None, max_failures: int = 5,
+def run_agent(sweep_id: str | None, *, count: int | None = None, max_failures: int = settings.MAX_FAILURES,
               say: Callable[[str], None] = lambda _: None, stream: IO[bytes] | None = None,
               runner: Callable[[lifecycle.OpenSweep], TrialRunner] | None = None) -> AgentResult:
     """Run trials of the sweep until it is done, ``count`` trials ran, or too many failed in a row.

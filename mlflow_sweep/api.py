@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from mlflow_sweep.errors import SweepError, UsageError
+from mlflow_sweep.settings import MAX_FAILURES
 from mlflow_sweep.trials import check_count
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def _as_json(config: Mapping[str, Any]) -> str:
 
 
 def agent(sweep_id: str | None = None, function: Callable[..., Any] | None = None, count: int | None = None,
-          max_failures: int = 5, *, project: str | None = None, entity: str | None = None) -> AgentResult:
+          max_failures: int = MAX_FAILURES, *, project: str | None = None, entity: str | None = None) -> AgentResult:
     """Run trials of a sweep until it is done, ``count`` trials ran, or too many failed in a row.
 
     Any number of agents may run one sweep at once, from Python or ``mlflow sweep run``: together
@@ -174,7 +175,7 @@ def agent(sweep_id: str | None = None, function: Callable[..., Any] | None = Non
 
 
 def run_trials(sweep_id: str | None = None, *, function: Callable[..., Any] | None = None,
-               count: int | None = None, max_failures: int = 5, stream: Any = None) -> AgentResult:
+               count: int | None = None, max_failures: int = MAX_FAILURES, stream: Any = None) -> AgentResult:
     """``agent``, except that an interrupt raises AgentStopped (the CLI's ``run`` exits 128 + signal).
 
     Args:

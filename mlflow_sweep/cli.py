@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from mlflow_sweep.errors import SweepError, UsageError
+from mlflow_sweep.settings import MAX_FAILURES
 
 _SWEEP_ID_FLAGS = ("--sweep-id", "--sweep_id")
 
@@ -46,7 +47,7 @@ class SweepCLI:
         print(config.render_config(created.config))
         print(f"Sweep initialized with ID: {created.sweep_id}")
 
-    def run(self, sweep_id: str | None = None, count: int | None = None, max_failures: int = 5) -> None:
+    def run(self, sweep_id: str | None = None, count: int | None = None, max_failures: int = MAX_FAILURES) -> None:
         """Run an agent: claim trials and run them until the sweep is done.
 
         Start as many agents as you like, on one machine or many; together they run exactly

@@ -31,17 +31,15 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from mlflow_sweep import settings
+
 PROG = "mlflow sweep"
 WIDTH = 88
 ENVIRONMENT = {
     "MLFLOW_TRACKING_URI": "the tracking store; default: sqlite:///mlflow.db in the current directory",
     "MLFLOW_SWEEP_LEDGER_DIR": "a directory every agent can reach, for ledgers of sweeps whose artifacts are "
                                "not on a shared filesystem (a tracking server with proxied or cloud artifacts)",
-    "MLFLOW_SWEEP_HEARTBEAT_TIMEOUT": "seconds of silence after which an agent's trial counts as dead; default: 120",
-    "MLFLOW_SWEEP_KILL_GRACE": "seconds between SIGTERM and SIGKILL when a trial is stopped; default: 10",
-    "MLFLOW_SWEEP_EARLY_TERMINATE_INTERVAL": "seconds between hyperband checks of a running trial; default: 5",
-    "MLFLOW_SWEEP_POLL_INTERVAL": "seconds between an agent's looks at the ledger while it waits or runs a trial "
-                                  "(a paused sweep, cancel); default: 1",
+    **{name: f"{meaning}; default: {default:g}" for name, (default, meaning) in settings.SECONDS.items()},
 }
 _SECTIONS = ("Args", "Environment", "Example", "Examples")
 
