@@ -24,7 +24,6 @@ text takes it from ``ENVIRONMENT``. Pure text work: nothing heavy is imported (S
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 import textwrap
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from mlflow_sweep import settings
+from mlflow_sweep.errors import closest
 
 PROG = "mlflow sweep"
 WIDTH = 88
@@ -75,8 +75,8 @@ def summary(method: Callable[..., Any]) -> str:
 
 def did_you_mean(word: str, choices: list[str]) -> str:
     """`` (did you mean 'status'?)`` for a near miss, else an empty string."""
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    close = closest(word, choices)
+    return f" (did you mean '{close}'?)" if close else ""
 
 
 def render_group(cli: type) -> str:

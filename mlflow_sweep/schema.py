@@ -7,13 +7,12 @@ rule (STYLE §3).
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import json
 import re
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from mlflow_sweep.errors import Problem
+from mlflow_sweep.errors import Problem, closest
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError
@@ -143,11 +142,9 @@ def format_path(parts: Iterable[Any]) -> str:
 
 
 def suggest(word: object, choices: Iterable[str]) -> str | None:
-    """A "did you mean" hint when ``word`` is close to one of ``choices`` (pypa/build ``_find_typo``)."""
-    if not isinstance(word, str):
-        return None
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else None
+    """A "did you mean" hint when ``word`` is close to one of ``choices``."""
+    close = closest(word, choices)
+    return f"did you mean {close!r}?" if close else None
 
 
 def number_text_hint(value: object) -> str | None:
