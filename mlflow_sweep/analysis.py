@@ -1,4 +1,4 @@
-"""Finalize math (SPEC §5): encode parameters, forest and permutation importance, correlations, best trial.
+"""Finalize math: encode parameters, forest and permutation importance, correlations, best trial.
 
 Pure: plain lists of ``Trial`` in, frozen results out. Heavy libraries are imported inside functions.
 """
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 LINEAR, LOG, CATEGORICAL = "linear", "log", "categorical"
 MIN_TRIALS = 3
-"""Completed trials needed for the importance table (issue 5: fewer than 3 gives a message)."""
+"""Completed trials needed for the importance table (fewer give a message instead of a table)."""
 
 _LOG_DISTRIBUTIONS = frozenset({
     "log_uniform", "log_uniform_values", "q_log_uniform", "q_log_uniform_values",
@@ -82,7 +82,7 @@ def param_scales(parameters: Mapping[str, Any]) -> dict[str, str]:
 
 
 def param_levels(parameters: Mapping[str, Any]) -> dict[str, tuple]:
-    """Map each categorical parameter to its configured values, in the sweep file's order (SPEC §5).
+    """Map each categorical parameter to its configured values, in the sweep file's order (plots keep it).
 
     Args:
         parameters: dotted name -> distribution (a categorical has ``values``).
@@ -115,7 +115,7 @@ def usable_metric(trial: Trial) -> bool:
     """A completed trial whose metric is a finite number (NaN and missing are left out).
 
     Completed means FINISHED, or stopped early by hyperband: such a trial's metric follows the
-    same ``metric.summary`` rule as every other's (issue 6).
+    same ``metric.summary`` rule as every other's.
     """
     completed = trial.state is TrialState.FINISHED or trial.stopped_at is not None
     return completed and trial.metric is not None and is_number(trial.metric)

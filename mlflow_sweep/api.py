@@ -1,4 +1,4 @@
-"""The Python API (SPEC §8): sweeps and agents from a script or a notebook, the W&B way.
+"""The Python API: sweeps and agents from a script or a notebook, the W&B way.
 
     import mlflow, mlflow_sweep
 
@@ -94,7 +94,7 @@ def create_sweep(config: Mapping[str, Any] | str | os.PathLike[str], experiment_
     """
     from mlflow_sweep import lifecycle
 
-    checked = _checked(config, experiment_name)  # every check before MLflow is touched (SPEC §2)
+    checked = _checked(config, experiment_name)  # every check before MLflow is touched: a bad config creates nothing
     if isinstance(config, Mapping):
         with tempfile.TemporaryDirectory(prefix="mlflow-sweep-") as tmp:
             path = Path(tmp) / CONFIG_ARTIFACT

@@ -1,4 +1,4 @@
-"""Read a sweep file, check it once, and return one frozen SweepConfig (SPEC §2, STYLE §3).
+"""Read a sweep file, check it once, and return one frozen SweepConfig.
 
 Steps: read YAML or JSON (syntax errors with line:col) → infer each parameter's distribution
 as W&B does → the JSON Schema → the checks a schema cannot express → W&B aliases and defaults.
@@ -58,7 +58,7 @@ class Metric:
         return max(finite) if self.goal == "maximize" else min(finite)
 
     def reached(self, value: float) -> bool:
-        """True when ``value`` meets ``target`` in the goal's direction (SPEC §4a)."""
+        """True when ``value`` meets ``target`` in the goal's direction: the sweep then claims no new trial."""
         if self.target is None:
             return False
         return value >= self.target if self.goal == "maximize" else value <= self.target
@@ -83,7 +83,7 @@ class SweepConfig:
     source: str
     warnings: tuple[str, ...] = ()
     paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    """Each parameter's key path in the file's tree (STYLE §6): ``("model.lr",)`` for a flat name
+    """Each parameter's key path in the file's tree: ``("model.lr",)`` for a flat name
     written with a dot, ``("optimizer", "lr")`` for a leaf of a nested ``parameters:`` block."""
 
     def nest(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -201,7 +201,7 @@ def _describe_command(command: str | tuple[str, ...] | None) -> str:
 
 
 def _numbers_from_text(data: dict) -> tuple[dict, list[str]]:
-    """``1e-4`` as a number wherever the schema wants one (SPEC §2), with a warning per key.
+    """``1e-4`` as a number wherever the schema wants one, with a warning per key.
 
     YAML 1.2 (and so W&B's server) reads ``1e-4`` as a number, PyYAML as text; sweepfile marks
     such scalars. Inference runs again after each pass: ``min: 1e-4`` decides the distribution.
@@ -349,7 +349,7 @@ def _key_hint(key: Any) -> str:
 
 
 def _duplicate_names(params: list[_Param]) -> list[Problem]:
-    """A flat name and a nested leaf that render to one MLflow param name (PLAN decision 2)."""
+    """A flat name and a nested leaf that render to one MLflow param name, which holds one value."""
     first: dict[str, _Param] = {}
     out = []
     for param in params:
@@ -378,7 +378,7 @@ def _alias_conflicts(data: dict) -> list[Problem]:
 def _command_problems(data: dict, params: list[_Param]) -> list[Problem]:
     command = data.get("command")
     if command is None:
-        return []  # W&B's default command with program; the function agent without (SPEC §2)
+        return []  # W&B's default command with program; without, the sweep is for the function agent
     if isinstance(command, str):
         pieces = [("command", command)]
     elif isinstance(command, list):
@@ -510,7 +510,7 @@ def _warnings(data: dict, params: list[_Param]) -> tuple[str, ...]:
 
 
 def _unused(command: Any, params: list[_Param]) -> list[str]:
-    """Parameters a command never passes: no args macro, and neither ``${name}`` nor its block (#13)."""
+    """Parameters a command never passes: no args macro, and neither ``${name}`` nor its block."""
     if command is None:
         return []
     text = command if isinstance(command, str) else " ".join(str(part) for part in command)

@@ -1,4 +1,4 @@
-"""The sweep's lifecycle commands (SPEC §4b): stop, pause, resume, cancel, retry, update.
+"""The sweep's lifecycle commands: stop, pause, resume, cancel, retry, update.
 
 Each one opens the sweep, publishes its event in the ledger, decided on the freshest state (so
 every agent on every host sees it at its next claim), shows the new state on the parent run, and returns a

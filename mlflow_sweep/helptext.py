@@ -1,4 +1,4 @@
-"""``--help`` for people (SPEC §4a): rendered from the command methods' docstrings, not by Fire.
+"""``--help`` for people: rendered from the command methods' docstrings, not by Fire.
 
 Fire stays the dispatcher; the help is ours, so it reads like git's or pip's: a usage line with
 the flags as the README spells them (``--sweep-id``), every option with its default, the
@@ -20,7 +20,8 @@ A command documents itself in its docstring (the format is in docs/design.md)::
 ``(ID)`` is the placeholder shown after the flag; a parameter without a default is a positional
 argument; a bool parameter is a flag without a value. A signature default other than None is
 added as "default: …" unless the text already says one. An environment variable without its own
-text takes it from ``ENVIRONMENT``. Pure text work: nothing heavy is imported (SPEC §6).
+text takes it from ``ENVIRONMENT``. Pure text work: nothing heavy is imported, so help costs no
+more than Python starting.
 """
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
-"""What an agent does next, decided from the ledger's state alone (pure; STYLE §6).
+"""What an agent does next, decided from the ledger's state alone (pure: testable with plain lists).
 
 ``next_step`` runs inside the ledger lock when an agent claims: it returns the Proposal to
 record, a ``Wait`` (nothing to hand out now, but running trials may free some, or the sweep is
 paused), or a ``Done`` with the reason the sweep hands out no more trials. Every stopping rule
-lives here, once: the user's lifecycle commands (SPEC §4b), ``run_cap`` (or the value set by
-``update --run-cap``), ``metric.target``, and a grid whose points are all taken (SPEC §4, §4a).
+lives here, once: the user's lifecycle commands, ``run_cap`` (or the value set by
+``update --run-cap``), ``metric.target``, and a grid whose points are all taken.
 
-Requeued points (SPEC §4b, issue 10). A trial whose agent was interrupted, or a FAILED trial
+Requeued points. A trial whose agent was interrupted, or a FAILED trial
 that ``retry`` named, is *requeued*: it no longer counts toward run_cap and its point waits in
 the queue, which is handed out (in trial order) before any new point, with exactly the trial's
 params. Samplers see the sweep as if the requeued trial were still pending until its point is
@@ -53,7 +53,7 @@ def run_cap(config: SweepConfig, controls: Controls = _DEFAULT) -> int | None:
 
 
 def counted(trials: Sequence[Trial]) -> list[Trial]:
-    """The trials that count toward run_cap: all but the requeued ones (SPEC §4b)."""
+    """The trials that count toward run_cap: all but the requeued ones, whose points run again."""
     return [t for t in trials if t.requeued is None]
 
 
@@ -76,7 +76,7 @@ def sampler_view(trials: Sequence[Trial]) -> tuple[list[Trial], int]:
 
 
 def target_reached(config: SweepConfig, trials: Sequence[Trial]) -> bool:
-    """True once a finished trial's metric reaches ``metric.target`` (SPEC §4a)."""
+    """True once a finished trial's metric reaches ``metric.target``."""
     metric = config.metric
     if metric is None or metric.target is None:
         return False
@@ -103,7 +103,7 @@ def _grid_left(config: SweepConfig, trials: Sequence[Trial], seed: int) -> bool:
 
 
 def sweep_state(config: SweepConfig, trials: Sequence[Trial], seed: int, controls: Controls = _DEFAULT) -> SweepPhase:
-    """The sweep's state, as status, list and the parent run's ``sweep.state`` tag show it (SPEC §4b).
+    """The sweep's phase, as status, list and the parent run's ``sweep.state`` tag show it.
 
     ``stopped`` and ``cancelled`` are what the user asked; ``done`` means no trial runs and
     none will be handed out (run_cap or target reached, grid exhausted, no point queued);
@@ -132,7 +132,7 @@ def next_step(config: SweepConfig, trials: Sequence[Trial], seed: int, controls:
     """The next trial to claim, a Wait, or Done with its reason.
 
     A grid point held by a running trial comes back if that trial's agent dies or is
-    interrupted (SPEC §4, §4b), so an exhausted grid with trials still running is a Wait, not
+    interrupted, so an exhausted grid with trials still running is a Wait, not
     Done. A paused sweep is a Wait too; a stopped or cancelled one is Done.
 
     Args:
@@ -162,7 +162,7 @@ def next_step(config: SweepConfig, trials: Sequence[Trial], seed: int, controls:
 
 
 def retry_candidates(config: SweepConfig, trials: Sequence[Trial]) -> list[int]:
-    """The FAILED trials whose points ``retry`` hands out again (SPEC §4b).
+    """The FAILED trials whose points ``retry`` hands out again.
 
     A trial already requeued is not named twice. A grid trial reaped as dead is left out: the
     grid already handed its point out again.

@@ -61,7 +61,7 @@ def sweep_status(sweep_id: str | None) -> SweepStatus:
 
     opened = lifecycle.open_sweep(sweep_id)
     sweep, ledger, config = opened.sweep, opened.ledger, opened.config
-    lifecycle.reap_dead(ledger)  # SPEC §4a: status reaps dead trials too
+    lifecycle.reap_dead(ledger)  # status reaps dead trials too, so it never shows a dead agent's trial running
     agents, state = ledger.agents(), ledger.state()
     trials = state.trials
     now, timeout, exited = time.time(), settings.heartbeat_timeout(), _exited_here(agents)
@@ -84,7 +84,7 @@ def _live(record: Mapping[str, Any], now: float, timeout: float, exited: Collect
 
 
 def _kind(record: Mapping[str, Any], now: float, timeout: float, exited: Collection[str]) -> str:
-    """``live``; ``exited`` when its last heartbeat says it stopped; else ``died`` (gone or silent, issue 12)."""
+    """``live``; ``exited`` when its last heartbeat says it stopped; else ``died`` (gone or silent)."""
     if record.get("stopped"):
         return "exited"
     beat = record.get("beat")
@@ -186,7 +186,7 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
         timeout: seconds of silence after which an agent counts as gone.
         exited: ids of agents whose process is known to be gone although their last beat is recent.
         conflicts: claims the ledger dropped because an earlier claim had their trial number.
-        state: the sweep's state (``policy.sweep_state``, SPEC §4b).
+        state: the sweep's phase (``policy.sweep_state``).
         run_cap: the run_cap in effect (after ``update --run-cap``); None: the config's.
     """
     metric = config.metric
@@ -203,7 +203,7 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
 
 
 def _progress(config: SweepConfig, trials: Sequence[Trial], run_cap: int | None) -> str:
-    """Claimed trials against run_cap or the grid; requeued trials do not count (SPEC §4b)."""
+    """Claimed trials against run_cap or the grid; requeued trials do not count (their points run again)."""
     claimed, cap = len(counted(trials)), run_cap if run_cap is not None else config.run_cap
     size = config.grid_size()
     if cap is not None:
@@ -227,7 +227,8 @@ def _by_state(trials: Sequence[Trial]) -> str:
 
 
 def _conflicts(conflicts: Sequence[Conflict]) -> list[str]:
-    """One line when two claims of one trial number reached the ledger (issue 11): it says it was resolved."""
+    """One line when two claims of one trial number reached the ledger (old v1 ledgers written without a
+    common lock): it says the replay resolved them."""
     if not conflicts:
         return []
     numbers = ", ".join(f"#{c.trial}" for c in conflicts[:10]) + (", …" if len(conflicts) > 10 else "")
@@ -258,7 +259,7 @@ def _agents(agents: Sequence[Mapping[str, Any]], now: float, timeout: float, exi
     """A table of live agents, newest beat first, then how many exited cleanly and how many died.
 
     An agent that exits writes a last heartbeat saying so (``stopped``); one whose process is gone
-    without it, or that has been silent for ``timeout`` seconds, died (issue 12). An agent's trial
+    without it, or that has been silent for ``timeout`` seconds, died. An agent's trial
     comes from the ledger (current) before its heartbeat (up to a beat old).
     """
     kinds = [_kind(a, now, timeout, exited) for a in agents]

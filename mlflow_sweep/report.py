@@ -1,4 +1,4 @@
-"""Plain-text finalize output (SPEC §5): the importance table, the best trial and notes; pure strings."""
+"""Plain-text finalize output: the importance table, the best trial and notes; pure strings."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -10,7 +10,7 @@ _COLUMNS = ("Importance", "Permutation Importance", "Pearson", "Spearman")
 
 
 def render_table(analysis: Analysis) -> str:
-    """The SPEC §5 table: a title, a header, one row per parameter sorted by importance.
+    """The importance table: a title, a header, one row per parameter sorted by importance.
 
     Args:
         analysis: the result of ``analysis.analyse``; empty rows give an empty string.

@@ -1,8 +1,8 @@
 """The sweep file's JSON Schema (package data ``mlflow_sweep.schemas``) and its errors as Problems.
 
-The schema is the single source of truth for the file's shape (SPEC §2). jsonschema's messages
-are rewritten here so that each names the offending key as a dotted path, the value and the
-rule (STYLE §3).
+The schema is the single source of truth for the file's shape and its defaults. jsonschema's
+messages are rewritten here so that each names the offending key as a dotted path, the value and
+the rule, as a user needs them to fix the file.
 """
 from __future__ import annotations
 
@@ -232,7 +232,7 @@ def _unknown_key(key: str, value: Any, known: list[str], subschema: dict, path: 
 
 
 def _misplaced_hint(value: Any, path: list) -> str | None:
-    """Two mistakes seen in public W&B files (#13): a whole config under a key, a parameter indented too deep."""
+    """Two mistakes seen in public W&B files: a whole config under a key, a parameter indented too deep."""
     if not isinstance(value, dict):
         return None
     if not path and {"parameters", "method"} & set(value):

@@ -56,14 +56,14 @@ class Trial:
     """One trial of a sweep as the ledger knows it.
 
     ``params`` uses flat dotted names (``outer.inner``). ``metric`` is the trial's single
-    value under ``metric.summary`` (SPEC §3), or None when it logged none. ``point`` is the
+    value under ``metric.summary``, or None when it logged none. ``point`` is the
     grid point index for grid sweeps. ``dead`` marks a trial reaped because its agent
-    went silent (SPEC §4); ``stopped_at`` is the hyperband iteration that stopped it.
+    went silent; ``stopped_at`` is the hyperband iteration that stopped it.
     ``history`` is every value the trial logged under ``metric.name``, in logging order; the
-    ledger keeps it only for sweeps with ``early_terminate`` (hyperband cuts, issue 6).
+    ledger keeps it only for sweeps with ``early_terminate`` (it sets hyperband's cuts).
     ``requeued`` says why the trial's point was handed out again (``interrupted``: its agent got
     SIGINT/SIGTERM; ``retry``: ``mlflow sweep retry``); such a trial does not count toward
-    run_cap (SPEC §4b). ``retry_of`` is the index of the trial whose point this one runs again.
+    run_cap. ``retry_of`` is the index of the trial whose point this one runs again.
     """
 
     index: int

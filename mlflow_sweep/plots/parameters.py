@@ -2,7 +2,7 @@
 
 A parameter becomes an ``_Axis``: numbers stay numbers (log when configured so, whole numbers when
 every value is an int), categoricals become slots in the sweep file's order, never-sampled values
-included (issue 12).
+included, so a plot reads as the sweep file does.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Point ``i`` is the ``i``-th element of the cartesian product of every parameter's
 ``grid_values()`` in the config's parameter order, the last parameter varying fastest
 (``itertools.product`` order). A trial holds its point unless it is ``dead`` (its agent
-went silent, SPEC §4), so failed trials are not retried but a dead agent's point comes back.
+went silent), so failed trials are not retried but a dead agent's point comes back.
 """
 from __future__ import annotations
 

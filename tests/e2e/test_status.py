@@ -1,4 +1,4 @@
-"""``mlflow sweep status``: trials by state, run_cap progress, best so far, live agents (issue 5)."""
+"""``mlflow sweep status``: trials by state, run_cap progress, best so far, live agents."""
 from __future__ import annotations
 
 import socket

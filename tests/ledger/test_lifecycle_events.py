@@ -1,4 +1,4 @@
-"""Lifecycle events in the ledger (SPEC §4b, issue 10): control, run_cap, requeue, and claims that re-run a point."""
+"""Lifecycle events in the ledger: control, run_cap, requeue, and claims that re-run a point."""
 from __future__ import annotations
 
 from pathlib import Path

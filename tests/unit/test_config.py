@@ -177,7 +177,7 @@ def test_a_parameter_the_string_command_never_uses_is_a_warning():
 
 
 def test_a_list_command_that_passes_no_parameter_gets_the_same_warning():
-    """Issue 13 item 6: W&B files whose program reads wandb.config pass nothing on the command line."""
+    """W&B files whose program reads wandb.config pass nothing on the command line: a warning, not an error."""
     cfg = _cfg(command=["${env}", "${interpreter}", "${program}", "--epochs=3"], program="t.py",
                parameters={"lr": {"value": 1}, "g": {"parameters": {"h": {"value": 2}}}})
     assert cfg.warnings == (f"parameters lr, g.h are not used in command; the command will not see them {_HOW}",)
@@ -293,7 +293,7 @@ def test_schema_is_valid_and_knows_every_registered_distribution():
 
 
 def test_parameter_shapes_are_discriminated_without_anyof_or_oneof():
-    """STYLE §3: anyOf/oneOf make jsonschema blame the wrong branch."""
+    """anyOf/oneOf make jsonschema blame the wrong branch ('min' is required for ``{values: []}``)."""
     text = json.dumps(schema.load_schema()["$defs"]["parameter"])
     assert ('"anyOf"' in text.replace('"if": {"anyOf"', ""), '"oneOf"' in text) == (False, False)
 
@@ -327,7 +327,7 @@ def test_normal_sigma_zero_is_allowed_as_in_wandb():
     assert _cfg(parameters={"n": {"distribution": "normal", "sigma": 0}}).parameters["n"].ppf(0.3) == 0.0
 
 
-# --- issue 13: real W&B files ------------------------------------------------------------------
+# --- real W&B files, as people write them -------------------------------------------------------
 
 
 def _load(tmp_path: Path, text: str) -> config.SweepConfig:
@@ -346,7 +346,7 @@ def test_flat_dotted_names_stay_flat_and_nested_blocks_nest():
 
 
 def test_a_name_and_a_dotted_name_with_its_prefix_may_both_exist():
-    """Issue 13 item 2: ``mixmethod`` and ``mixmethod.conf_prob`` are two flat parameters."""
+    """``mixmethod`` and ``mixmethod.conf_prob`` are two flat parameters: a name with a dot is still a name."""
     cfg = _cfg(parameters={"mixmethod": {"values": ["cutmix"]}, "mixmethod.conf_prob": {"value": 0.5}})
     assert cfg.nest({"mixmethod": "cutmix", "mixmethod.conf_prob": 0.5}) == {
         "mixmethod": "cutmix", "mixmethod.conf_prob": 0.5}

@@ -1,4 +1,4 @@
-"""``--help`` written for people (SPEC §4a, issue 12): rendered from the commands' docstrings."""
+"""``--help`` written for people, like git's or pip's: rendered from the commands' docstrings."""
 from __future__ import annotations
 
 import re
@@ -80,7 +80,7 @@ def test_the_docstring_format_is_the_one_docs_design_describes():
 
 
 def test_help_imports_nothing_heavy_not_even_fire():
-    """``mlflow sweep --help`` stays fast (SPEC §6): it needs neither Fire nor MLflow."""
+    """``mlflow sweep --help`` stays fast (no slower than 1.5x ``mlflow --help``): it needs neither Fire nor MLflow."""
     import json
     import subprocess
     import sys

@@ -1,4 +1,4 @@
-"""Hyperband early termination: bands and cuts worked out by hand, W&B's semantics (issue #6)."""
+"""Hyperband early termination: bands and cuts worked out by hand, W&B's semantics."""
 from __future__ import annotations
 
 import math

@@ -50,7 +50,7 @@ def test_sweep_state_is_done_only_when_nothing_runs_and_nothing_is_left() -> Non
     assert sweep_state(capped, [_trial(0, 1), _trial(1, 2, TrialState.KILLED)], seed=0) == "done"
 
 
-# -- lifecycle (SPEC §4b, issue 10) ------------------------------------------------------------
+# -- lifecycle: stop, pause, cancel, update, requeue ---------------------------------------------
 
 PAUSED, STOPPED, CANCELLED = (Controls(SweepPhase.PAUSED), Controls(SweepPhase.STOPPED),
                               Controls(SweepPhase.CANCELLED))
