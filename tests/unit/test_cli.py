@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlflow_sweep import api, cli, commandline, control
+from mlflow_sweep import api, cli, commandline, control, helptext
 from mlflow_sweep.errors import UsageError
 
 
@@ -128,3 +128,16 @@ def test_the_parse_leaves_fire_nothing_to_guess() -> None:
         "run", {"sweep_id": "x", "count": "3"}, ["run", "--sweep_id=x", "--count=3"])
     with pytest.raises(UsageError, match="needs a value"):
         commandline.parse(cli.SweepCLI, ["run", "-s"])
+
+
+@pytest.mark.parametrize("command", list(helptext.commands(cli.SweepCLI)))
+def test_every_option_of_every_command_has_its_parse_function(command: str) -> None:
+    """A sweep ID is never a number, a count never a text: each option is parsed by its annotation."""
+    import inspect
+
+    method = getattr(cli.SweepCLI, command)
+    names = list(inspect.signature(method).parameters)[1:]
+    fns = commandline.parse_fns(method)
+    assert sorted(fns) == sorted(names)
+    assert all(fns[n] is str for n in names if n in ("sweep_id", "config_file"))
+    assert all(fns[n]("7") == 7 for n in names if n in ("count", "max_failures", "run_cap"))
