@@ -169,18 +169,17 @@ class _Agent:
                     tracking.end_run(run_id, TrialState.FAILED)
 
     def _claim(self) -> Trial | str:
-        """The next claimed trial, or why there is none; waits while ``policy`` says Wait (SPEC §4, §4b)."""
+        """The next claimed trial, or why there is none; waits while ``policy`` says Wait."""
         said = None
         while self.signum is None:
             lifecycle.reap_dead(self.ledger)
-            steps: list[policy.Step] = []
-            trial = self.ledger.claim(lambda state: self._decide(state, steps), self.agent_id)
-            if trial is not None:
-                return trial
-            if isinstance(steps[-1], policy.Done):
-                return steps[-1].reason
-            if steps[-1].reason != said:
-                said = steps[-1].reason
+            claimed = self.ledger.claim(self._decide, self.agent_id)
+            if claimed.trial is not None:
+                return claimed.trial
+            if isinstance(claimed.value, policy.Done):
+                return claimed.value.reason
+            if claimed.value.reason != said:
+                said = claimed.value.reason
                 self.say(f"waiting: {said}")
             self._wait()
         return "stopped by a signal"
@@ -198,11 +197,9 @@ class _Agent:
             if not isinstance(policy.next_step(self.config, state.trials, self.seed, state.controls), policy.Wait):
                 return
 
-    def _decide(self, state: SweepState, steps: list[policy.Step]) -> Proposal | Any:
-        """The ledger's claim callback (again after a lost race): remember policy's step, return a Proposal or DONE."""
-        step = policy.next_step(self.config, state.trials, self.seed, state.controls)
-        steps.append(step)
-        return step if isinstance(step, Proposal) else DONE
+    def _decide(self, state: SweepState) -> policy.Step:
+        """The ledger's claim callback (again after a lost race): what ``policy`` says for this state."""
+        return policy.next_step(self.config, state.trials, self.seed, state.controls)
 
     def _stopped_detail(self) -> str:
         if self.killed is None:

@@ -49,28 +49,51 @@ class SweepCLI:
         print(config.render_config(created.config))
         print(f"Sweep initialized with ID: {created.sweep_id}")
 
-    def run(self, sweep_id: str | None = None, count: int | None = None, max_failures: int = MAX_FAILURES) -> None:
+    def run(self, sweep_id: str | None = None, count: int | None = None, max_failures: int = MAX_FAILURES, *,
+            gpus: str | None = None, gpus_per_trial: int = 1) -> None:
         """Run an agent: claim trials and run them until the sweep is done.
 
         Start as many agents as you like, on one machine or many; together they run exactly
         run_cap trials (or the whole grid).
 
+        With --gpus, one agent per device (or per group of --gpus-per-trial devices) runs in this
+        one command, and each trial sees only its devices through CUDA_VISIBLE_DEVICES (the child
+        run's tag sweep.devices names them). Ctrl-C stops every agent; the exit status is then
+        130 (143 for SIGTERM), else the highest of the agents'.
+
         Args:
             sweep_id (ID): the sweep's parent run ID; default: the most recently initialized sweep.
-            count (N): stop this agent after it has run N trials; default: run until the sweep is done.
-            max_failures (N): stop this agent (exit 1) after N trials in a row have failed.
+            count (N): stop this agent after it has run N trials (with --gpus: each agent); default: run
+                until the sweep is done.
+            max_failures (N): stop this agent (exit 1) after N trials in a row have failed (with --gpus:
+                each agent).
+            gpus (LIST): one agent per device: device numbers such as 0,1,2,3 (2 is device 2, not two
+                devices), or all: CUDA_VISIBLE_DEVICES if set, else SLURM's GPU variables, else every GPU
+                that nvidia-smi -L lists; default: one agent, on the devices it inherits.
+            gpus_per_trial (N): devices per trial with --gpus; they must split evenly; default: 1.
         Environment:
             MLFLOW_TRACKING_URI
             MLFLOW_SWEEP_LEDGER_DIR
             MLFLOW_SWEEP_HEARTBEAT_TIMEOUT
             MLFLOW_SWEEP_KILL_GRACE
             MLFLOW_SWEEP_POLL_INTERVAL
-        Example:
+            MLFLOW_SWEEP_LOCK_TIMEOUT
+            CUDA_VISIBLE_DEVICES: the devices --gpus all uses when set (SLURM sets it for a job with GPUs).
+        Examples:
             mlflow sweep run --sweep-id 3f2a9c0d1e5b4a7f8c6d2e1f0a9b8c7d --count 5
+            mlflow sweep run --gpus all --gpus-per-trial 2
         """
         from mlflow_sweep import api
 
-        api.run_trials(sweep_id, count=count, max_failures=max_failures, stream=sys.stdout.buffer)
+        if gpus is None and gpus_per_trial == 1:
+            api.run_trials(sweep_id, count=count, max_failures=max_failures, stream=sys.stdout.buffer)
+            return
+        from mlflow_sweep.device_agents import AgentsFailed
+
+        result = api.run_on_devices(sweep_id, gpus, gpus_per_trial=gpus_per_trial, count=count,
+                                    max_failures=max_failures, out=sys.stdout.buffer, err=sys.stderr.buffer)
+        if result.exit_code != 0:
+            raise AgentsFailed(result)
 
     def finalize(self, sweep_id: str | None = None) -> None:
         """Analyse a sweep: importance table, best trial, PNG plots on the parent run.

@@ -3,7 +3,8 @@
 ``parse`` reads ``COMMAND [ARGS]`` against the command method's signature, with Fire's
 conventions: ``--name VALUE`` or ``--name=VALUE`` (``-`` and ``_`` alike), ``-x`` for the one
 parameter whose name starts with x, a bool parameter as a flag without a value, and positional
-arguments filling the parameters not named, in order; after ``--`` every argument is positional.
+arguments filling the parameters not named, in order (a keyword-only parameter is an option only);
+after ``--`` every argument is positional.
 Every mistake is refused here, before anything runs, in one line (exit 2): an unknown command or
 option (with a "did you mean"), a missing value, an option given twice, too many or too few
 arguments. Fire reads a checked call that leaves nothing to guess (``Call.fire_argv``) and turns
@@ -54,11 +55,11 @@ def parse(cli: type, argv: list[str]) -> Call:
     name, method = argv[0], commands[argv[0]]
     params = dict(list(inspect.signature(method).parameters.items())[1:])
     texts, positional = _named_and_positional(name, params, argv[1:])
-    free = [p for p in params if p not in texts]
+    free = [p for p in params if p not in texts and params[p].kind is not inspect.Parameter.KEYWORD_ONLY]
     if len(positional) > len(free):
         raise UsageError(f"too many arguments for {name}; see '{helptext.PROG} {name} --help'")
     texts.update(zip(free, positional))
-    if any(params[p].default is inspect.Parameter.empty for p in free[len(positional):]):
+    if any(params[p].default is inspect.Parameter.empty for p in params if p not in texts):
         raise UsageError(f"missing argument; {helptext.usage(name, method)}")
     return Call(name, texts)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import getpass
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING
 
 from mlflow_sweep.trials import SweepPhase, check_count
 
@@ -93,16 +93,18 @@ def retry(sweep_id: str | None = None) -> ControlResult:
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
     """
     from mlflow_sweep import lifecycle, policy
+    from mlflow_sweep.ledger import Decision
 
     opened = lifecycle.open_sweep(sweep_id)
     lifecycle.reap_dead(opened.ledger)  # a trial whose agent died is FAILED, so it can be retried now
-    picked: list[int] = []
 
-    def decide(state: SweepState) -> Mapping[str, Any] | None:  # again after a lost race: no side effect but picked
-        picked[:] = policy.retry_candidates(opened.config, state.trials)
-        return {"event": "requeue", "trials": list(picked), "reason": "retry", "by": _who()} if picked else None
+    def decide(state: SweepState) -> Decision[list[int]]:
+        picked = policy.retry_candidates(opened.config, state.trials)
+        event = {"event": "requeue", "trials": picked, "reason": "retry", "by": _who()} if picked else None
+        return Decision(picked, event)
 
-    state = opened.ledger.record(decide)
+    committed = opened.ledger.commit(decide)
+    picked, state = committed.value, committed.state
     if not picked:
         return _result(opened, state, False, "no failed trials to retry")
     shown = lifecycle.publish_state(opened)
@@ -121,21 +123,22 @@ def update(sweep_id: str | None = None, *, run_cap: int) -> ControlResult:
         run_cap: the most trials the sweep runs in all (interrupted and retried trials aside).
     """
     from mlflow_sweep import lifecycle, policy
+    from mlflow_sweep.ledger import Decision
 
     check_count(run_cap, "run_cap")
     opened = lifecycle.open_sweep(sweep_id)
-    before: list[int | None] = []
 
-    def decide(state: SweepState) -> Mapping[str, Any] | None:
-        before[:] = [policy.run_cap(opened.config, state.controls)]
-        return None if before[0] == run_cap else {"event": "run_cap", "run_cap": run_cap, "by": _who()}
+    def decide(state: SweepState) -> Decision[int | None]:
+        before = policy.run_cap(opened.config, state.controls)
+        return Decision(before, None if before == run_cap else {"event": "run_cap", "run_cap": run_cap, "by": _who()})
 
-    state = opened.ledger.record(decide)
-    if before[0] == run_cap:
+    committed = opened.ledger.commit(decide)
+    before, state = committed.value, committed.state
+    if before == run_cap:
         return _result(opened, state, False, f"run_cap is already {run_cap}")
     shown = lifecycle.publish_state(opened)
     counted = len(policy.counted(state.trials))
-    old = "the whole grid" if before[0] is None else str(before[0])
+    old = "the whole grid" if before is None else str(before)
     message = f"run_cap {old} -> {run_cap} ({counted} trial{'s' * (counted != 1)} counted so far); the sweep is {shown}"
     return _result(opened, state, True, message, shown=shown)
 
@@ -143,18 +146,20 @@ def update(sweep_id: str | None = None, *, run_cap: int) -> ControlResult:
 def _control(sweep_id: str | None, command: str) -> ControlResult:
     """Record the control state a command asks for, unless ``policy`` says it changes nothing."""
     from mlflow_sweep import lifecycle, policy
+    from mlflow_sweep.ledger import Decision
 
     opened = lifecycle.open_sweep(sweep_id)
-    outcome: list[SweepPhase | str] = []
 
-    def decide(state: SweepState) -> Mapping[str, Any] | None:
-        outcome[:] = [policy.control_change(command, state.controls, lifecycle.state_of(opened, state))]
-        change = outcome[0]  # SweepPhase is a str Enum: test for it, not for str
-        return {"event": "control", "state": change.value, "by": _who()} if isinstance(change, SweepPhase) else None
+    def decide(state: SweepState) -> Decision[SweepPhase | str]:
+        change = policy.control_change(command, state.controls, lifecycle.state_of(opened, state))
+        # SweepPhase is a str Enum: test for it, not for str
+        event = {"event": "control", "state": change.value, "by": _who()} if isinstance(change, SweepPhase) else None
+        return Decision(change, event)
 
-    state = opened.ledger.record(decide)
-    if not isinstance(outcome[0], SweepPhase):
-        return _result(opened, state, False, outcome[0])
+    committed = opened.ledger.commit(decide)
+    change, state = committed.value, committed.state
+    if not isinstance(change, SweepPhase):
+        return _result(opened, state, False, change)
     shown = lifecycle.publish_state(opened)
     running = len(state.running())
     message = f"{_VERB[command]}: {_EFFECT.get(shown, 'it is done: nothing is left to run')}"

@@ -427,6 +427,8 @@ class Beta(_Real):
     def _raw(self, u: float) -> float:
         from scipy.stats import beta  # only a sweep with a beta parameter pays for scipy
 
+        # scipy's root finder returns NaN for u within ~1e-300 of 0 or 1; so close, the bound is the answer
+        u = min(max(u, 1e-12), 1.0 - 1e-12)
         return float(beta.ppf(u, self.a, self.b))
 
     def _bounds(self) -> tuple[float, float]:

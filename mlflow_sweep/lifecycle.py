@@ -44,7 +44,8 @@ def open_sweep(sweep_id: str | None) -> OpenSweep:
     from mlflow_sweep.config import config_from_dict
 
     sweep = tracking.find_sweep(sweep_id)
-    ledger = Ledger(sweep.ledger_dir)
+    lock_timeout = settings.lock_timeout()
+    ledger = Ledger(sweep.ledger_dir, lock=lock_timeout > 0, lock_timeout=lock_timeout)
     header = ledger.state().header
     config = config_from_dict(header["config"], f"sweep {sweep.run_id}")
     return OpenSweep(sweep, ledger, config, int(header["seed"]))

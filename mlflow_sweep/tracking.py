@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, SupportsIndex, TypeVar
 
 from mlflow_sweep import catalog
+from mlflow_sweep.devices import DEVICES_ENV
 from mlflow_sweep.errors import TrackingError
 from mlflow_sweep.trials import SweepPhase, Trial, TrialState
 
@@ -50,6 +51,7 @@ _BATCH = 100  # MLflow's log_batch takes at most 100 params (and 1000 entries in
 STATE_TAG = "sweep.state"
 KILLED_BY_TAG = "sweep.killed_by"  # SIGINT/SIGTERM (the agent was interrupted) or cancel (SPEC §4b)
 RETRY_OF_TAG = "sweep.retry_of"  # the index of the trial whose point this trial runs again
+DEVICES_TAG = "sweep.devices"  # the trial's GPUs under 'run --gpus' (its agent's MLFLOW_SWEEP_DEVICES)
 
 T = TypeVar("T")
 
@@ -351,6 +353,8 @@ def start_trial(sweep: Sweep, trial: Trial) -> tuple[str, Path | None]:
             "sweep.agent": trial.agent_id or "", PARAMS_TAG: json.dumps(dict(trial.params), default=str)}
     if trial.retry_of is not None:
         tags[RETRY_OF_TAG] = str(trial.retry_of)
+    if os.environ.get(DEVICES_ENV):
+        tags[DEVICES_TAG] = os.environ[DEVICES_ENV]
     run = _client().create_run(sweep.experiment_id, run_name=f"{sweep.name}-{trial.index}", tags=tags)
     return run.info.run_id, _local_path(run.info.artifact_uri)
 

@@ -112,7 +112,7 @@ def _write_trials(sweep_id: str, n: int, child_runs: bool) -> None:
                   "weight_decay": float(10 ** rng.uniform(-6, -2))}
         loss = ((math.log10(params["learning_rate"]) + 3) ** 2 + effect[params["optimizer"]]
                 + 0.2 * params["dropout"] + 0.05 * rng.normal())
-        trial = ledger.claim(lambda _state, p=params: Proposal(params=p), "bench-agent")
+        trial = ledger.claim(lambda _state, p=params: Proposal(params=p), "bench-agent").trial
         run_id = uuid.uuid4().hex
         if child_runs:
             run_id = client.create_run(parent.info.experiment_id,

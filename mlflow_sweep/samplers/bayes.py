@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from mlflow_sweep.distributions import quantize, value_key
-from mlflow_sweep.trials import Proposal, TrialState
+from mlflow_sweep.trials import Proposal, TrialState, is_number
 
 if TYPE_CHECKING:
     import numpy
@@ -182,7 +182,7 @@ def _rng(seed: int, *keys: int) -> numpy.random.Generator:
 
 def _own_value(trial: Trial, sign: float) -> float | None:
     """The trial's metric in minimization form, or None when it has no finite value."""
-    if trial.metric is None or not math.isfinite(trial.metric):
+    if not is_number(trial.metric):
         return None
     return sign * float(trial.metric)
 

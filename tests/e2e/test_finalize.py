@@ -46,7 +46,7 @@ def add_trials(store, sweep_id: str, specs: Sequence[tuple[dict[str, Any], Trial
     experiment_id = client.get_run(sweep_id).info.experiment_id
     run_ids = []
     for params, state, metric in specs:
-        trial = ledger.claim(lambda _state, p=params: Proposal(params=p), agent)
+        trial = ledger.claim(lambda _state, p=params: Proposal(params=p), agent).trial
         run = client.create_run(experiment_id, tags={"mlflow.parentRunId": sweep_id})
         ledger.start(trial.index, run.info.run_id)
         if state is not None:

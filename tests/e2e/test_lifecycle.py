@@ -252,7 +252,7 @@ def _in_process_agent(tmp_path: Path, monkeypatch, control: str, runner=None):
     """An agent object on a real ledger in tmp_path (no MLflow), its sweep in ``control`` state."""
     from mlflow_sweep import agent_loop
     from mlflow_sweep.config import config_from_dict
-    from mlflow_sweep.ledger import Ledger
+    from mlflow_sweep.ledger import Decision, Ledger
     from mlflow_sweep.lifecycle import OpenSweep
     from mlflow_sweep.tracking import Sweep
 
@@ -260,7 +260,7 @@ def _in_process_agent(tmp_path: Path, monkeypatch, control: str, runner=None):
     config = config_from_dict({**RANDOM, "run_cap": 3, "command": "true"}, "sweep.yaml")
     directory = tmp_path / "sweep"
     Ledger.create(directory, {"config": config.raw, "seed": 1, "sweep_id": "s"})
-    Ledger(directory).record(lambda state: {"event": "control", "state": control})
+    Ledger(directory).commit(lambda state: Decision(None, {"event": "control", "state": control}))
     said: list[str] = []
     agent = agent_loop._Agent(OpenSweep(Sweep("s", "0", "n", "sqlite://", directory), Ledger(directory), config, 1),
                               runner=runner, say=said.append)  # type: ignore[arg-type]
@@ -295,7 +295,7 @@ def test_a_paused_agent_only_reads_until_resume_then_claims(tmp_path, monkeypatc
     import shutil
     import threading
 
-    from mlflow_sweep.ledger import Ledger
+    from mlflow_sweep.ledger import Decision, Ledger
 
     agent, said = _in_process_agent(tmp_path, monkeypatch, "paused")
     directory = agent.ledger.directory
@@ -313,7 +313,7 @@ def test_a_paused_agent_only_reads_until_resume_then_claims(tmp_path, monkeypatc
         poll(lambda: said, timeout=30)
         time.sleep(1.0)  # about 50 polls
         paused = (holds.count("agent"), thread.is_alive(), len(reads) >= 5)
-        Ledger(directory).record(lambda state: {"event": "control", "state": "running"})
+        Ledger(directory).commit(lambda state: Decision(None, {"event": "control", "state": "running"}))
         thread.join(timeout=30)
     finally:
         shutil.rmtree(agent.scratch, ignore_errors=True)

@@ -32,7 +32,7 @@ def run(directory: Path, trials: int) -> tuple[list[float], list[float]]:
     claims, completes = [], []
     for _ in range(trials):
         t0 = time.perf_counter()
-        trial = ledger.claim(decide, "bench-agent")
+        trial = ledger.claim(decide, "bench-agent").trial
         t1 = time.perf_counter()
         ledger.complete(trial.index, TrialState.FINISHED, 0.5)
         completes.append(time.perf_counter() - t1)

@@ -35,3 +35,8 @@ def test_cli_imports_nothing_heavy():
 def test_the_package_and_its_python_api_import_nothing_heavy():
     """``import mlflow_sweep`` (the Python API) loads mlflow and the rest only when a function is called."""
     assert _loaded_after_import(["mlflow_sweep", "mlflow_sweep.api"], HEAVY + ["yaml", "fire"]) == []
+
+
+def test_the_supervisor_of_run_gpus_imports_nothing_heavy():
+    """``run --gpus`` starts its agents at once: the supervising process never pays for ``import mlflow``."""
+    assert _loaded_after_import(["mlflow_sweep.devices", "mlflow_sweep.device_agents"], HEAVY + ["yaml"]) == []

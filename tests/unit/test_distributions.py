@@ -119,6 +119,12 @@ def test_ppf_is_monotone(spec: dict, u1: float, u2: float) -> None:
     assert d.ppf(lo) <= d.ppf(hi)
 
 
+@pytest.mark.parametrize("u", [1.938579240858085e-296, 1e-20, 1.0 - 1e-15])
+def test_beta_is_finite_next_to_its_bounds(u: float) -> None:
+    values = [from_spec({"distribution": "beta", "a": 3.0, "b": 3.0}).ppf(v) for v in sorted((0.0, u, 0.5))]
+    assert values == sorted(values) and all(0.0 <= v <= 1.0 for v in values), values
+
+
 @QUICK
 @given(st.one_of(REAL_SPECS, Q_SPECS, INT_SPECS), st.integers(0, 2**32))
 def test_sample_uses_only_the_given_generator(spec: dict, seed: int) -> None:
