@@ -141,3 +141,18 @@ def test_every_option_of_every_command_has_its_parse_function(command: str) -> N
     assert sorted(fns) == sorted(names)
     assert all(fns[n] is str for n in names if n in ("sweep_id", "config_file"))
     assert all(fns[n]("7") == 7 for n in names if n in ("count", "max_failures", "run_cap"))
+
+
+def test_gpus_reach_run_as_typed_and_are_never_filled_from_positional_arguments(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--gpus 0,1`` stays the text 0,1 (Fire alone would make it a tuple), ``--gpus 2`` the device 2."""
+    seen: list[tuple] = []
+
+    class Ran:
+        exit_code = 0
+
+    monkeypatch.setattr(api, "run_on_devices", lambda sweep_id, gpus, **kw: seen.append((sweep_id, gpus, kw)) or Ran())
+    assert cli.main(["run", "007", "--gpus", "0,1", "--gpus-per-trial=2"]) == 0
+    assert cli.main(["run", "--gpus", "2"]) == 0
+    assert [(s, g, kw["gpus_per_trial"]) for s, g, kw in seen] == [("007", "0,1", 2), (None, "2", 1)]
+    assert usage_error(["run", "a", "3", "4", "5"], capsys) == "too many arguments for run; see 'mlflow sweep run --help'"
