@@ -107,7 +107,7 @@ class _Done:
 
 
 
-def run_agent(sweep_id: str | None, *, count: int | None = None, max_failures: int = 5,
+def run_agent(sweep_id: str | None, *, count: int | None = None, max_failures: int = settings.MAX_FAILURES,
               say: Callable[[str], None] = lambda _: None, stream: IO[bytes] | None = None,
               runner: Callable[[lifecycle.OpenSweep], TrialRunner] | None = None,
               tracker: Tracker | None = None, clock: Clock = SYSTEM) -> AgentResult:
@@ -127,7 +127,8 @@ def run_agent(sweep_id: str | None, *, count: int | None = None, max_failures: i
     opened = lifecycle.open_sweep(sweep_id, tracker=tracker, clock=clock)
     make = runner or (lambda o: CommandRunner(o.sweep, o.config, stream))
     with contextlib.closing(make(opened)) as trial_runner:  # closed on every path: its temporary files go
-        result = run(opened, trial_runner, count=count, max_failures=max_failures, say=say, settings=agent_settings)
+        result = run(opened, trial_runner, count=count, max_failures=max_failures, say=say,
+                     agent_settings=agent_settings)
     try:
         lifecycle.publish_state(opened, only_ended=True)  # the last agent out shows the sweep ended
     except SweepError as exc:  # the trials are recorded; the next command or finalize shows the state again
@@ -135,9 +136,9 @@ def run_agent(sweep_id: str | None, *, count: int | None = None, max_failures: i
     return result
 
 
-def run(opened: lifecycle.OpenSweep, runner: TrialRunner, *, count: int | None = None, max_failures: int = 5,
-        say: Callable[[str], None] = lambda _: None, settings: AgentSettings | None = None,
-        agent_id: str | None = None) -> AgentResult:
+def run(opened: lifecycle.OpenSweep, runner: TrialRunner, *, count: int | None = None,
+        max_failures: int = settings.MAX_FAILURES, say: Callable[[str], None] = lambda _: None,
+        agent_settings: AgentSettings | None = None, agent_id: str | None = None) -> AgentResult:
     """One agent on an opened sweep, with a runner the caller made (and closes).
 
     Args:
@@ -146,10 +147,10 @@ def run(opened: lifecycle.OpenSweep, runner: TrialRunner, *, count: int | None =
         count: stop after this many trials.
         max_failures: stop (TooManyFailures) after this many trials in a row failed.
         say: where progress lines go.
-        settings: the agent's settings; default: from the environment.
+        agent_settings: the agent's settings; default: from the environment.
         agent_id: the agent's id in the ledger; default: host, process and a random part.
     """
-    agent = Agent(opened, runner, say=say, settings=settings or AgentSettings.from_env(), agent_id=agent_id)
+    agent = Agent(opened, runner, say=say, settings=agent_settings or AgentSettings.from_env(), agent_id=agent_id)
     with agent.running() as scratch:
         return agent.loop(count, max_failures, scratch)
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Callable
 
 from mlflow_sweep import hyperband
 from mlflow_sweep.outcome import Cancelled, CutAt, Verdict
-from mlflow_sweep.trials import SweepControl
+from mlflow_sweep.trials import SweepPhase
 
 if TYPE_CHECKING:
     from mlflow_sweep.clock import Clock
@@ -145,7 +145,7 @@ class Watcher:
 
     def _cancelled(self) -> bool:
         try:
-            return self.ledger.state().controls.state is SweepControl.CANCELLED
+            return self.ledger.state().controls.state is SweepPhase.CANCELLED
         except Exception as exc:  # noqa: BLE001  a missed check is retried next interval; never end the trial for it
             log.warning("could not read the sweep's state: %s", exc)
             return False

@@ -1,4 +1,4 @@
-"""The Python API: sweeps and agents from a script or a notebook, the W&B way (``wandb.sweep``, ``wandb.agent``).
+"""The Python API: sweeps and agents from a script or a notebook, the W&B way.
 
     import mlflow, mlflow_sweep
 
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from mlflow_sweep.errors import SweepError, UsageError
+from mlflow_sweep.settings import MAX_FAILURES
+from mlflow_sweep.trials import check_count
 
 if TYPE_CHECKING:
     from mlflow_sweep.agent_loop import AgentResult
@@ -135,8 +137,9 @@ def _as_json(config: Mapping[str, Any]) -> str:
 
 
 def agent(sweep_id: str | None = None, function: Callable[..., Any] | None = None, count: int | None = None,
-          max_failures: int = 5, *, gpus: str | int | Sequence[int | str] | None = None, gpus_per_trial: int = 1,
-          project: str | None = None, entity: str | None = None) -> AgentResult | DevicesResult:
+          max_failures: int = MAX_FAILURES, *, gpus: str | int | Sequence[int | str] | None = None,
+          gpus_per_trial: int = 1, project: str | None = None,
+          entity: str | None = None) -> AgentResult | DevicesResult:
     """Run trials of a sweep until it is done, ``count`` trials ran, or too many failed in a row.
 
     Any number of agents may run one sweep at once, from Python or ``mlflow sweep run``: together
@@ -185,7 +188,7 @@ def agent(sweep_id: str | None = None, function: Callable[..., Any] | None = Non
 
 
 def run_trials(sweep_id: str | None = None, *, function: Callable[..., Any] | None = None,
-               count: int | None = None, max_failures: int = 5, stream: Any = None) -> AgentResult:
+               count: int | None = None, max_failures: int = MAX_FAILURES, stream: Any = None) -> AgentResult:
     """``agent``, except that an interrupt raises AgentStopped (the CLI's ``run`` exits 128 + signal).
 
     Args:
@@ -200,8 +203,8 @@ def run_trials(sweep_id: str | None = None, *, function: Callable[..., Any] | No
 
     if function is not None:
         takes_params(function)  # a function of the wrong shape fails before any trial is claimed
-    count = None if count is None else _positive(count, "count")
-    max_failures = _positive(max_failures, "max_failures")
+    count = None if count is None else check_count(count, "count")
+    max_failures = check_count(max_failures, "max_failures")
     if function is None:
         sink = stream if stream is not None else _TextSink()
         make = lambda o: CommandRunner(o.sweep, o.config, sink)  # noqa: E731
@@ -229,7 +232,7 @@ def _agents_on_devices(sweep_id: str | None, function: Callable[..., Any] | None
 
 
 def run_on_devices(sweep_id: str | None, gpus: Any, *, gpus_per_trial: int = 1, count: int | None = None,
-                   max_failures: int = 5, out: Any = None, err: Any = None) -> DevicesResult:
+                   max_failures: int = MAX_FAILURES, out: Any = None, err: Any = None) -> DevicesResult:
     """One command agent per device group (``mlflow sweep run --gpus``); return how each ended.
 
     Everything is checked before an agent starts: the counts, the devices (``all`` is looked up
@@ -248,8 +251,8 @@ def run_on_devices(sweep_id: str | None, gpus: Any, *, gpus_per_trial: int = 1, 
 
     if gpus is None:
         raise UsageError("--gpus-per-trial needs --gpus (e.g. --gpus all --gpus-per-trial 2)")
-    count = None if count is None else _positive(count, "count")
-    max_failures = _positive(max_failures, "max_failures")
+    count = None if count is None else check_count(count, "count")
+    max_failures = check_count(max_failures, "max_failures")
     plan = devices.plan(gpus, gpus_per_trial)
     argv = device_agents.agent_argv(None if sweep_id is None else str(sweep_id), count, max_failures)
     return device_agents.run_agents(plan.groups, argv, out=out if out is not None else _TextSink(),
@@ -329,12 +332,6 @@ def status(sweep_id: str | None = None) -> SweepStatus:
     from mlflow_sweep import progress
 
     return progress.sweep_status(None if sweep_id is None else str(sweep_id))
-
-
-def _positive(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{name} must be a whole number of at least 1, but got {value!r}")
-    return value
 
 
 def _say(message: str) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from mlflow_sweep.errors import UsageError
+from mlflow_sweep.trials import check_count
 
 ALL = "all"
 DEVICES_ENV = "MLFLOW_SWEEP_DEVICES"
@@ -64,7 +65,7 @@ def plan(gpus: Any, per_trial: Any = 1, env: Mapping[str, str] | None = None) ->
             no device found for ``all``, or devices that do not split into groups of ``per_trial``.
     """
     env = os.environ if env is None else env
-    size = _per_trial(per_trial)
+    size = check_count(per_trial, "--gpus-per-trial")
     if isinstance(gpus, str) and gpus.strip().lower() == ALL:
         devices, source = available(env)
     else:
@@ -200,12 +201,6 @@ def group(devices: tuple[str, ...], size: int, source: str = "--gpus") -> tuple[
                          f"groups of {size}; name {whole} of them (--gpus {','.join(devices[:whole])}), or use a "
                          f"--gpus-per-trial that divides {count}")
     return tuple(devices[i:i + size] for i in range(0, len(devices), size))
-
-
-def _per_trial(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"--gpus-per-trial must be a whole number of at least 1, but got {value!r}")
-    return value
 
 
 def label(devices: Sequence[str]) -> str:

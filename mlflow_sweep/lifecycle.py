@@ -16,7 +16,7 @@ from mlflow_sweep import policy, settings
 from mlflow_sweep.clock import SYSTEM, Clock
 from mlflow_sweep.ledger import Ledger
 from mlflow_sweep.tracker import REAPED_TAG, Sweep, Tracker
-from mlflow_sweep.trials import Trial, TrialState
+from mlflow_sweep.trials import SweepPhase, Trial, TrialState
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
@@ -107,7 +107,7 @@ def reap_dead(opened: OpenSweep, timeout: float | None = None) -> list[Trial]:
     return reaped
 
 
-def state_of(opened: OpenSweep, state: SweepState | None = None) -> str:
+def state_of(opened: OpenSweep, state: SweepState | None = None) -> SweepPhase:
     """The sweep's state (running, paused, stopped, cancelled, done) from its ledger.
 
     Args:
@@ -118,7 +118,7 @@ def state_of(opened: OpenSweep, state: SweepState | None = None) -> str:
     return policy.sweep_state(opened.config, state.trials, opened.seed, state.controls)
 
 
-def publish_state(opened: OpenSweep, *, only_ended: bool = False) -> str:
+def publish_state(opened: OpenSweep, *, only_ended: bool = False) -> SweepPhase:
     """Show the sweep's state on its parent run (tag ``sweep.state`` and the run's status); return it.
 
     The state is read again after writing and written again if it changed meanwhile (another
@@ -132,7 +132,7 @@ def publish_state(opened: OpenSweep, *, only_ended: bool = False) -> str:
     shown = None
     for _ in range(3):
         current = state_of(opened)
-        if current == shown or (only_ended and current in ("running", "paused")):
+        if current == shown or (only_ended and current.runs_trials):
             break
         opened.tracker.set_sweep_state(opened.sweep.run_id, current)
         shown = current

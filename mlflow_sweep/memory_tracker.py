@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from mlflow_sweep.errors import TrackingError
 from mlflow_sweep.journal import LEDGER_NAME
-from mlflow_sweep.tracker import (COUNTED_PREFIX, NOTE_TAG, OUTPUT_ARTIFACT, PARENT_STATUS, PARENT_TAG, REAPED_TAG,
-                                  STATE_TAG, SWEEP_TAG, Settled, Sweep, counted_metric, param_text, trial_tags)
+from mlflow_sweep.tracker import (COUNTED_PREFIX, NOTE_TAG, OUTPUT_ARTIFACT, PARENT_TAG, REAPED_TAG, STATE_TAG,
+                                  SWEEP_TAG, Settled, Sweep, counted_metric, param_text, trial_tags)
+from mlflow_sweep.trials import SweepPhase
 
 if TYPE_CHECKING:
     import os
@@ -169,12 +170,13 @@ class MemoryTracker:
         with self._lock:
             return tuple(sorted(k for k in self._run(run_id).metrics if not k.startswith(COUNTED_PREFIX)))
 
-    def set_sweep_state(self, run_id: str, state: str) -> None:
+    def set_sweep_state(self, run_id: str, state: SweepPhase) -> None:
         """The parent's tag ``sweep.state`` and status."""
+        phase = SweepPhase(state)
         with self._lock:
             run = self._run(run_id)
-            run.tags[STATE_TAG] = state
-            run.status = PARENT_STATUS[state]
+            run.tags[STATE_TAG] = phase.value
+            run.status = phase.parent_status.value
 
     def record_outcome(self, sweep: Sweep, *, best: Trial | None, metric_name: str | None, table: str,
                        plot_dir: Path, ledger_path: Path, ledger_copy: Path | None = None) -> None:

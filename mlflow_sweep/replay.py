@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping
 
 from mlflow_sweep.errors import LedgerError
-from mlflow_sweep.trials import Controls, SweepControl, Trial, TrialState
+from mlflow_sweep.trials import Controls, SweepPhase, Trial, TrialState, is_count
 
 FORMAT_VERSION = 2
 
@@ -190,11 +190,14 @@ class Fold:
 
 
     def _on_control(self, event: Mapping[str, Any]) -> None:
-        self.controls = replace(self.controls, state=SweepControl(event["state"]))
+        state = SweepPhase(event["state"])
+        if state is SweepPhase.DONE:
+            raise BadEvent("a control event cannot ask for 'done', which only the trials decide")
+        self.controls = replace(self.controls, state=state)
 
     def _on_run_cap(self, event: Mapping[str, Any]) -> None:
         run_cap = event["run_cap"]
-        if isinstance(run_cap, bool) or not isinstance(run_cap, int) or run_cap < 1:
+        if not is_count(run_cap):
             raise BadEvent(f"'run_cap' must be an integer of at least 1, but got {run_cap!r}")
         self.controls = replace(self.controls, run_cap=run_cap)
 

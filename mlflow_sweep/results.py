@@ -1,4 +1,4 @@
-"""Finalize a sweep (SPEC §5): reap dead trials, analyse the ledger, draw, record on the parent run.
+"""Finalize a sweep: reap dead trials, analyse the ledger, draw, record on the parent run.
 
 ``finalize_sweep`` returns a ``SweepReport``: the values a script reads (best run, params, value,
 the importance rows) and the text ``mlflow sweep finalize`` prints. It prints nothing itself.
@@ -77,7 +77,7 @@ def finalize_sweep(sweep_id: str | None, *, tracker: Tracker | None = None) -> S
         opened.tracker.record_outcome(sweep, best=result.best, metric_name=metric.name if metric else None,
                                       table=text + "\n", plot_dir=Path(tmp), ledger_path=ledger.path,
                                       ledger_copy=copy)
-    lifecycle.publish_state(opened)  # the parent ends only when the sweep does (SPEC §4b), not at finalize
+    lifecycle.publish_state(opened)  # the parent ends only when the sweep does, not at finalize
     best = result.best
     return SweepReport(
         sweep_id=sweep.run_id, metric=result.metric, goal=result.goal,

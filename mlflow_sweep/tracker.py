@@ -6,8 +6,7 @@ is the real one (and ``tracking`` stays the only module that imports mlflow);
 ``memory_tracker.MemoryTracker`` keeps runs in a dict, so every decision of an agent can be tested
 in milliseconds and a crowd of light agents can exercise the ledger without a store.
 
-This module also owns how a sweep looks in any store: the tags a trial's child run carries and the
-parent run's status for each state of the sweep.
+This module also owns how a sweep looks in any store: the tags of its runs.
 """
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ContextManager, Mapping, Protocol
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
-    from mlflow_sweep.trials import Trial, TrialState
+    from mlflow_sweep.trials import SweepPhase, Trial, TrialState
 
 SWEEP_TAG = "sweep"
 PARAMS_TAG = "sweep.params"
@@ -42,9 +41,6 @@ DEVICES_TAG = "sweep.devices"
 """The trial's GPUs under ``run --gpus`` (its agent's ``MLFLOW_SWEEP_DEVICES``)."""
 NOTE_TAG = "mlflow.note.content"
 PARENT_TAG = "mlflow.parentRunId"
-PARENT_STATUS = {"running": "RUNNING", "paused": "RUNNING", "stopped": "FINISHED", "done": "FINISHED",
-                 "cancelled": "KILLED"}
-"""The parent run's status for each state of the sweep: RUNNING while it can still run trials."""
 
 
 @dataclass(frozen=True)
@@ -124,8 +120,8 @@ class Tracker(Protocol):
     def metric_names(self, run_id: str) -> tuple[str, ...]:
         """The metrics a run has, sorted, without the sweep's own ``sweep.<name>``."""
 
-    def set_sweep_state(self, run_id: str, state: str) -> None:
-        """Show a sweep's state on its parent run: tag ``sweep.state`` and the status of ``PARENT_STATUS``."""
+    def set_sweep_state(self, run_id: str, state: SweepPhase) -> None:
+        """Show a sweep's state on its parent run: tag ``sweep.state`` and its status (``state.parent_status``)."""
 
     def record_outcome(self, sweep: Sweep, *, best: Trial | None, metric_name: str | None, table: str,
                        plot_dir: Path, ledger_path: Path, ledger_copy: Path | None = None) -> None:

@@ -31,10 +31,10 @@ from mlflow_sweep import catalog
 from mlflow_sweep.devices import DEVICES_ENV
 from mlflow_sweep.errors import TrackingError
 from mlflow_sweep.tracker import (COUNTED_PREFIX, DEVICES_TAG, KILLED_BY_TAG, NOTE_TAG,  # noqa: F401
-                                  OUTPUT_ARTIFACT, PARAMS_TAG, PARENT_STATUS, REAPED_TAG, RETRY_OF_TAG, STATE_TAG, STOP_ASKED_TAG,
+                                  OUTPUT_ARTIFACT, PARAMS_TAG, REAPED_TAG, RETRY_OF_TAG, STATE_TAG, STOP_ASKED_TAG,
                                   STOPPED_EARLY_TAG, SWEEP_TAG, Settled, Sweep, counted_metric, param_text,
                                   trial_tags)
-from mlflow_sweep.trials import Trial, TrialState
+from mlflow_sweep.trials import SweepPhase, Trial, TrialState
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -171,7 +171,7 @@ def create_sweep(config: SweepConfig, config_path: str) -> Sweep:
     client = _client()
     experiment_id = _experiment_id(client, config.experiment_name)
     ledger_root = _ledger_root(client, experiment_id)
-    tags = {SWEEP_TAG: "True", "sweep.method": config.method, STATE_TAG: "running"}
+    tags = {SWEEP_TAG: "True", "sweep.method": config.method, STATE_TAG: SweepPhase.RUNNING.value}
     run = client.create_run(experiment_id, run_name=config.sweep_name, tags=tags)
     run_id = run.info.run_id
     ledger_dir = _ledger_dir(ledger_root, run.info.artifact_uri, run_id)
@@ -414,13 +414,13 @@ def end_trial(run_id: str, state: TrialState, output: Path | None = None,
 
 
 @_store_errors
-def set_sweep_state(run_id: str, state: str) -> None:
-    """Show a sweep's state on its parent run: tag ``sweep.state`` and the run's status (``PARENT_STATUS``)."""
+def set_sweep_state(run_id: str, state: SweepPhase) -> None:
+    """Show a sweep's state on its parent run: tag ``sweep.state`` and its status (``SweepPhase.parent_status``)."""
     client = _client()
     run = client.get_run(run_id)
-    if run.data.tags.get(STATE_TAG) != state:
-        client.set_tag(run_id, STATE_TAG, state)
-    status = PARENT_STATUS[state]
+    if run.data.tags.get(STATE_TAG) != state.value:
+        client.set_tag(run_id, STATE_TAG, state.value)
+    status = state.parent_status.value
     if run.info.status == status:
         return
     if status == "RUNNING":
@@ -597,7 +597,7 @@ class MlflowTracker:
         """See ``metric_names``."""
         return metric_names(run_id)
 
-    def set_sweep_state(self, run_id: str, state: str) -> None:
+    def set_sweep_state(self, run_id: str, state: SweepPhase) -> None:
         """See ``set_sweep_state``."""
         set_sweep_state(run_id, state)
 

@@ -1,4 +1,4 @@
-"""The command line: help at every level, the three entry points, flags and bad usage (SPEC §1, §4a).
+"""The command line: help at every level, the three entry points, flags and bad usage.
 
 Help is ours (``helptext``), printed to stdout; Fire only dispatches.
 """

@@ -564,7 +564,7 @@ def test_a_command_runner_makes_its_work_directory_at_its_first_trial_and_close_
     opened = memory_sweep(tmp_path, {**RANDOM, "run_cap": 1, "command": "true ${x}"})
     runner = runners.CommandRunner(opened.sweep, opened.config)
     assert runner.workdir is None
-    agent_loop.run(opened, runner, settings=SETTINGS)
+    agent_loop.run(opened, runner, agent_settings=SETTINGS)
     made = runner.workdir
     assert made is not None and made.is_dir()
     runner.close()
