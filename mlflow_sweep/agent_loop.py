@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import signal
 import socket
@@ -157,7 +158,7 @@ def run(opened: lifecycle.OpenSweep, runner: TrialRunner, *, count: int | None =
 
 class Agent:
     """One agent on one sweep. Everything it holds is set at construction but ``interrupt`` (the
-    signal flag), ``slot`` (the running trial) and ``hinted``, all written by the main thread."""
+    signal flag), ``slot`` (the running trial), ``hinted`` and ``decisions``, all written by the main thread."""
 
     def __init__(self, opened: lifecycle.OpenSweep, runner: TrialRunner, *, say: Callable[[str], None],
                  settings: AgentSettings, agent_id: str | None = None) -> None:
@@ -168,6 +169,7 @@ class Agent:
         self.interrupt = Interrupt()
         self.slot = TrialSlot()
         self.hinted = False  # the missing-metric hint is said once per agent
+        self.decisions = 0  # policy's decisions, for the last heartbeat: a crowd's lost races show there
         self.heartbeat = Heartbeat(self.ledger, self.agent_id, self.slot, interval=settings.heartbeat_every,
                                    clock=self.clock)
         self.watcher = Watcher(ledger=self.ledger, tracker=self.tracker, config=self.config, clock=self.clock,
@@ -187,7 +189,7 @@ class Agent:
                 try:
                     yield Path(scratch)
                 finally:
-                    self.heartbeat.stop()
+                    self.heartbeat.stop({"decisions": self.decisions, "races_lost": self.ledger.races_lost})
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
@@ -243,16 +245,24 @@ class Agent:
     def _wait(self) -> None:
         """Wait until a read of the ledger (only the events published since) no longer makes ``policy`` say Wait.
 
-        A paused sweep may wait for hours: the agent only reads, once per poll interval, and
-        claims again only when a claim may succeed. A signal ends the wait at once.
+        A paused sweep may wait for hours: the agent only reads, and claims again only when a claim
+        may succeed. The pause between reads is jittered and grows while nothing is published (up
+        to ten poll intervals), so hundreds of idle agents neither read in step nor hammer the
+        filesystem. A signal ends the wait at once.
         """
-        while not self.clock.wait(self.interrupt.event, self.settings.poll_every):
+        delay, seen = self.settings.poll_every, self.ledger.state().applied
+        while not self.clock.wait(self.interrupt.event, delay * random.uniform(0.5, 1.5)):
             lifecycle.reap_dead(self.opened, self.settings.heartbeat_timeout)  # writes only when a trial is stale
-            if not isinstance(self._decide(self.ledger.state()), policy.Wait):
+            state = self.ledger.state()
+            if not isinstance(self._decide(state), policy.Wait):
                 return
+            quiet = state.applied == seen
+            delay = min(delay * 1.5, 10 * self.settings.poll_every) if quiet else self.settings.poll_every
+            seen = state.applied
 
     def _decide(self, state: SweepState) -> policy.Step:
         """The ledger's claim callback (again after a lost race): what ``policy`` says for this state."""
+        self.decisions += 1
         return policy.next_step(self.config, state.trials, self.opened.seed, state.controls)
 
     # -- running one trial --------------------------------------------------------------------

@@ -22,7 +22,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from mlflow_sweep import hyperband
 from mlflow_sweep.outcome import Cancelled, CutAt, Verdict
@@ -209,16 +209,20 @@ class Heartbeat:
         """Beat now (from the thread), without waiting for it."""
         self._wake.set()
 
-    def stop(self) -> None:
-        """End the thread, then beat once more saying so: the process may live on (a notebook's agent)."""
+    def stop(self, summary: Mapping[str, Any] | None = None) -> None:
+        """End the thread, then beat once more saying so: the process may live on (a notebook's agent).
+
+        Args:
+            summary: what the agent did, kept in its last beat (e.g. its decisions and lost races).
+        """
         self._stopping.set()
         self._wake.set()
         self._thread.join(timeout=5)
-        self._beat(stopped=True)
+        self._beat(stopped=True, summary=summary)
 
-    def _beat(self, stopped: bool = False) -> None:
+    def _beat(self, stopped: bool = False, summary: Mapping[str, Any] | None = None) -> None:
         running = self.slot.current
-        info = {**self.info, "trial": None if running is None else running.index}
+        info = {**self.info, "trial": None if running is None else running.index, **(summary or {})}
         if stopped:
             info["stopped"] = True
         try:

@@ -490,14 +490,20 @@ def test_a_paused_agent_waits_reading_only_and_claims_when_resumed(tmp_path, mon
     opened = memory_sweep(tmp_path, {**RANDOM, "run_cap": 1})
     control.change(opened, "pause")
     attempts: list[float] = []
-    claim = Ledger.claim
+    reads: list[float] = []
+    claim, state = Ledger.claim, Ledger.state
     monkeypatch.setattr(Ledger, "claim", lambda *a: (attempts.append(opened.clock.monotonic()), claim(*a))[1])
+    monkeypatch.setattr(Ledger, "state", lambda *a: (reads.append(opened.clock.monotonic()), state(*a))[1])
     opened.clock.call_at(300.0, lambda: control.change(opened, "resume"))  # five minutes of pause
     said: list[str] = []
     result = agent(opened, StandIn(), said)
     [trial] = trials(opened)
-    # one claim while paused, then only reads until the resume; then the claim, and the one that finds run_cap
-    assert (result.ran, attempts, trial.started) == (1, [0.0, 300.0, 300.0], opened.clock.EPOCH + 300.0)
+    resumed = attempts[1]
+    # one claim while paused, then only reads until the resume; then the claim, and the one that finds run_cap.
+    # The reads back off while nothing happens: at most 10 poll intervals apart, jittered by half
+    assert (result.ran, attempts, trial.started) == (1, [0.0, resumed, resumed], opened.clock.EPOCH + resumed)
+    assert 300.0 <= resumed <= 300.0 + 15 * SETTINGS.poll_every
+    assert 15 <= len({t for t in reads if 0 < t < 300}) <= 45  # looks at the ledger; one a second would be 300
     assert said.count("waiting: the sweep is paused (mlflow sweep resume goes on)") == 1
 
 
