@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """The claim protocol at scale: many light agents on one ledger, with and without the claim lock.
 
-A light agent is a separate process that runs the agent's claim loop against the real ledger
-(reap, claim with the sweep's policy, start, end) with no MLflow and a no-op trial, so hundreds of
-them fit on one machine. Each reports its claims, its ``decide`` calls, the races it lost and
-the latency of each claim (from asking to holding a trial, lock wait included).
+A light agent is a separate process that runs the real agent loop (reap, claim with the sweep's
+policy under the claim lock, start, end, heartbeats) on the real ledger, with an in-memory
+tracking store and no-op trials, so hundreds of them fit on one machine. Each reports its claims,
+its ``decide`` calls and the races it lost (from its last heartbeat) and the latency of each claim
+(from asking to holding a trial, lock wait included).
 
     python scripts/bench_scale.py claims --agents 64 --trials 2000             # lock on, then off
     python scripts/bench_scale.py cold --sizes 100,1000,20000                  # files and time of a cold read
@@ -35,53 +36,64 @@ CONFIG = {"method": "random", "command": "true", "metric": {"name": "loss", "goa
           "parameters": {"x": {"min": 0.0, "max": 1.0}, "opt": {"values": ["adam", "sgd"]}}}
 
 
-def create(directory: Path, trials: int) -> None:
-    """A new ledger for a random sweep of ``trials`` no-op trials."""
-    from mlflow_sweep.ledger import Ledger
-
-    Ledger.create(directory, {"config": {**CONFIG, "run_cap": trials}, "seed": 7, "sweep_id": "bench-scale"})
-
-
-def light_agent(directory: Path, agent_id: str, lock: bool, barrier: Path, out: Path) -> None:
-    """Claim, start and end trials until the sweep is done; write what happened to ``out`` (JSON)."""
-    from mlflow_sweep import policy
+def create(root: Path, trials: int) -> str:
+    """A new random sweep of ``trials`` no-op trials on an in-memory tracking store, its ledger under ``root``."""
+    from mlflow_sweep import lifecycle
     from mlflow_sweep.config import config_from_dict
-    from mlflow_sweep.ledger import Ledger
-    from mlflow_sweep.trials import TrialState
+    from mlflow_sweep.memory_tracker import MemoryTracker
 
-    ledger = Ledger(directory, lock=lock)
-    header = ledger.state().header
-    config, seed = config_from_dict(header["config"], "bench"), int(header["seed"])
-    decides = 0
+    config = config_from_dict({**CONFIG, "run_cap": trials, "seed": 7}, "bench")
+    return lifecycle.init_sweep(config, "bench", tracker=MemoryTracker(root)).run_id
 
-    def decide(state):
-        nonlocal decides
-        decides += 1
-        return policy.next_step(config, state.trials, seed, state.controls)
 
+class _NoOp:
+    """A trial runner whose trials end at once, successfully."""
+
+    def run(self, trial, run_id, output, stop) -> int:
+        return 0
+
+    def interrupt(self) -> bool:
+        return False
+
+    def kill(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def light_agent(root: Path, sweep_id: str, agent_id: str, barrier: Path, out: Path) -> None:
+    """The real agent loop on an in-memory tracking store and no-op trials; what happened goes to ``out`` (JSON).
+
+    Each claim's latency is timed around the agent's claim step (reap, decide under the lock, link).
+    """
+    from mlflow_sweep import agent_loop, lifecycle
+    from mlflow_sweep.memory_tracker import MemoryTracker
+
+    opened = lifecycle.open_sweep(sweep_id, tracker=MemoryTracker(root))
+    latencies: list[float] = []
+    claim = agent_loop.Agent._claim
+
+    def timed(self):
+        asked = time.perf_counter()
+        step = claim(self)
+        latencies.append(time.perf_counter() - asked)
+        return step
+
+    agent_loop.Agent._claim = timed
     while not barrier.exists():
         time.sleep(0.001)
-    claims, latencies, started = [], [], time.time()
-    while True:
-        asked = time.perf_counter()
-        ledger.reap(120.0)
-        claimed = ledger.claim(decide, agent_id)
-        if claimed.trial is None:
-            if isinstance(claimed.value, policy.Done):
-                break
-            time.sleep(0.05)
-            continue
-        latencies.append(time.perf_counter() - asked)
-        claims.append(claimed.trial.index)
-        ledger.start(claimed.trial.index, f"run-{agent_id}-{claimed.trial.index}")
-        ledger.complete(claimed.trial.index, TrialState.FINISHED, claimed.trial.params["x"])
-    out.write_text(json.dumps({"agent": agent_id, "claims": claims, "decides": decides, "races": ledger.races_lost,
-                               "latencies": latencies, "started": started, "ended": time.time()}))
+    started = time.time()
+    result = agent_loop.run(opened, _NoOp(), agent_id=agent_id)
+    beat = json.loads((opened.ledger.directory / "agents" / f"{agent_id}.json").read_text())
+    out.write_text(json.dumps({"agent": agent_id, "ran": result.ran, "decides": beat["decisions"],
+                               "races": beat["races_lost"], "latencies": latencies[:result.ran],
+                               "started": started, "ended": time.time()}))
 
 
-def host(directory: Path, agents: int, lock: bool, barrier: Path, out: Path, name: str) -> int:
+def host(root: Path, sweep_id: str, agents: int, barrier: Path, out: Path, name: str) -> int:
     """Fork ``agents`` light agents from this warm process, wait for them; the worst exit status."""
-    from mlflow_sweep import config, ledger, policy, samplers  # noqa: F401  imported once, inherited
+    from mlflow_sweep import agent_loop, config, ledger, lifecycle, memory_tracker, policy, samplers  # noqa: F401
 
     out.mkdir(parents=True, exist_ok=True)
     pids = []
@@ -90,7 +102,7 @@ def host(directory: Path, agents: int, lock: bool, barrier: Path, out: Path, nam
         if pid == 0:
             code = 1
             try:
-                light_agent(directory, f"{name}-{i}", lock, barrier, out / f"{name}-{i}.json")
+                light_agent(root, sweep_id, f"{name}-{i}", barrier, out / f"{name}-{i}.json")
                 code = 0
             finally:
                 os._exit(code)
@@ -98,15 +110,21 @@ def host(directory: Path, agents: int, lock: bool, barrier: Path, out: Path, nam
     return max(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids)
 
 
-def summarize(out: Path, trials: int) -> dict:
-    """Figures of one run from its agents' reports."""
+def _ledger_trials(root: Path, sweep_id: str) -> list[int]:
+    from mlflow_sweep.ledger import Ledger
+
+    return [t.index for t in Ledger(root / sweep_id, lock=False).state().trials]
+
+
+def summarize(out: Path, trials: int, claimed: list[int]) -> dict:
+    """Figures of one run from its agents' reports and the ledger's trials."""
     reports = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
-    claims = sorted(i for r in reports for i in r["claims"])
+    ran = sum(r["ran"] for r in reports)
     latencies = sorted(x for r in reports for x in r["latencies"])
     seconds = max(r["ended"] for r in reports) - min(r["started"] for r in reports)
-    n = max(len(claims), 1)
-    return {"agents": len(reports), "claimed": len(claims), "exact": claims == list(range(trials)),
-            "claims_per_s": len(claims) / seconds, "races_per_claim": sum(r["races"] for r in reports) / n,
+    n = max(ran, 1)
+    return {"agents": len(reports), "claimed": ran, "exact": ran == trials and claimed == list(range(trials)),
+            "claims_per_s": ran / seconds, "races_per_claim": sum(r["races"] for r in reports) / n,
             "decides_per_claim": sum(r["decides"] for r in reports) / n,
             "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else float("nan"),
             "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else float("nan"),
@@ -123,23 +141,30 @@ HEADER = (f"{'lock':<10} {'agents':>6} {'claimed':>8} {'exact':>6} {'claims/s':>
           f"{'decides/cl':>9} {'p50 ms':>8} {'p99 ms':>9} {'seconds':>8}")
 
 
+def _env(lock: str) -> dict[str, str]:
+    """The light agents' environment: the claim lock on or off, and the agent's default timings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    return {**env, "MLFLOW_SWEEP_LOCK_TIMEOUT": "30" if lock == "on" else "0"}
+
+
 def claims(args: argparse.Namespace) -> int:
     """Light agents on one host, with the lock and without it, side by side."""
     rows, ok = [], True
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         for lock in args.lock:
             root = Path(args.dir or tmp) / f"claims-lock-{lock}"
-            create(root / "ledger", args.trials)
-            proc = subprocess.Popen([sys.executable, __file__, "host", str(root / "ledger"), "--agents",
-                                     str(args.agents), "--lock", lock, "--barrier", str(root / "go"),
-                                     "--out", str(root / "out"), "--name", "local"])
+            sweep_id = create(root / "sweeps", args.trials)
+            proc = subprocess.Popen([sys.executable, __file__, "host", str(root / "sweeps"), sweep_id, "--agents",
+                                     str(args.agents), "--barrier", str(root / "go"), "--out", str(root / "out"),
+                                     "--name", "local"], env=_env(lock))
             time.sleep(args.settle)
             (root / "go").touch()
             code = proc.wait()
-            figures = summarize(root / "out", args.trials)
+            figures = summarize(root / "out", args.trials, _ledger_trials(root / "sweeps", sweep_id))
             ok = ok and code == 0 and figures["exact"]
             rows.append(_row(lock, figures))
-    print(f"{args.agents} light agents on one host, random sweep of {args.trials} no-op trials")
+    print(f"{args.agents} light agents on one host (the agent loop, an in-memory tracking store, no-op trials), "
+          f"random sweep of {args.trials} trials")
     print(HEADER)
     print("\n".join(rows))
     return 0 if ok else 1
@@ -212,8 +237,8 @@ def _build(directory: Path, trials: int) -> None:
     from mlflow_sweep.ledger import Ledger
     from mlflow_sweep.trials import Proposal, TrialState
 
-    create(directory, trials)
-    ledger = Ledger(directory, lock=False)
+    ledger = Ledger.create(directory, {"config": {**CONFIG, "run_cap": trials}, "seed": 7, "sweep_id": "bench"},
+                           lock=False)
     for i in range(trials):
         trial = ledger.claim(lambda state, i=i: Proposal({"x": i / trials, "opt": "adam"}), "builder").trial
         ledger.start(trial.index, f"run-{i}")
@@ -253,21 +278,22 @@ def netfs(args: argparse.Namespace) -> int:
     try:
         for lock in args.lock:
             name = f"lock-{lock}"
-            create(root / "export" / name, args.trials)
+            sweep_id = create(root / "export" / name, args.trials)
             barrier = root / f"go-{name}"
             hosts = [subprocess.Popen(["bash", str(script), "host", h, str(root), sys.executable, __file__, "host",
-                                       str(root / "mnt" / name), "--agents", str(args.agents), "--lock", lock,
+                                       str(root / "mnt" / name), sweep_id, "--agents", str(args.agents),
                                        "--barrier", str(barrier), "--out", str(root / f"out-{name}"), "--name", h],
-                                      cwd=REPO) for h in ("hostA", "hostB")]
+                                      cwd=REPO, env=_env(lock)) for h in ("hostA", "hostB")]
             time.sleep(args.settle)
             barrier.touch()
             codes = [h.wait() for h in hosts]
-            figures = summarize(root / f"out-{name}", args.trials)
+            figures = summarize(root / f"out-{name}", args.trials, _ledger_trials(root / "export" / name, sweep_id))
             ok = ok and codes == [0, 0] and figures["exact"]
             rows.append(_row(lock, figures))
     finally:
         subprocess.run(["bash", str(script), "stop", str(root)], capture_output=True)
-    print(f"2 hosts x {args.agents} light agents on sshfs, random sweep of {args.trials} no-op trials")
+    print(f"2 hosts x {args.agents} light agents on sshfs (the agent loop, in-memory tracking stores, no-op trials), "
+          f"random sweep of {args.trials} trials")
     print(HEADER)
     print("\n".join(rows))
     return 0 if ok else 1
@@ -289,9 +315,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--repeats", type=int, default=5)
     sub.add_argument("--dir", help="keep (and reuse) the ledgers here")
     sub = commands.add_parser("host", help="internal: the light agents of one host")
-    sub.add_argument("directory", type=Path)
+    sub.add_argument("root", type=Path)
+    sub.add_argument("sweep_id")
     sub.add_argument("--agents", type=int, required=True)
-    sub.add_argument("--lock", choices=["on", "off"], required=True)
     sub.add_argument("--barrier", type=Path, required=True)
     sub.add_argument("--out", type=Path, required=True)
     sub.add_argument("--name", required=True)
@@ -303,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "host":
         import socket
 
-        return host(args.directory, args.agents, args.lock == "on", args.barrier, args.out,
+        return host(args.root, args.sweep_id, args.agents, args.barrier, args.out,
                     args.name if args.name == "local" else socket.gethostname())
     return {"claims": claims, "cold": cold, "netfs": netfs}[args.command](args)
 
