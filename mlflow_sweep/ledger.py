@@ -95,9 +95,15 @@ class _ClaimLock:
         self._skip_until = 0.0
 
     @contextlib.contextmanager
-    def held(self) -> Iterator[bool]:
-        """Hold the lock for the block when it can be had; yields whether it is held."""
-        lock = self._acquire()
+    def held(self, progress: Callable[[], int]) -> Iterator[bool]:
+        """Hold the lock for the block when it can be had; yields whether it is held.
+
+        Args:
+            progress: how many events the ledger holds now. While it grows, the lock is busy,
+                not stuck, and the wait goes on: only ``timeout`` seconds without a new event
+                give up on the lock.
+        """
+        lock = self._acquire(progress)
         try:
             yield lock is not None
         finally:
@@ -107,17 +113,25 @@ class _ClaimLock:
                 except OSError as exc:  # the kernel drops a flock with its descriptor anyway
                     log.debug("%s: release failed (%s)", self.path, exc)
 
-    def _acquire(self) -> Any:
+    def _acquire(self, progress: Callable[[], int]) -> Any:
         if time.monotonic() < self._skip_until or not self.path.parent.is_dir():  # filelock would create it
             return None
         import filelock
 
         try:
             self._lock = self._lock or _file_lock(self.path)
-            self._lock.acquire(timeout=self.timeout)
-            return self._lock
-        except filelock.Timeout:
-            why = f"held by another process for more than {self.timeout:g} s"
+            seen, deadline = progress(), time.monotonic() + self.timeout
+            while True:
+                try:
+                    self._lock.acquire(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                    return self._lock
+                except filelock.Timeout:
+                    if time.monotonic() >= deadline:
+                        break
+                    now = progress()  # a crowd taking turns publishes; a stuck holder does not
+                    if now != seen:
+                        seen, deadline = now, time.monotonic() + self.timeout
+            why = f"held by another process for {self.timeout:g} s while nothing was published"
         except (OSError, NotImplementedError) as exc:  # ENOLCK, ENOSYS, EPERM, a read-only directory...
             why = f"cannot be taken here ({exc})"
         log.info("%s: the claim lock %s; going on without it for %g s (claims stay exact, only slower)",
@@ -333,6 +347,11 @@ class Ledger:
         except BadEvent as exc:
             raise LedgerError(f"{self.path}: {exc}") from None
 
+    def _progress(self) -> int:
+        """The events published so far, read while waiting for the claim lock (less to read once it is held)."""
+        self._catch_up()
+        return self._fold.applied
+
     def _catch_up(self) -> None:
         """Fold in the events published since the last read; a read that fails folds in nothing."""
         self._fold_in(self._journal.read(self._fold.applied))
@@ -385,7 +404,7 @@ class Ledger:
         """
         now = self.clock()
         with self._mutex:
-            with self._lock.held() if self._lock else contextlib.nullcontext():
+            with self._lock.held(self._progress) if self._lock else contextlib.nullcontext():
                 committed = self._decide_and_link(make, now, prepared)
             if committed.event is not None:
                 self._journal.sync()

@@ -20,8 +20,8 @@ SECONDS = {
     EARLY_TERMINATE_INTERVAL: (5.0, "seconds between hyperband checks of a running trial"),
     POLL_INTERVAL: (1.0, "seconds between an agent's looks at the ledger while it waits or runs a trial "
                          "(a paused sweep, cancel)"),
-    LOCK_TIMEOUT: (30.0, "seconds an agent waits for the ledger's claim lock before it claims without it "
-                         "(still exact, only slower); 0 turns the lock off"),
+    LOCK_TIMEOUT: (30.0, "seconds an agent waits for the ledger's claim lock while no other agent publishes, "
+                         "before it claims without it (still exact, only slower); 0 turns the lock off"),
 }
 """Each variable's default and what it means, in the order ``--help`` lists them."""
 MAY_BE_ZERO = frozenset({LOCK_TIMEOUT})
