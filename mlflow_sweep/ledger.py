@@ -123,14 +123,14 @@ class _ClaimLock:
             seen, deadline = progress(), time.monotonic() + self.timeout
             while True:
                 try:
-                    self._lock.acquire(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                    self._lock.acquire(timeout=min(1.0, self.timeout / 4, max(0.0, deadline - time.monotonic())))
                     return self._lock
                 except filelock.Timeout:
-                    if time.monotonic() >= deadline:
-                        break
                     now = progress()  # a crowd taking turns publishes; a stuck holder does not
                     if now != seen:
                         seen, deadline = now, time.monotonic() + self.timeout
+                    elif time.monotonic() >= deadline:
+                        break
             why = f"held by another process for {self.timeout:g} s while nothing was published"
         except (OSError, NotImplementedError) as exc:  # ENOLCK, ENOSYS, EPERM, a read-only directory...
             why = f"cannot be taken here ({exc})"

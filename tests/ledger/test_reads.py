@@ -129,3 +129,32 @@ def test_a_reader_that_joins_mid_block_writes_no_checkpoint_for_it(ledger_dir: P
     late._journal.read = lambda start, real=late._journal.read: real(max(start, 4)) if start else real(0)
     run_trials(Ledger(ledger_dir), 2)  # events 7..12: block 0-9 is whole now
     assert sorted(p.name for p in (ledger_dir / "checkpoints").iterdir()) == [checkpoint_name(10)]
+
+
+def test_a_busy_claim_lock_is_waited_for_while_its_holder_publishes(ledger_dir: Path) -> None:
+    import fcntl
+    import os
+    import threading
+    import time
+
+    holder = Ledger(ledger_dir, lock=False)
+    fd = os.open(ledger_dir / "ledger.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    released: list[float] = []
+
+    def busy() -> None:  # holds the lock for twice the waiter's timeout, publishing all along
+        for _ in range(20):
+            holder.claim(take, "busy")
+            time.sleep(0.1)
+        released.append(time.monotonic())
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        trial = Ledger(ledger_dir, lock_timeout=1.0).claim(take, "waiter").trial
+        claimed = time.monotonic()
+    finally:
+        thread.join()
+    assert (trial.index, claimed >= released[0]) == (20, True)
