@@ -1,17 +1,20 @@
-"""The sweep's lifecycle commands (SPEC §4b): stop, pause, resume, cancel, retry, update.
+"""The sweep's lifecycle commands: stop, pause, resume, cancel, retry, update.
 
 Each one opens the sweep, publishes its event in the ledger, decided on the freshest state (so
-every agent on every host sees it at its next claim), shows the new state on the parent run, and returns a
-``ControlResult``. A command that would change nothing (``stop`` on a stopped sweep, ``retry``
-with no failed trial) writes nothing and says why. The CLI calls these and prints the message.
-Heavy imports happen inside the functions, so ``import mlflow_sweep`` stays cheap.
+every agent on every host sees it at its next claim), shows the new state on the parent run, and
+returns a ``ControlResult``. A command that would change nothing (``stop`` on a stopped sweep,
+``retry`` with no failed trial) writes nothing and says why. The CLI calls these and prints the
+message. ``change``, ``requeue_failed`` and ``set_run_cap`` do the same on a sweep already opened
+(with any tracker). Heavy imports happen inside the functions, so ``import mlflow_sweep`` stays cheap.
 """
 from __future__ import annotations
 
 import getpass
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING
+
+from mlflow_sweep.trials import SweepPhase, check_count
 
 if TYPE_CHECKING:
     from mlflow_sweep.ledger import SweepState
@@ -19,11 +22,12 @@ if TYPE_CHECKING:
 
 _VERB = {"stop": "stopped", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 _EFFECT = {
-    "stopped": "no new trial starts; running trials finish and agents exit",
-    "paused": "running trials finish; agents wait until 'mlflow sweep resume'",
-    "cancelled": "running trials are being stopped (KILLED) and agents exit",
-    "running": "agents claim trials again",
+    SweepPhase.STOPPED: "no new trial starts; running trials finish and agents exit",
+    SweepPhase.PAUSED: "running trials finish; agents wait until 'mlflow sweep resume'",
+    SweepPhase.CANCELLED: "running trials are being stopped (KILLED) and agents exit",
+    SweepPhase.RUNNING: "agents claim trials again",
 }
+_RESUMABLE = (SweepPhase.PAUSED, SweepPhase.STOPPED, SweepPhase.CANCELLED)  # what 'resume' goes on from
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class ControlResult:
     """
 
     sweep_id: str
-    state: str
+    state: SweepPhase
     changed: bool
     message: str
     trials: tuple[int, ...] = ()
@@ -89,23 +93,35 @@ def retry(sweep_id: str | None = None) -> ControlResult:
     Args:
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
     """
+    from mlflow_sweep import lifecycle
+
+    return requeue_failed(lifecycle.open_sweep(sweep_id))
+
+
+def requeue_failed(opened: OpenSweep) -> ControlResult:
+    """``retry`` on an opened sweep.
+
+    Args:
+        opened: the sweep.
+    """
     from mlflow_sweep import lifecycle, policy
+    from mlflow_sweep.ledger import Decision
 
-    opened = lifecycle.open_sweep(sweep_id)
-    lifecycle.reap_dead(opened.ledger)  # a trial whose agent died is FAILED, so it can be retried now
-    picked: list[int] = []
+    lifecycle.reap_dead(opened)  # a trial whose agent died is FAILED, so it can be retried now
 
-    def decide(state: SweepState) -> Mapping[str, Any] | None:  # again after a lost race: no side effect but picked
-        picked[:] = policy.retry_candidates(opened.config, state.trials)
-        return {"event": "requeue", "trials": list(picked), "reason": "retry", "by": _who()} if picked else None
+    def decide(state: SweepState) -> Decision[list[int]]:
+        picked = policy.retry_candidates(opened.config, state.trials)
+        event = {"event": "requeue", "trials": picked, "reason": "retry", "by": _who()} if picked else None
+        return Decision(picked, event)
 
-    state = opened.ledger.record(decide)
+    committed = opened.ledger.commit(decide)
+    picked, state = committed.value, committed.state
     if not picked:
         return _result(opened, state, False, "no failed trials to retry")
     shown = lifecycle.publish_state(opened)
     named = ", ".join(f"#{i}" for i in picked)
     message = f"{len(picked)} failed trial{'s' * (len(picked) != 1)} ({named}) will run again before new ones"
-    if shown in ("paused", "stopped", "cancelled"):
+    if shown in _RESUMABLE:
         message += f"; the sweep is {shown}: 'mlflow sweep resume' lets agents run them"
     return _result(opened, state, True, message, tuple(picked), shown)
 
@@ -117,54 +133,75 @@ def update(sweep_id: str | None = None, *, run_cap: int) -> ControlResult:
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
         run_cap: the most trials the sweep runs in all (interrupted and retried trials aside).
     """
+    from mlflow_sweep import lifecycle
+
+    check_count(run_cap, "run_cap")
+    return set_run_cap(lifecycle.open_sweep(sweep_id), run_cap)
+
+
+def set_run_cap(opened: OpenSweep, run_cap: int) -> ControlResult:
+    """``update`` on an opened sweep.
+
+    Args:
+        opened: the sweep.
+        run_cap: the new run_cap.
+    """
     from mlflow_sweep import lifecycle, policy
-    from mlflow_sweep.errors import UsageError
+    from mlflow_sweep.ledger import Decision
 
-    if isinstance(run_cap, bool) or not isinstance(run_cap, int) or run_cap < 1:
-        raise UsageError(f"run_cap must be a whole number of at least 1, but got {run_cap!r}")
-    opened = lifecycle.open_sweep(sweep_id)
-    before: list[int | None] = []
+    check_count(run_cap, "run_cap")
 
-    def decide(state: SweepState) -> Mapping[str, Any] | None:
-        before[:] = [policy.run_cap(opened.config, state.controls)]
-        return None if before[0] == run_cap else {"event": "run_cap", "run_cap": run_cap, "by": _who()}
+    def decide(state: SweepState) -> Decision[int | None]:
+        before = policy.run_cap(opened.config, state.controls)
+        return Decision(before, None if before == run_cap else {"event": "run_cap", "run_cap": run_cap, "by": _who()})
 
-    state = opened.ledger.record(decide)
-    if before[0] == run_cap:
+    committed = opened.ledger.commit(decide)
+    before, state = committed.value, committed.state
+    if before == run_cap:
         return _result(opened, state, False, f"run_cap is already {run_cap}")
     shown = lifecycle.publish_state(opened)
     counted = len(policy.counted(state.trials))
-    old = "the whole grid" if before[0] is None else str(before[0])
+    old = "the whole grid" if before is None else str(before)
     message = f"run_cap {old} -> {run_cap} ({counted} trial{'s' * (counted != 1)} counted so far); the sweep is {shown}"
     return _result(opened, state, True, message, shown=shown)
 
 
 def _control(sweep_id: str | None, command: str) -> ControlResult:
-    """Record the control state a command asks for, unless ``policy`` says it changes nothing."""
+    from mlflow_sweep import lifecycle
+
+    return change(lifecycle.open_sweep(sweep_id), command)
+
+
+def change(opened: OpenSweep, command: str) -> ControlResult:
+    """Record the control state a command asks for, unless ``policy`` says it changes nothing.
+
+    Args:
+        opened: the sweep.
+        command: ``stop``, ``pause``, ``resume`` or ``cancel``.
+    """
     from mlflow_sweep import lifecycle, policy
-    from mlflow_sweep.trials import SweepControl
+    from mlflow_sweep.ledger import Decision
 
-    opened = lifecycle.open_sweep(sweep_id)
-    outcome: list[SweepControl | str] = []
+    def decide(state: SweepState) -> Decision[SweepPhase | str]:
+        change = policy.control_change(command, state.controls, lifecycle.state_of(opened, state))
+        # SweepPhase is a str Enum: test for it, not for str
+        event = {"event": "control", "state": change.value, "by": _who()} if isinstance(change, SweepPhase) else None
+        return Decision(change, event)
 
-    def decide(state: SweepState) -> Mapping[str, Any] | None:
-        outcome[:] = [policy.control_change(command, state.controls, lifecycle.state_of(opened, state))]
-        change = outcome[0]  # SweepControl is a str Enum: test for it, not for str
-        return {"event": "control", "state": change.value, "by": _who()} if isinstance(change, SweepControl) else None
-
-    state = opened.ledger.record(decide)
-    if not isinstance(outcome[0], SweepControl):
-        return _result(opened, state, False, outcome[0])
+    committed = opened.ledger.commit(decide)
+    change, state = committed.value, committed.state
+    if not isinstance(change, SweepPhase):
+        return _result(opened, state, False, change)
     shown = lifecycle.publish_state(opened)
     running = len(state.running())
     message = f"{_VERB[command]}: {_EFFECT.get(shown, 'it is done: nothing is left to run')}"
-    if running and shown in ("stopped", "paused", "cancelled"):
+    if running and shown in _RESUMABLE:
         message += f" ({running} trial{'s' * (running != 1)} running now)"
     return _result(opened, state, True, message, shown=shown)
 
 
 def _result(opened: OpenSweep, state: SweepState, changed: bool, message: str, trials: tuple[int, ...] = (),
-            shown: str | None = None) -> ControlResult:
+            shown: SweepPhase | None = None) -> ControlResult:
     from mlflow_sweep import lifecycle
 
     name = shown or lifecycle.state_of(opened, state)

@@ -1,23 +1,31 @@
-"""The ledger's storage: an append-only log of JSON events on a shared filesystem, with no lock and no clock.
+"""The ledger's storage: an append-only log of JSON events on a shared filesystem.
 
 A ledger directory holds::
 
-    ledger.jsonl            the log's first events, one JSON object per line. A sweep made by this
-                            version has only its header here; a format-v1 ledger (older versions)
-                            holds its whole history. Never written after it is created.
-    events/00000042.json    event 42 of the log (numbered on from ledger.jsonl's lines), one JSON
-                            line; created once with link(), never changed, never deleted
-    events/.tmp-*           an event being written; one left behind by a killed writer is ignored
+    ledger.jsonl              the log's first events, one JSON object per line. A sweep made by this
+                              version has only its header here; a format-v1 ledger (older versions)
+                              holds its whole history. Never written after it is created.
+    events/00000042.json      event 42 of the log (numbered on from ledger.jsonl's lines), one JSON
+                              line; created once with link(), never changed, never deleted
+    checkpoints/00001000.jsonl  a copy of events 500..999 (``Journal.checkpoint_events`` of them), one
+                              per line: a cold reader opens one file instead of 500. Created once
+                              with link() by whoever folded those events one by one;
+                              a missing or damaged one is ignored, since the events stay the truth
+    events/.tmp-*             a file being written; one left behind by a killed writer is ignored
 
-Publishing event n (issue 11): write the event to a temporary file, fsync it, then ``link()`` it to
-``events/<n>``. Creating a new name is decided by the file server, also over NFS or sshfs, so of
-all writers that try to publish n exactly one succeeds, and a writer tries n only after it has read
-events 0..n-1: whoever publishes n saw every event before it. A loser (EEXIST, or EPERM as sshfs
-reports a lost race) reads the winner's event and decides again. An event file appears whole or
-not at all, so there is no torn event and nothing to repair; a client's stale cache can only hide
-the newest events from a reader, and a writer that missed one loses the race for its number.
-Whether a failed ``link()`` published anyway (a lost reply, retried by NFS) is decided by reading
-the event back and comparing bytes, as mail tools check the link count of their lock files.
+Publishing event n: write the event to a temporary file, fsync it, ``link()`` it to
+``events/<n>`` and fsync the directory. Creating a new name is decided by the file server, also
+over NFS or sshfs, so of all writers that try to publish n exactly one succeeds; a writer tries n
+only after it has read events 0..n-1, so whoever publishes n saw every event before it. A loser
+(EEXIST, or EPERM as sshfs reports a lost race) reads the winner's event and decides again. An
+event file appears whole or not at all, so there is no torn event and nothing to repair; a
+client's stale cache can only hide the newest events from a reader, and a writer that missed one
+loses the race for its number. Whether a failed ``link()`` published anyway (a lost reply,
+retried by NFS) is decided by reading the event back and comparing bytes, as mail tools check
+the link count of their lock files.
+
+The journal keeps no cursor: ``read(start)`` returns what is there from ``start`` on, or raises
+and returns nothing, so a failed read can never make a reader skip an event.
 
 Errors a network filesystem returns in passing (ESTALE, EIO, ...) are retried with backoff; only
 one that lasts ``timeout`` seconds becomes a ``LedgerError``.
@@ -33,12 +41,13 @@ import secrets
 import socket
 import time
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NamedTuple, Sequence, TypeVar
 
 from mlflow_sweep.errors import LedgerError
 
 LEDGER_NAME = "ledger.jsonl"
 EVENTS_DIR = "events"
+CHECKPOINTS_DIR = "checkpoints"
 TRANSIENT = frozenset({errno.ESTALE, errno.EIO, errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.EBUSY,
                        errno.ENOTCONN, errno.ECONNRESET, errno.ENOLCK})
 NO_LINKS = frozenset({errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK})
@@ -48,9 +57,25 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class Record(NamedTuple):
+    """One event as read: its number in the log, where it was read, its bytes and its decoded value."""
+
+    number: int
+    where: str
+    data: bytes
+    event: Any
+    checkpointed: bool = False
+    """Read from a checkpoint (so there is no checkpoint to write for it)."""
+
+
 def event_name(number: int) -> str:
     """The file name of event ``number`` in events/ (zero-padded so that ``ls`` shows log order)."""
     return f"{number:08d}.json"
+
+
+def checkpoint_name(end: int) -> str:
+    """The file name of the checkpoint that ends before event ``end``."""
+    return f"{end:08d}.jsonl"
 
 
 class _Backoff:
@@ -68,12 +93,12 @@ class _Backoff:
         return True
 
 
-def _persistent(what: Path, doing: str, exc: OSError, timeout: float) -> LedgerError:
+def _persistent(what: Path | str, doing: str, exc: OSError, timeout: float) -> LedgerError:
     return LedgerError(f"{what}: could not {doing} for {timeout:g} s ({exc.strerror or exc}); "
                        f"is the shared filesystem reachable from this host?")
 
 
-def _retrying(what: Path, doing: str, timeout: float, action: Callable[[], T]) -> T:
+def _retrying(what: Path | str, doing: str, timeout: float, action: Callable[[], T]) -> T:
     """``action()``, retried with backoff while it fails with a transient error."""
     backoff = _Backoff(timeout)
     while True:
@@ -87,15 +112,19 @@ def _retrying(what: Path, doing: str, timeout: float, action: Callable[[], T]) -
                 raise _persistent(what, doing, exc, timeout) from exc
 
 
-def _read_whole(path: str | Path) -> bytes | None:
-    """The bytes of ``path`` read through a fresh descriptor, or None if it does not exist."""
+def _read_whole(path: str | Path, *, to_end: bool = False) -> bytes | None:
+    """The bytes of ``path`` read through a fresh descriptor, or None if it does not exist.
+
+    A short read of a regular file is its end, so a small file (an event) costs one read call;
+    ``to_end`` reads on until the file says so (a large file through a network client).
+    """
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
         chunks = [os.read(fd, 1 << 16)]
-        while len(chunks[-1]) == 1 << 16:  # a short read of a regular file is its end: one call per event
+        while chunks[-1] and (to_end or len(chunks[-1]) == 1 << 16):
             chunks.append(os.read(fd, 1 << 16))
         return b"".join(chunks)
     finally:
@@ -115,6 +144,7 @@ def _write_synced(path: Path, data: bytes) -> None:
 
 
 def _fsync_directory(directory: Path) -> None:
+    """Make a new name in ``directory`` survive a crash of this machine (a local disk's concern)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -127,7 +157,8 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _remove(path: Path) -> None:
+def discard(path: Path) -> None:
+    """Remove a temporary file; one left behind is ignored by readers."""
     try:
         os.unlink(path)
     except OSError as exc:  # a leftover temporary file is ignored by readers
@@ -149,10 +180,14 @@ def decode_line(line: bytes, where: str) -> Any:
 
 
 class Journal:
-    """The event log of one ledger directory: read what is new, publish the next event."""
+    """The event log of one ledger directory: read from an event number on, publish event n, checkpoint."""
+
+    checkpoint_events = 500
+    """Events per checkpoint: a cold read of a 20,000-trial sweep (~60,000 events) opens ~120
+    checkpoints and at most 499 events, instead of 60,000 files."""
 
     def __init__(self, directory: Path, timeout: float = 60.0) -> None:
-        """Open the log in ``directory``; nothing is read until ``read_new``.
+        """Open the log in ``directory``; nothing is read until ``read``.
 
         Args:
             directory: the ledger directory.
@@ -161,53 +196,106 @@ class Journal:
         self.directory = directory
         self.path = directory / LEDGER_NAME
         self.events = directory / EVENTS_DIR
+        self.checkpoints = directory / CHECKPOINTS_DIR
         self.timeout = timeout
-        self.reset()
 
-    def reset(self) -> None:
-        """Forget what was read: the next ``read_new`` starts from the first event."""
-        self.next: int | None = None  # the number of the next event to read (None: prefix not read yet)
-        self._spare: tuple[bytes, Path] | None = None  # a lost event's fsynced file, for a retry of the same bytes
+    def read(self, start: int) -> list[Record]:
+        """The events from number ``start`` on, as far as this client sees them; all of them or an error.
 
-    def read_new(self) -> list[tuple[str, Any]]:
-        """The events published since the last call, decoded, each with where it was read."""
-        found = [] if self.next is not None else self._read_prefix()
-        assert self.next is not None
-        while (data := self._read_event(self.next)) is not None:
-            found.append((self._event_path(self.next), data))
-            self.next += 1
-        return found
+        ``start`` is 0 (a cold read: ledger.jsonl, then checkpoints where there are some, then
+        single events) or the number of events a reader has already folded, which is past
+        ledger.jsonl (then only events/ is read).
 
-    def publish(self, data: bytes) -> bool:
-        """Try to publish ``data`` (one JSON line) as the next event; False if another writer got that number.
+        Args:
+            start: the number of the first event wanted.
+        """
+        if start == 0:
+            records = self._read_prefix()
+            known = self._listed_checkpoints()
+        else:
+            records, known = [], frozenset()
+        number = start + len(records)
+        while True:
+            end = (number // self.checkpoint_events + 1) * self.checkpoint_events
+            block = self._read_checkpoint(end) if end in known else None
+            if block is not None:
+                records.extend(block[number - (end - self.checkpoint_events):])
+                number = end
+                continue
+            record = self._read_event(number)
+            if record is None:
+                return records
+            records.append(record)
+            number += 1
+
+    def publish(self, number: int, data: bytes) -> bool:
+        """Try to publish ``data`` (one JSON line) as event ``number``; False if another writer got it.
+
+        The same as ``prepare``, ``link``, ``sync``, for callers that need no split.
+
+        Args:
+            number: the event's number: how many events the writer has read.
+            data: the encoded event, ending with a newline.
+        """
+        temp = self.prepare(data)
+        try:
+            won = self.link(number, temp, data)
+        finally:
+            discard(temp)
+        if won:
+            self.sync()
+        return won
+
+    def prepare(self, data: bytes) -> Path:
+        """A temporary file in events/ holding ``data``, fsynced, ready for ``link`` (remove it with ``discard``).
 
         Args:
             data: the encoded event, ending with a newline.
         """
-        assert self.next is not None, "read_new() first: a writer must have seen every earlier event"
-        target = self.events / event_name(self.next)
-        if self._spare is not None and self._spare[0] == data:
-            temp, self._spare = self._spare[1], None  # the same event again: its file is written and synced
-        else:
-            self.discard()
-            temp = self._write_temp(data)
-        try:
-            won = self._link(temp, target, data)
-        except BaseException:
-            _remove(temp)
-            raise
-        if won:
-            self.next += 1
-            _remove(temp)
-        else:
-            self._spare = (data, temp)
-        return won
+        return self._write_temp(self.events, data)
 
-    def discard(self) -> None:
-        """Remove the file kept from a lost attempt (the caller will not publish the same event again)."""
-        if self._spare is not None:
-            _remove(self._spare[1])
-            self._spare = None
+    def link(self, number: int, temp: Path, data: bytes) -> bool:
+        """Publish the prepared ``temp`` (holding ``data``) as event ``number``; False if another writer got it.
+
+        The new name is visible to every reader at once; ``sync`` makes it survive a crash of this
+        machine, and can wait until the writer no longer holds the claim lock.
+
+        Args:
+            number: the event's number: how many events the writer has read.
+            temp: the file ``prepare`` wrote.
+            data: its bytes.
+        """
+        return self._link(temp, self.events / event_name(number), data)
+
+    def sync(self) -> None:
+        """Make the events linked so far survive a crash of this machine (fsync of events/)."""
+        _fsync_directory(self.events)
+
+    def has_checkpoint(self, end: int) -> bool:
+        """Whether the checkpoint ending at event ``end`` exists (as far as this client sees)."""
+        return (self.checkpoints / checkpoint_name(end)).exists()
+
+    def write_checkpoint(self, end: int, lines: Sequence[bytes]) -> None:
+        """Publish the ``checkpoint_events`` events before event ``end`` (their exact bytes) as one file.
+
+        Best effort: a failure is logged and forgotten, since readers fall back to the events.
+
+        Args:
+            end: the number after the last event, a multiple of ``checkpoint_events``.
+            lines: the events' bytes, each one JSON line.
+        """
+        if end % self.checkpoint_events or len(lines) != self.checkpoint_events:
+            raise ValueError(f"a checkpoint holds events {end - self.checkpoint_events}..{end - 1}, "
+                             f"but got {len(lines)} events ending at {end}")
+        try:
+            self.checkpoints.mkdir(exist_ok=True)
+            temp = self._write_temp(self.checkpoints, b"".join(lines))
+            try:
+                os.link(temp, self.checkpoints / checkpoint_name(end))
+            finally:
+                discard(temp)
+        except (OSError, LedgerError) as exc:  # another reader was first (EEXIST), or no room: readers go on
+            log.debug("%s: checkpoint %d not written (%s)", self.checkpoints, end, exc)
 
     @classmethod
     def create(cls, directory: Path, header: bytes) -> None:
@@ -235,38 +323,69 @@ class Journal:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _read_prefix(self) -> list[tuple[str, Any]]:
+    def _read_prefix(self) -> list[Record]:
         """ledger.jsonl's complete lines (a last line without its newline is a v1 writer killed mid-write)."""
         try:
-            data = _retrying(self.path, "read the ledger", self.timeout, lambda: _read_whole(self.path))
+            data = _retrying(self.path, "read the ledger", self.timeout, lambda: _read_whole(self.path, to_end=True))
         except OSError as exc:
             raise LedgerError(f"{self.path}: cannot read the ledger ({exc.strerror or exc})") from exc
         if data is None:
             raise LedgerError(f"{self.path}: no ledger here (was the sweep initialized with "
                               f"'mlflow sweep init'?)")
-        lines = data[:data.rfind(b"\n") + 1].split(b"\n")[:-1]
-        found = [(f"{self.path}:{number}", decode_line(line, f"{self.path}:{number}"))
-                 for number, line in enumerate(lines, 1) if line.strip()]
-        self.next = len(found)
-        self._check_continuation()
-        return found
+        lines = [line + b"\n" for line in data[:data.rfind(b"\n") + 1].split(b"\n")[:-1]]
+        records = []
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                where = f"{self.path}:{number}"
+                records.append(Record(len(records), where, line, decode_line(line, where)))
+        self._check_continuation(len(records))
+        return records
 
-    def _check_continuation(self) -> None:
+    def _check_continuation(self, prefix: int) -> None:
         """Refuse a v1 ledger.jsonl that grew after events/ took over from its end."""
-        if self.next is not None and self.next > 1 and self._read_event(self.next - 1) is not None:
+        if prefix > 1 and self._read_event(prefix - 1) is not None:
             raise LedgerError(
                 f"{self.path}: an agent of an older mlflow-sweep (ledger format v1) appended to this "
                 f"ledger after agents of this version continued it in {self.events}; stop the older "
                 f"agents: every agent of a sweep must run the same mlflow-sweep version")
 
-    def _read_event(self, number: int) -> Any | None:
-        """Event ``number`` decoded, or None if it is not published (yet, as far as this client sees)."""
-        path = self._event_path(number)
-        data = self._read_complete(path)
-        return None if data is None else decode_line(data, path)
+    def _listed_checkpoints(self) -> frozenset[int]:
+        """The ends of the checkpoints in checkpoints/ (one directory read; none for an old ledger)."""
+        try:
+            names = _retrying(self.checkpoints, "list the checkpoints", self.timeout,
+                              lambda: os.listdir(self.checkpoints))
+        except FileNotFoundError:
+            return frozenset()
+        except OSError as exc:
+            raise LedgerError(f"{self.checkpoints}: cannot list the checkpoints ({exc.strerror or exc})") from exc
+        ends = (name[:-len(".jsonl")] for name in names if name.endswith(".jsonl") and not name.startswith("."))
+        return frozenset(int(end) for end in ends if end.isdigit())
 
-    def _event_path(self, number: int) -> str:
-        return f"{self.events}{os.sep}{event_name(number)}"  # a str: a cold read opens thousands
+    def _read_checkpoint(self, end: int) -> list[Record] | None:
+        """The events of checkpoint ``end``, or None when it is missing or damaged (then the events are read)."""
+        path = f"{self.checkpoints}{os.sep}{checkpoint_name(end)}"
+        try:
+            data = _retrying(path, "read a checkpoint", self.timeout, lambda: _read_whole(path, to_end=True))
+        except OSError as exc:
+            raise LedgerError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from exc
+        lines = [] if data is None else data.split(b"\n")
+        if len(lines) != self.checkpoint_events + 1 or lines[-1]:
+            log.debug("%s: ignored (%s)", path, "missing" if data is None else "torn")
+            return None
+        try:  # one decode for the whole block: a cold read decodes thousands of events
+            events = json.loads(b"[" + b",".join(lines[:-1]) + b"]")
+        except ValueError:
+            log.debug("%s: ignored (not JSON lines)", path)
+            return None
+        first = end - self.checkpoint_events
+        return [Record(first + offset, f"{path}:{offset + 1}", line + b"\n", event, True)
+                for offset, (line, event) in enumerate(zip(lines, events))]
+
+    def _read_event(self, number: int) -> Record | None:
+        """Event ``number`` decoded, or None if it is not published (yet, as far as this client sees)."""
+        path = f"{self.events}{os.sep}{event_name(number)}"  # a str: a cold read may open many
+        data = self._read_complete(path)
+        return None if data is None else Record(number, path, data, decode_line(data, path))
 
     def _read_complete(self, path: str) -> bytes | None:
         """The bytes of a published event file, waiting out a short read; None if it does not exist."""
@@ -277,7 +396,7 @@ class Journal:
             except OSError as first:
                 if first.errno not in TRANSIENT:
                     raise LedgerError(f"{path}: cannot read the ledger event ({first.strerror or first})") from first
-                data = _retrying(Path(path), "read an event", self.timeout, lambda: _read_whole(path))
+                data = _retrying(path, "read an event", self.timeout, lambda: _read_whole(path))
             # A published event is whole; a short read is a client cache catching up.
             if data is None or (data.endswith(b"\n") and data.count(b"\n") == 1):
                 return data
@@ -287,23 +406,23 @@ class Journal:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _write_temp(self, data: bytes) -> Path:
-        """A new temporary file in events/ holding ``data``, fsynced, ready to be linked."""
-        temp = _temp_name(self.events)
+    def _write_temp(self, directory: Path, data: bytes) -> Path:
+        """A new temporary file in ``directory`` holding ``data``, fsynced, ready to be linked."""
+        temp = _temp_name(directory)
 
         def write() -> None:
             temp.unlink(missing_ok=True)  # left by a failed attempt
             try:
                 _write_synced(temp, data)
             except FileNotFoundError:  # a v1 ledger's first event of this version
-                self.events.mkdir(exist_ok=True)
+                directory.mkdir(exist_ok=True)
                 _write_synced(temp, data)
 
         try:
-            _retrying(temp, "write an event", self.timeout, write)
+            _retrying(temp, "write a ledger file", self.timeout, write)
         except OSError as exc:
             temp.unlink(missing_ok=True)
-            raise LedgerError(f"{temp}: could not write a ledger event ({exc.strerror or exc})") from exc
+            raise LedgerError(f"{temp}: could not write a ledger file ({exc.strerror or exc})") from exc
         return temp
 
     def _link(self, temp: Path, target: Path, data: bytes) -> bool:

@@ -1,50 +1,26 @@
-"""The sweep ledger: an append-only log of JSON events and its pure replay (SPEC §4).
+"""The sweep ledger: one sweep's shared directory, where agents agree on every trial.
 
-Storage (``mlflow_sweep.journal``): ``ledger.jsonl`` holds the first events (for a sweep made by
-this version, only the header), ``events/<n>.json`` each later event, published without a lock by
-an exclusive ``link()`` of its sequence number; ``agents/<id>.json`` holds each agent's last
-heartbeat, rewritten atomically. The replay (``replay``, ``_Replay``) knows nothing of files.
+The events and their pure replay are in ``mlflow_sweep.replay``; their files in
+``mlflow_sweep.journal``. This module is the only one that writes them: ``Ledger.commit`` reads
+every event published so far, asks the caller what to do about that state, and publishes the
+event it returns as the next one; when another agent published first it reads that event and asks
+again. The replayed state is the only read cursor: it knows how many events it folded in, each read
+starts there, and a read that fails folds in nothing, so no event is ever skipped.
 
-Events (every event has "event" and "time", Unix seconds from the writer's clock)::
+The claim lock. Read → decide → publish runs under a file lock (``ledger.lock``, beside the log,
+never deleted) so that a crowd of agents takes turns instead of racing for every event and
+deciding again after each lost race (with ``bayes`` each decision is a model fit). The lock is an
+optimization only: exactness comes from the exclusive publication of each event number. A lock
+that cannot be taken (ENOLCK, ENOSYS, EPERM...), that is granted without excluding (flock on
+sshfs across hosts), or that is held longer than ``lock_timeout`` (a stuck process) costs speed:
+the agent goes on without it for a while, and the file server still decides every race.
 
-    {"event": "sweep", "v": 2, "time": t, "header": {"config": {...}, "seed": 7, "sweep_id": "..."}}
-    {"event": "claim", "trial": 0, "params": {...}, "point": 3, "agent": "node1-4242-a1b2c3", "time": t}
-    {"event": "start", "trial": 0, "run_id": "0a1b...", "time": t}
-    {"event": "end", "trial": 0, "state": "FINISHED", "metric": 0.93, "stopped_at": null, "time": t}
-    {"event": "dead", "trial": 0, "last_beat": t0, "time": t}
-
-An "end" event of a sweep with ``early_terminate`` also carries "history": every value the trial
-logged under the metric, in logging order, which hyperband's cuts pool (issue 6). One of a sweep
-with several objectives (``metrics:``) carries "metrics": each objective's counted value by name,
-``{"loss": 0.12, "latency_ms": 31.0}``, an objective without a value left out ("metric" is null).
-
-Lifecycle events (SPEC §4b, issue 10)::
-
-    {"event": "control", "state": "paused", "by": "alice@login01", "time": t}
-    {"event": "run_cap", "run_cap": 20, "by": "alice@login01", "time": t}
-    {"event": "requeue", "trials": [3, 7], "reason": "retry", "time": t}
-
-"control" records what the user asked (running, paused, stopped, cancelled; the last one
-counts); "run_cap" replaces the config's run_cap (the last one counts); "requeue" hands the
-points of ended trials out again (``mlflow sweep retry``). An "end" event with
-``"requeue": "interrupted"`` ends a trial whose agent got a signal and requeues it in the same
-event. A trial is requeued once (the first wins); a claim that re-issues its point carries
-``"retry_of": 3``.
-
-Format versions: v1 kept every event in ledger.jsonl, appended under a lock; v2 (this version)
-writes the header there and every later event to events/. The events are the same; a v1 ledger
-replays as it is and is continued in events/ (its file is never written again). A header with a
-larger "v" is refused.
-
-Rules of the replay: the first event is the only "sweep" header; claims number the trials 0, 1,
-2, ... in log order, and a claim whose number is not the next one lost a race (two writers of v1
-on a network filesystem) and is dropped and kept in ``SweepState.conflicts`` (the first claim in
-log order keeps the trial, issue 11); the first "end" or "dead" of a trial wins and later ones are
-ignored (losing that race is normal); unknown event kinds are skipped (room for additions). Metrics
-may be NaN or Infinity, spelled as Python's json module does.
+Heartbeats live in ``agents/<agent id>.json`` (rewritten atomically, outside the log), so the log
+grows with trials, not with time.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -54,204 +30,47 @@ import random
 import re
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Generic, Iterator, Mapping, Sequence, TypeVar
 
 from mlflow_sweep.errors import LedgerError
-from mlflow_sweep.journal import LEDGER_NAME, Journal
+from mlflow_sweep.journal import LEDGER_NAME, Journal, Record, discard, event_name
 from mlflow_sweep.mounts import check_mount
-from mlflow_sweep.trials import DONE, Controls, Proposal, SweepControl, Trial, TrialState
+from mlflow_sweep.replay import (FORMAT_VERSION, LIFECYCLE_EVENTS, BadEvent, Conflict, Fold, SweepState,
+                                 replay)
+from mlflow_sweep.trials import Proposal, Trial, TrialState
 
-if TYPE_CHECKING:
-    from mlflow_sweep.trials import _Done
+__all__ = ["Committed", "Conflict", "Decision", "FORMAT_VERSION", "Ledger", "SweepState", "replay"]
 
-FORMAT_VERSION = 2
+LOCK_NAME = "ledger.lock"
 _AGENT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@:+-]*")
-_now: Callable[[], float] = time.time  # event clock; the asset generators swap in a fixed one
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Conflict:
-    """A claim that lost a race: it named a trial number that an earlier claim in the log already had."""
+class Decision(Generic[T]):
+    """What a ``commit`` callback decided for a state: a value for the caller, and the event to publish (or None)."""
 
-    trial: int
-    agent: str | None
-    event: int  # its position in the log (0 is the header)
+    value: T
+    event: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
-class SweepState:
-    """What the ledger says about a sweep: its header payload, every trial in index order, conflicts."""
+class Committed(Generic[T]):
+    """The outcome of a commit: the decision's value, the state after it, and the event as published (or None)."""
 
-    header: Mapping[str, Any]
-    trials: tuple[Trial, ...] = ()
-    version: int = FORMAT_VERSION
-    conflicts: tuple[Conflict, ...] = ()
-    controls: Controls = Controls()
+    value: T
+    state: SweepState
+    event: Mapping[str, Any] | None = None
 
-    def count(self, *states: TrialState) -> int:
-        """Number of trials in any of ``states`` (all trials when none are given)."""
-        if not states:
-            return len(self.trials)
-        return sum(1 for trial in self.trials if trial.state in states)
-
-    def running(self) -> tuple[Trial, ...]:
-        """Trials still RUNNING."""
-        return tuple(t for t in self.trials if t.state is TrialState.RUNNING)
-
-    def finished(self) -> tuple[Trial, ...]:
-        """Trials that ended FINISHED (the command exited 0)."""
-        return tuple(t for t in self.trials if t.state is TrialState.FINISHED)
-
-    def terminal(self) -> tuple[Trial, ...]:
-        """Trials in any terminal state (FINISHED, FAILED, KILLED, or reaped as dead)."""
-        return tuple(t for t in self.trials if t.state.is_terminal)
-
-
-class _BadEvent(ValueError):
-    """An event that does not fit the ledger so far; the reader adds where it is."""
-
-
-def _index(event: Mapping[str, Any]) -> int:
-    index = event["trial"]
-    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise _BadEvent(f"'trial' must be a non-negative integer, but got {index!r}")
-    return index
-
-
-class _Replay:
-    """A left fold over events, one handler per event kind; ``apply`` one at a time, ``snapshot`` any time."""
-
-    def __init__(self) -> None:
-        self.header: dict[str, Any] | None = None
-        self.version = FORMAT_VERSION
-        self.trials: list[Trial] = []
-        self.conflicts: list[Conflict] = []
-        self.controls = Controls()
-        self.applied = 0
-        self._snapshot: SweepState | None = None
-
-    def apply(self, event: Mapping[str, Any]) -> None:
-        """Fold one event in; raises ``_BadEvent`` when it cannot be applied."""
-        if not isinstance(event, Mapping):
-            raise _BadEvent(f"an event must be a JSON object, but got {event!r}")
-        kind = event.get("event")
-        if self.header is None and kind != "sweep":
-            raise _BadEvent(f"the first event must be the sweep header, but got {kind!r}")
-        handler = _HANDLERS.get(kind)
-        if handler is not None:  # else an event kind added later: skip it (module docstring)
-            try:
-                handler(self, event)
-            except _BadEvent:
-                raise
-            except (KeyError, TypeError, ValueError) as exc:
-                raise _BadEvent(f"bad {kind!r} event ({type(exc).__name__}: {exc})") from None
-        self.applied += 1
-        self._snapshot = None
-
-    def snapshot(self) -> SweepState:
-        """The state so far; the same object until the next event."""
-        if self.header is None:
-            raise _BadEvent("the ledger has no sweep header")
-        if self._snapshot is None:
-            self._snapshot = SweepState(self.header, tuple(self.trials), self.version, tuple(self.conflicts),
-                                        self.controls)
-        return self._snapshot
-
-    def _trial(self, event: Mapping[str, Any]) -> Trial:
-        index = _index(event)
-        if index >= len(self.trials):
-            raise _BadEvent(f"trial {index} was never claimed")
-        return self.trials[index]
-
-    def _on_sweep(self, event: Mapping[str, Any]) -> None:
-        if self.header is not None:
-            raise _BadEvent("a second sweep header")
-        version = int(event["v"])
-        if version > FORMAT_VERSION:
-            raise _BadEvent(f"ledger format v{version} is newer than this mlflow-sweep reads "
-                            f"(v{FORMAT_VERSION}); upgrade mlflow-sweep")
-        self.header, self.version = dict(event["header"]), version
-
-    def _on_claim(self, event: Mapping[str, Any]) -> None:
-        index = _index(event)
-        if index != len(self.trials):  # decided on a stale view: the first claim keeps the trial
-            self.conflicts.append(Conflict(index, event.get("agent"), self.applied))
-            return
-        retry_of = event.get("retry_of")
-        self.trials.append(Trial(index=index, params=dict(event["params"]), point=event.get("point"),
-                                 agent_id=event.get("agent"), started=float(event["time"]),
-                                 retry_of=None if retry_of is None else int(retry_of)))
-
-    def _on_start(self, event: Mapping[str, Any]) -> None:
-        trial = self._trial(event)
-        self.trials[trial.index] = replace(trial, run_id=str(event["run_id"]))
-
-    def _on_end(self, event: Mapping[str, Any]) -> None:
-        trial, state = self._trial(event), TrialState(event["state"])
-        if not state.is_terminal:
-            raise _BadEvent(f"an end event must carry a terminal state, but got {state.value!r}")
-        if trial.state.is_terminal:
-            return  # first terminal event wins
-        metric, history, requeue = event.get("metric"), event.get("history"), event.get("requeue")
-        metrics = event.get("metrics")
-        self.trials[trial.index] = replace(
-            trial, state=state, metric=None if metric is None else float(metric),
-            metrics=None if metrics is None else {str(k): float(v) for k, v in metrics.items()},
-            ended=float(event["time"]), stopped_at=event.get("stopped_at"),
-            history=None if history is None else tuple(float(v) for v in history),
-            requeued=None if requeue is None else str(requeue))
-
-    def _on_dead(self, event: Mapping[str, Any]) -> None:
-        trial = self._trial(event)
-        if not trial.state.is_terminal:
-            self.trials[trial.index] = replace(trial, state=TrialState.FAILED, dead=True,
-                                               ended=float(event["time"]))
-
-
-    def _on_control(self, event: Mapping[str, Any]) -> None:
-        self.controls = replace(self.controls, state=SweepControl(event["state"]))
-
-    def _on_run_cap(self, event: Mapping[str, Any]) -> None:
-        run_cap = event["run_cap"]
-        if isinstance(run_cap, bool) or not isinstance(run_cap, int) or run_cap < 1:
-            raise _BadEvent(f"'run_cap' must be an integer of at least 1, but got {run_cap!r}")
-        self.controls = replace(self.controls, run_cap=run_cap)
-
-    def _on_requeue(self, event: Mapping[str, Any]) -> None:
-        reason = str(event["reason"])
-        for index in event["trials"]:
-            trial = self._trial({"trial": index})
-            if trial.state.is_terminal and trial.requeued is None:  # the first requeue of an ended trial wins
-                self.trials[trial.index] = replace(trial, requeued=reason)
-
-
-_HANDLERS: dict[Any, Callable[[_Replay, Mapping[str, Any]], None]] = {
-    "sweep": _Replay._on_sweep, "claim": _Replay._on_claim, "start": _Replay._on_start,
-    "end": _Replay._on_end, "dead": _Replay._on_dead,
-    "control": _Replay._on_control, "run_cap": _Replay._on_run_cap, "requeue": _Replay._on_requeue,
-}
-LIFECYCLE_EVENTS = frozenset({"control", "run_cap", "requeue"})
-
-
-def replay(events: Iterable[Mapping[str, Any]]) -> SweepState:
-    """Fold ledger events, header first, into the sweep's state (pure).
-
-    Args:
-        events: decoded ledger events in log order.
-    """
-    fold = _Replay()
-    for number, event in enumerate(events, 1):
-        try:
-            fold.apply(event)
-        except _BadEvent as exc:
-            raise LedgerError(f"ledger event {number}: {exc}") from None
-    try:
-        return fold.snapshot()
-    except _BadEvent as exc:
-        raise LedgerError(str(exc)) from None
+    @property
+    def trial(self) -> Trial | None:
+        """The trial the published event is about (a claim, start, end or dead), as it stands now."""
+        if self.event is None or "trial" not in self.event:
+            return None
+        return self.state.trials[self.event["trial"]]
 
 
 def _jsonable(value: Any) -> Any:
@@ -264,75 +83,170 @@ def _encode(event: Mapping[str, Any]) -> bytes:
     return (json.dumps(event, separators=(", ", ": "), default=_jsonable) + "\n").encode()
 
 
-class Ledger:
-    """One sweep's ledger directory: incremental reads, lock-free appends, heartbeats, reaping."""
+class _ClaimLock:
+    """The file lock around read → decide → publish; when it cannot be had, the agent goes on without it."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
+    RETRY_AFTER = 300.0
+    """Seconds an agent goes without the lock after it failed or timed out, before trying it again."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        self.path, self.timeout = path, timeout
+        self._lock: Any = None
+        self._skip_until = 0.0
+
+    @contextlib.contextmanager
+    def held(self, progress: Callable[[], int]) -> Iterator[bool]:
+        """Hold the lock for the block when it can be had; yields whether it is held.
+
+        Args:
+            progress: how many events the ledger holds now. While it grows, the lock is busy,
+                not stuck, and the wait goes on: only ``timeout`` seconds without a new event
+                give up on the lock.
+        """
+        lock = self._acquire(progress)
+        try:
+            yield lock is not None
+        finally:
+            if lock is not None:
+                try:
+                    lock.release()
+                except OSError as exc:  # the kernel drops a flock with its descriptor anyway
+                    log.debug("%s: release failed (%s)", self.path, exc)
+
+    def _acquire(self, progress: Callable[[], int]) -> Any:
+        if time.monotonic() < self._skip_until or not self.path.parent.is_dir():  # filelock would create it
+            return None
+        import filelock
+
+        try:
+            self._lock = self._lock or _file_lock(self.path)
+            seen, deadline = progress(), time.monotonic() + self.timeout
+            while True:
+                try:
+                    self._lock.acquire(timeout=min(1.0, self.timeout / 4, max(0.0, deadline - time.monotonic())))
+                    return self._lock
+                except filelock.Timeout:
+                    now = progress()  # a crowd taking turns publishes; a stuck holder does not
+                    if now != seen:
+                        seen, deadline = now, time.monotonic() + self.timeout
+                    elif time.monotonic() >= deadline:
+                        break
+            why = f"held by another process for {self.timeout:g} s while nothing was published"
+        except (OSError, NotImplementedError) as exc:  # ENOLCK, ENOSYS, EPERM, a read-only directory...
+            why = f"cannot be taken here ({exc})"
+        log.info("%s: the claim lock %s; going on without it for %g s (claims stay exact, only slower)",
+                 self.path, why, self.RETRY_AFTER)
+        self._skip_until = time.monotonic() + self.RETRY_AFTER
+        return None
+
+
+def _file_lock(path: Path) -> Any:
+    """A flock-based ``filelock.FileLock`` that never falls back to a lock file a dead holder would leave."""
+    import filelock
+
+    try:  # filelock 4 would otherwise switch to a soft lock where flock is missing, and delete the file
+        return filelock.FileLock(path, poll_interval=0.005, preserve_lock_file=True)
+    except TypeError:  # filelock 3: flock only, and the file is kept
+        return filelock.FileLock(path)
+
+
+class Ledger:
+    """One sweep's ledger directory: the replayed state, commits under the claim lock, heartbeats, reaping."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, timeout: float = 60.0, lock: bool = True,
+                 lock_timeout: float = 30.0, clock: Callable[[], float] = time.time) -> None:
         """Open the ledger in ``directory`` (nothing is read yet; see ``create`` for a new one).
 
         Args:
             directory: the ledger directory, shared by every agent of the sweep.
             timeout: seconds a transient filesystem error (ESTALE, EIO, ...) may last before it
                 becomes a LedgerError.
+            lock: take the claim lock around each commit (False: race for every event, for comparison).
+            lock_timeout: seconds to wait for the claim lock before going on without it.
+            clock: the time written into events and heartbeats and used to judge silence (Unix seconds).
         """
         self.directory = Path(directory).absolute()
         self.path = self.directory / LEDGER_NAME
         self.timeout = timeout
+        self.clock = clock
+        self.races_lost = 0
+        """Events this object tried to publish after another agent had taken their number."""
         self._journal = Journal(self.directory, timeout)
+        self._lock = _ClaimLock(self.directory / LOCK_NAME, lock_timeout) if lock else None
         self._mutex = threading.RLock()  # one fold, shared by this object's threads
-        self._fold = _Replay()
+        self._fold = Fold()
+        self._tail: list[bytes] = []  # the events since the last checkpoint boundary, for the next checkpoint
         self._checked_mount: float | None = None
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.directory)!r})"
 
     @classmethod
-    def create(cls, directory: str | os.PathLike[str], header: Mapping[str, Any], *, timeout: float = 60.0) -> Ledger:
+    def create(cls, directory: str | os.PathLike[str], header: Mapping[str, Any], **options: Any) -> Ledger:
         """Start a new ledger whose first event is the sweep header; LedgerError if one exists.
 
         Args:
             directory: the ledger directory (created if missing).
             header: the header payload, e.g. {"config": ..., "seed": ..., "sweep_id": ...}.
-            timeout: as for ``Ledger``.
+            options: as for ``Ledger``.
         """
         Path(directory).mkdir(parents=True, exist_ok=True)
-        ledger = cls(directory, timeout=timeout)
-        Journal.create(ledger.directory, _encode({"event": "sweep", "v": FORMAT_VERSION, "time": _now(),
+        ledger = cls(directory, **options)
+        Journal.create(ledger.directory, _encode({"event": "sweep", "v": FORMAT_VERSION, "time": ledger.clock(),
                                                    "header": dict(header)}))
         return ledger
 
     def state(self) -> SweepState:
         """The sweep's current state, reading only the events published since last time."""
         with self._mutex:
-            self._read_new()
+            self._catch_up()
             return self._snapshot()
 
-    def claim(self, decide: Callable[[SweepState], Proposal | _Done], agent_id: str) -> Trial | None:
-        """Ask ``decide`` for the next trial given every event so far, and record it; None when DONE.
-
-        ``decide`` is called again whenever another agent published first, so it must be quick
-        and free of side effects (no MLflow calls).
+    def commit(self, decide: Callable[[SweepState], Decision[T]]) -> Committed[T]:
+        """Publish the lifecycle event ``decide`` chooses for the freshest state; return its value and the new state.
 
         Args:
-            decide: given the fresh state, returns a Proposal or DONE.
+            decide: given the state, returns a Decision whose event (kind ``control``, ``run_cap``
+                or ``requeue``; "time" is added) is published, or None to write nothing. Called
+                again whenever another agent published first, so it must be quick and free of
+                side effects: what it found out goes in the Decision's value.
+        """
+        def make(state: SweepState, now: float) -> tuple[T, dict[str, Any] | None]:
+            decision = decide(state)
+            if decision.event is None:
+                return decision.value, None
+            if decision.event.get("event") not in LIFECYCLE_EVENTS:
+                raise ValueError(f"commit publishes only {sorted(LIFECYCLE_EVENTS)} events, "
+                                 f"but got {decision.event!r}")
+            return decision.value, {**decision.event, "time": now}
+
+        return self._commit(make)
+
+    def claim(self, decide: Callable[[SweepState], T], agent_id: str) -> Committed[T]:
+        """Ask ``decide`` about the freshest state and claim the trial when it returns a Proposal.
+
+        The result's ``value`` is what ``decide`` returned for the state the claim was decided on,
+        and ``trial`` the claimed trial (None when ``decide`` returned anything but a Proposal).
+        ``decide`` is called again whenever another agent published first, so it must be quick and
+        free of side effects (no MLflow calls).
+
+        Args:
+            decide: given the state, returns a Proposal to claim, or anything else to claim nothing.
             agent_id: the claiming agent, as in its heartbeat file.
         """
         self._agent_path(agent_id)  # reap matches claims to heartbeat files by this id
 
-        def make(state: SweepState, now: float) -> dict[str, Any] | None:
+        def make(state: SweepState, now: float) -> tuple[T, dict[str, Any] | None]:
             proposal = decide(state)
-            if proposal is DONE:
-                return None
             if not isinstance(proposal, Proposal):
-                raise TypeError(f"decide must return a Proposal or DONE, but got {proposal!r}")
+                return proposal, None
             event = {"event": "claim", "trial": len(state.trials), "params": dict(proposal.params),
                      "point": proposal.point, "agent": agent_id, "time": now}
             if proposal.retry_of is not None:
                 event["retry_of"] = proposal.retry_of
-            return event
+            return proposal, event
 
-        state, event = self._commit(make)
-        return None if event is None else state.trials[event["trial"]]
+        return self._commit(make)
 
     def start(self, index: int, run_id: str) -> None:
         """Record the MLflow child run of trial ``index``.
@@ -341,11 +255,8 @@ class Ledger:
             index: the trial index returned by ``claim``.
             run_id: the child run's id.
         """
-        def make(state: SweepState, now: float) -> dict[str, Any]:
-            self._check_index(state, index)
-            return {"event": "start", "trial": index, "run_id": run_id, "time": now}
-
-        self._commit(make)
+        event = {"event": "start", "trial": index, "run_id": run_id, "time": self.clock()}
+        self._append(event, lambda state: bool(self._check_index(state, index)))
 
     def complete(self, index: int, state: TrialState, metric: float | None, *,
                  stopped_at: int | None = None, history: Sequence[float] | None = None,
@@ -360,7 +271,7 @@ class Ledger:
             history: the trial's metric values in logging order, kept for hyperband's cuts;
                 None (the default) leaves it out of the event.
             requeue: why the trial's point is handed out again (``interrupted``), in the same
-                event, so no agent sees the trial ended but not requeued (SPEC §4b).
+                event, so no agent sees the trial ended but not requeued.
             metrics: each objective's counted value, for a sweep with several (``metrics:``);
                 None (the default) leaves it out of the event.
         """
@@ -368,38 +279,16 @@ class Ledger:
         if not ended.is_terminal:
             raise ValueError(f"state must be terminal, but got {ended.value!r}")
 
-        def make(current: SweepState, now: float) -> dict[str, Any] | None:
-            if self._check_index(current, index).state.is_terminal:
-                return None  # first terminal event wins; losing to the reaper is tolerated
-            event = {"event": "end", "trial": index, "state": ended.value, "metric": metric,
-                     "stopped_at": stopped_at, "time": now}
-            if history is not None:
-                event["history"] = [float(v) for v in history]
-            if requeue is not None:
-                event["requeue"] = requeue
-            if metrics is not None:
-                event["metrics"] = {str(k): float(v) for k, v in metrics.items()}
-            return event
-
-        return self._commit(make)[1] is not None
-
-    def record(self, decide: Callable[[SweepState], Mapping[str, Any] | None]) -> SweepState:
-        """Publish the lifecycle event ``decide`` returns for the fresh state; return the state after it.
-
-        Args:
-            decide: given the fresh state, returns one event (kind ``control``, ``run_cap`` or
-                ``requeue``; "time" is added) or None to write nothing. Called again whenever
-                another agent published first, so it must be quick and free of side effects.
-        """
-        def make(state: SweepState, now: float) -> dict[str, Any] | None:
-            event = decide(state)
-            if event is None:
-                return None
-            if event.get("event") not in LIFECYCLE_EVENTS:
-                raise ValueError(f"record publishes only {sorted(LIFECYCLE_EVENTS)} events, but got {event!r}")
-            return {**event, "time": now}
-
-        return self._commit(make)[0]
+        event = {"event": "end", "trial": index, "state": ended.value, "metric": metric,
+                 "stopped_at": stopped_at, "time": self.clock()}
+        if history is not None:
+            event["history"] = [float(v) for v in history]
+        if requeue is not None:
+            event["requeue"] = requeue
+        if metrics is not None:
+            event["metrics"] = {str(k): float(v) for k, v in metrics.items()}
+        # the first terminal event wins; losing to the reaper is tolerated
+        return self._append(event, lambda state: not self._check_index(state, index).state.is_terminal)
 
     def heartbeat(self, agent_id: str, info: Mapping[str, Any]) -> None:
         """Atomically rewrite agents/<agent_id>.json with ``info`` plus the agent id and the time.
@@ -411,7 +300,7 @@ class Ledger:
             info: anything status should show, e.g. {"host": ..., "pid": ...}.
         """
         path = self._agent_path(agent_id)
-        record = {**info, "agent": agent_id, "beat": _now()}
+        record = {**info, "agent": agent_id, "beat": self.clock()}
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         path.parent.mkdir(exist_ok=True)
         tmp.write_text(json.dumps(record, default=_jsonable))
@@ -426,8 +315,9 @@ class Ledger:
     def reap(self, timeout: float) -> list[Trial]:
         """Mark FAILED (dead) every RUNNING trial whose agent has been silent for ``timeout`` s; return them.
 
-        The first call also refuses a mount that could show heartbeats older than ``timeout``
-        allows (``mlflow_sweep.mounts.check_mount``).
+        Only trials claimed more than ``timeout`` s ago can be stale, so a sweep of short trials
+        reads no heartbeat file at all. The first call also refuses a mount that could show
+        heartbeats older than ``timeout`` allows (``mlflow_sweep.mounts.check_mount``).
 
         Args:
             timeout: seconds since the agent's last heartbeat (or, with none, the claim).
@@ -437,14 +327,10 @@ class Ledger:
             self._checked_mount = timeout
         reaped = []
         for trial, last in self._stale(self.state(), timeout):  # usually none: one read, no write
-            def make(state: SweepState, now: float, trial: Trial = trial, last: float = last) -> dict[str, Any] | None:
-                if state.trials[trial.index].state.is_terminal:
-                    return None  # it ended, or another agent reaped it first
-                return {"event": "dead", "trial": trial.index, "last_beat": last, "time": now}
-
-            state, event = self._commit(make)
-            if event is not None:
-                reaped.append(state.trials[trial.index])
+            event = {"event": "dead", "trial": trial.index, "last_beat": last, "time": self.clock()}
+            # unless it ended meanwhile, or another agent reaped it first
+            if self._append(event, lambda state, index=trial.index: not state.trials[index].state.is_terminal):
+                reaped.append(self.state().trials[trial.index])
         return reaped
 
     def export(self, path: str | os.PathLike[str]) -> Path:
@@ -453,8 +339,8 @@ class Ledger:
         Args:
             path: the file to write (its directory must exist).
         """
-        events = Journal(self.directory, self.timeout).read_new()
-        Path(path).write_bytes(b"".join(_encode(event) for _, event in events))
+        records = Journal(self.directory, self.timeout).read(0)
+        Path(path).write_bytes(b"".join(record.data for record in records))
         return Path(path)
 
     # -- reading and writing -------------------------------------------------------------------
@@ -462,45 +348,96 @@ class Ledger:
     def _snapshot(self) -> SweepState:
         try:
             return self._fold.snapshot()
-        except _BadEvent as exc:
+        except BadEvent as exc:
             raise LedgerError(f"{self.path}: {exc}") from None
 
-    def _read_new(self) -> None:
-        """Fold in the events published since the last read; a bad one raises with where it is, every time."""
-        for where, event in self._journal.read_new():
+    def _progress(self) -> int:
+        """The events published so far, read while waiting for the claim lock (less to read once it is held)."""
+        self._catch_up()
+        return self._fold.applied
+
+    def _catch_up(self) -> None:
+        """Fold in the events published since the last read; a read that fails folds in nothing."""
+        self._fold_in(self._journal.read(self._fold.applied))
+
+    def _fold_in(self, records: Sequence[Record]) -> None:
+        """Apply ``records`` in order; a bad one starts the fold over, so it is reported at every read."""
+        for record in records:
             try:
-                self._fold.apply(event)
-            except _BadEvent as exc:
-                self._journal.reset()
-                self._fold = _Replay()
-                raise LedgerError(f"{where}: {exc}") from None
+                self._fold.apply(record.event)
+            except BadEvent as exc:
+                self._fold, self._tail = Fold(), []
+                raise LedgerError(f"{record.where}: {exc}") from None
+            self._keep_for_checkpoint(record)
 
-    def _commit(self, make: Callable[[SweepState, float], dict[str, Any] | None]
-                ) -> tuple[SweepState, dict[str, Any] | None]:
-        """Publish ``make(state, now)`` as the next event, deciding again after every lost race.
+    def _keep_for_checkpoint(self, record: Record) -> None:
+        """Collect events read one by one; once a checkpoint's block of them is whole, publish the checkpoint."""
+        size = self._journal.checkpoint_events
+        offset = record.number % size
+        if record.checkpointed or offset != len(self._tail):  # already checkpointed, or joined mid-block
+            self._tail = []
+            return
+        self._tail.append(record.data)
+        if len(self._tail) == size:
+            end = record.number + 1
+            if not self._journal.has_checkpoint(end):
+                self._journal.write_checkpoint(end, self._tail)
+            self._tail = []
 
-        Returns the state with the event folded in, and the event as written (None if ``make``
-        returned None: nothing to write). ``now`` is taken once, so an event that does not depend
-        on the state (start, end) keeps its bytes, and its fsynced file, from one attempt to the next.
+    def _append(self, event: Mapping[str, Any], valid: Callable[[SweepState], bool]) -> bool:
+        """Publish ``event``, whose bytes do not depend on the state, if ``valid(state)``; whether it was.
+
+        Its file is written and synced before the claim lock is taken, so the lock is held only
+        for the read and the link.
         """
-        now = _now()
+        data = _encode(event)
+        temp = self._journal.prepare(data)
+        try:
+            committed = self._commit(lambda state, now: (None, event if valid(state) else None), (data, temp))
+        finally:
+            discard(temp)
+        return committed.event is not None
+
+    def _commit(self, make: Callable[[SweepState, float], tuple[T, Mapping[str, Any] | None]],
+                prepared: tuple[bytes, Path] | None = None) -> Committed[T]:
+        """Publish the event ``make(state, now)`` returns as the next one, deciding again after every lost race.
+
+        Read, decide and link happen under the claim lock; the directory is synced after it is
+        released (other agents already see the new event). ``prepared`` is an event's bytes and
+        the temporary file already holding them.
+        """
+        now = self.clock()
         with self._mutex:
+            with self._lock.held(self._progress) if self._lock else contextlib.nullcontext():
+                committed = self._decide_and_link(make, now, prepared)
+            if committed.event is not None:
+                self._journal.sync()
+            return committed
+
+    def _decide_and_link(self, make: Callable[[SweepState, float], tuple[T, Mapping[str, Any] | None]], now: float,
+                         prepared: tuple[bytes, Path] | None) -> Committed[T]:
+        for lost in itertools.count(1):
+            self._catch_up()
+            state = self._snapshot()
+            value, event = make(state, now)
+            if event is None:
+                return Committed(value, state)
+            data = _encode(event)  # before touching the files: an unencodable event writes nothing
+            temp = prepared[1] if prepared and prepared[0] == data else self._journal.prepare(data)
+            number = self._fold.applied
             try:
-                for lost in itertools.count():
-                    if lost:  # spread a herd of agents that all lost to the same winner (a job array starting)
-                        time.sleep(random.uniform(0, min(0.1, 0.001 * 2 ** lost)))
-                    self._read_new()
-                    event = make(self._snapshot(), now)
-                    if event is None:
-                        return self._snapshot(), None
-                    data = _encode(event)  # before touching the file: an unencodable event writes nothing
-                    if self._journal.publish(data):
-                        written = json.loads(data)
-                        self._fold.apply(written)
-                        return self._snapshot(), written
-                    log.debug("%s: another agent published first; deciding again", self.directory)
+                won = self._journal.link(number, temp, data)
             finally:
-                self._journal.discard()
+                if not prepared or temp != prepared[1]:
+                    discard(temp)
+            if won:
+                written = json.loads(data)
+                self._fold_in([Record(number, str(self._journal.events / event_name(number)), data, written)])
+                return Committed(value, self._snapshot(), written)
+            self.races_lost += 1
+            log.debug("%s: another agent published event %d first; deciding again", self.directory, number)
+            # spread a herd of agents that all lost to the same winner (a job array starting)
+            time.sleep(random.uniform(0, min(0.1, 0.001 * 2 ** min(lost, 10))))
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -527,8 +464,8 @@ class Ledger:
     def _last_beat(self, agent_id: str | None) -> float | None:
         """The agent's last beat; None if it never beat; +inf if its file exists but cannot be read now.
 
-        A heartbeat file caught mid-replace by a caching network client reads short or empty
-        (issue 11): that is no evidence of silence, so its trial is judged at the next reap.
+        A heartbeat file caught mid-replace by a caching network client reads short or empty:
+        that is no evidence of silence, so its trial is judged at the next reap.
         """
         if not agent_id or not _AGENT_ID.fullmatch(agent_id):
             return None
@@ -540,10 +477,11 @@ class Ledger:
         return float(beat) if isinstance(beat, (int, float)) and math.isfinite(beat) else None
 
     def _stale(self, state: SweepState, timeout: float) -> list[tuple[Trial, float]]:
-        running = state.running()
-        beats = {agent: self._last_beat(agent) for agent in {t.agent_id for t in running}}
-        now, stale = _now(), []
-        for trial in running:
+        now = self.clock()
+        old = [t for t in state.running() if now - (t.started or 0.0) > timeout]  # a younger one cannot be stale
+        beats = {agent: self._last_beat(agent) for agent in {t.agent_id for t in old}}
+        stale = []
+        for trial in old:
             last = max(beats[trial.agent_id] or 0.0, trial.started or 0.0)
             if now - last > timeout:
                 stale.append((trial, last))

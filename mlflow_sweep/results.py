@@ -1,4 +1,4 @@
-"""Finalize a sweep (SPEC §5): reap dead trials, analyse the ledger, draw, record on the parent run.
+"""Finalize a sweep: reap dead trials, analyse the ledger, draw, record on the parent run.
 
 ``finalize_sweep`` returns a ``SweepReport``: the values a script reads (best run, params, value,
 the importance rows) and the text ``mlflow sweep finalize`` prints. It prints nothing itself.
@@ -16,6 +16,7 @@ from mlflow_sweep.trials import Trial, TrialState
 if TYPE_CHECKING:
     from mlflow_sweep.analysis import ParameterResult
     from mlflow_sweep.plots import Plots
+    from mlflow_sweep.tracker import Tracker
 
 
 @dataclass(frozen=True)
@@ -54,17 +55,18 @@ class SweepReport:
         printer.text(self.text)
 
 
-def finalize_sweep(sweep_id: str | None) -> SweepReport:
+def finalize_sweep(sweep_id: str | None, *, tracker: Tracker | None = None) -> SweepReport:
     """Analyse a sweep, store the table, plots and best trial on its parent run, and return the report.
 
     Args:
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
+        tracker: the tracking store; default: MLflow.
     """
-    from mlflow_sweep import analysis, lifecycle, plots, report, tracking
+    from mlflow_sweep import analysis, lifecycle, plots, report
 
-    opened = lifecycle.open_sweep(sweep_id)
+    opened = lifecycle.open_sweep(sweep_id, tracker=tracker)
     sweep, ledger, config, seed = opened.sweep, opened.ledger, opened.config, opened.seed
-    lifecycle.reap_dead(ledger)  # SPEC §4a: finalize reaps too, so a dead agent's trial shows as failed
+    lifecycle.reap_dead(opened)  # finalize reaps too, so a dead agent's trial shows as failed
     trials = ledger.state().trials
     if config.metrics:
         return _finalize_front(opened, trials)
@@ -75,14 +77,15 @@ def finalize_sweep(sweep_id: str | None) -> SweepReport:
                               levels=analysis.param_levels(config.parameters))
     text = f"Sweep {sweep.name} ({sweep.run_id})\n\n{report.render_report(result)}"
     if metric and result.best is None:
-        text += _metric_hint(trials, metric.name)
+        text += _metric_hint(trials, metric.name, opened.tracker)
     with tempfile.TemporaryDirectory(prefix="mlflow-sweep-plots-") as tmp, \
             tempfile.TemporaryDirectory(prefix="mlflow-sweep-ledger-") as copy_dir:
         drawn = plots.draw_plots(result, trials, Path(tmp))
         copy = ledger.export(Path(copy_dir) / "ledger.jsonl")  # events/ holds one file per event
-        tracking.record_outcome(sweep, best=result.best, metric_name=metric.name if metric else None,
-                                table=text + "\n", plot_dir=Path(tmp), ledger_path=ledger.path, ledger_copy=copy)
-    lifecycle.publish_state(opened)  # the parent ends only when the sweep does (SPEC §4b), not at finalize
+        opened.tracker.record_outcome(sweep, best=result.best, metric_name=metric.name if metric else None,
+                                      table=text + "\n", plot_dir=Path(tmp), ledger_path=ledger.path,
+                                      ledger_copy=copy)
+    lifecycle.publish_state(opened)  # the parent ends only when the sweep does, not at finalize
     best = result.best
     return SweepReport(
         sweep_id=sweep.run_id, metric=result.metric, goal=result.goal,
@@ -95,7 +98,7 @@ def finalize_sweep(sweep_id: str | None) -> SweepReport:
 
 def _finalize_front(opened: Any, trials: Sequence[Trial]) -> SweepReport:
     """Finalize a sweep with several objectives: the Pareto front, a table per objective, the plots."""
-    from mlflow_sweep import analysis, lifecycle, plots, report, tracking
+    from mlflow_sweep import analysis, lifecycle, plots, report
 
     sweep, ledger, config = opened.sweep, opened.ledger, opened.config
     objectives = config.objectives
@@ -111,9 +114,9 @@ def _finalize_front(opened: Any, trials: Sequence[Trial]) -> SweepReport:
             tempfile.TemporaryDirectory(prefix="mlflow-sweep-ledger-") as copy_dir:
         drawn = plots.draw_front_plots(each, trials, objectives, Path(tmp))
         copy = ledger.export(Path(copy_dir) / "ledger.jsonl")
-        tracking.record_outcome(sweep, best=None, metric_name=None, table=text + "\n", plot_dir=Path(tmp),
-                                ledger_path=ledger.path, ledger_copy=copy,
-                                tags={"sweep.pareto_run_ids": json.dumps(list(run_ids))})
+        opened.tracker.record_outcome(sweep, best=None, metric_name=None, table=text + "\n", plot_dir=Path(tmp),
+                                      ledger_path=ledger.path, ledger_copy=copy,
+                                      tags={"sweep.pareto_run_ids": json.dumps(list(run_ids))})
     lifecycle.publish_state(opened)
     counts = analysis.count_states(trials)
     return SweepReport(
@@ -136,15 +139,13 @@ def _objective_block(result: Any) -> str:
     return f"Parameter importance for {result.metric} ({result.goal}): none ({reason})"
 
 
-def _metric_hint(trials: Sequence[Trial], name: str) -> str:
+def _metric_hint(trials: Sequence[Trial], name: str, tracker: Tracker) -> str:
     """When no finished trial has ``metric.name``, the metrics the last one's run does have (a typo in
     the sweep file, a logger that opened a run of its own); empty when there is nothing to say."""
-    from mlflow_sweep import tracking
-
     finished = [t for t in trials if t.state is TrialState.FINISHED and t.run_id]
     if not finished:
         return ""
-    logged = tracking.metric_names(finished[-1].run_id)
+    logged = tracker.metric_names(finished[-1].run_id)
     if name in logged:  # logged, but NaN: the notes say so
         return ""
     has = f"has {', '.join(logged)}" if logged else "has no metrics at all"

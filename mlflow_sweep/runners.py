@@ -1,12 +1,12 @@
-"""Trial runners: how one claimed trial is carried out once its child run exists (STYLE §6).
+"""Trial runners: how one claimed trial is carried out once its child run exists.
 
 A runner runs a trial to its end and returns an exit code (0 = success). The agent asks a trial to
-end (a signal to the agent, a hyperband cut) by setting the trial's ``stop`` event and calling
-``interrupt``; ``kill`` ends it at once. The agent loop owns everything around a trial (claim,
-child run, heartbeat, outcome); runners own only the trial.
-``CommandRunner`` launches the sweep's command as a process (SPEC §3); ``FunctionRunner`` calls a
-Python function in the agent's own process (SPEC §8), which asks about its trial through
-``current_trial()`` (``mlflow_sweep.params()``, ``mlflow_sweep.should_stop()``).
+end (a signal to the agent, a hyperband cut, a cancelled sweep) through the trial's
+``StopRequest`` and by calling ``interrupt``; ``kill`` ends it at once. The agent loop owns
+everything around a trial (claim, child run, heartbeat, outcome); runners own only the trial.
+``CommandRunner`` launches the sweep's command as a process; ``FunctionRunner`` calls a Python
+function in the agent's own process, which asks about its trial through ``current_trial()``
+(``mlflow_sweep.params()``, ``mlflow_sweep.should_stop()``).
 """
 from __future__ import annotations
 
@@ -30,21 +30,66 @@ from mlflow_sweep.errors import SweepError, UsageError
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
-    from mlflow_sweep.tracking import Sweep
+    from mlflow_sweep.tracker import Sweep, Tracker
     from mlflow_sweep.trials import Trial
+
+STOPPED_CODE = 128 + signal.SIGTERM
+"""The exit code of a trial that ended because it was asked to, as a process that ends on SIGTERM."""
+
+
+class StopRequest:
+    """Whether a running trial must end, and whether it ended because of that.
+
+    It is the one object of a trial that two threads write: the agent's watch thread (a cancelled
+    sweep, a hyperband cut) and its signal handler ``ask``; whoever makes the trial end on that
+    request says so with ``obey``: the agent when ``interrupt`` reached a running command, the
+    runner when it ends a trial asked to stop before it started, ``should_stop()`` when a function
+    trial sees the request. A trial that was asked but ends on its own (a function that never
+    calls ``should_stop()`` runs to its end) has ``asked`` without ``obeyed``, and its outcome is
+    its own. Both flags are ``threading.Event``s: set once, never cleared, safe from any thread.
+    """
+
+    def __init__(self) -> None:
+        self._asked = threading.Event()
+        self._obeyed = threading.Event()
+
+    def ask(self) -> None:
+        """Ask the trial to end as soon as it can."""
+        self._asked.set()
+
+    def is_set(self) -> bool:
+        """Whether the trial was asked to end (the name ``threading.Event`` gives it)."""
+        return self._asked.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the trial is asked to end, at most ``timeout`` seconds; return whether it was."""
+        return self._asked.wait(timeout)
+
+    def obey(self) -> None:
+        """Record that the trial is ending because it was asked to."""
+        self._obeyed.set()
+
+    @property
+    def obeyed(self) -> bool:
+        """Whether the trial ended because it was asked to."""
+        return self._obeyed.is_set()
+
+    def __repr__(self) -> str:
+        return f"StopRequest(asked={self.is_set()}, obeyed={self.obeyed})"
 
 
 class TrialRunner(Protocol):
     """What the agent loop needs of a way to run trials."""
 
-    def run(self, trial: Trial, run_id: str, output: Path, stop: threading.Event) -> int:
+    def run(self, trial: Trial, run_id: str, output: Path, stop: StopRequest) -> int:
         """Run ``trial`` (child run ``run_id``), keep its output in ``output``, return its exit code.
 
-        ``stop`` is this trial's own event: once it is set, the trial must end as soon as it can.
+        ``stop`` is this trial's own request: once it is asked, the trial must end as soon as it
+        can; a trial asked before it starts is not started (``obey`` it, return ``STOPPED_CODE``).
         """
 
     def interrupt(self) -> bool:
-        """Ask the running trial to end now; False when none is running."""
+        """Ask the running trial to end now (from any thread); True when that reached a running trial."""
 
     def kill(self) -> bool:
         """End the running trial now; False when none is running."""
@@ -54,7 +99,7 @@ class TrialRunner(Protocol):
 
 
 class NoCommand(SweepError):
-    """The sweep file has neither ``program`` nor ``command``: only the function agent can run it (SPEC §2)."""
+    """The sweep file has neither ``program`` nor ``command``: only the function agent can run it."""
 
     exit_code = 2
 
@@ -76,11 +121,16 @@ class CommandRunner:
                 "has nothing to start; add program (or command) to the sweep file, or run the trials from "
                 "Python with the function agent: mlflow_sweep.agent(sweep_id, function=train)")
         self.sweep, self.config, self.stream = sweep, config, stream
-        self.workdir = Path(tempfile.mkdtemp(prefix="mlflow-sweep-"))
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.workdir: Path | None = None  # made at the first trial, so only close() has anything to remove
+        self.proc: subprocess.Popen[bytes] | None = None  # written by run() only; read by interrupt() and kill()
 
-    def run(self, trial: Trial, run_id: str, output: Path, stop: threading.Event) -> int:
+    def run(self, trial: Trial, run_id: str, output: Path, stop: StopRequest) -> int:
         """Launch the command, copy its output live and into ``output``, and return its exit code."""
+        if stop.is_set():  # asked before it started (a signal right after the claim): not started at all
+            stop.obey()
+            return STOPPED_CODE
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="mlflow-sweep-"))
         json_file = self.workdir / f"params-{trial.index}.json"
         json_file.write_text(command.params_json(self.config, trial.params))
         argv = command.build_argv(self.config, trial.params, interpreter=sys.executable, json_file=str(json_file))
@@ -95,8 +145,8 @@ class CommandRunner:
                     return 127
                 tee = threading.Thread(target=_tee, args=(self.proc.stdout, sink, self.stream), daemon=True)
                 tee.start()
-                if stop.is_set():  # asked while the command was starting
-                    self._terminate(self.proc)
+                if stop.is_set() and self._terminate(self.proc):  # asked while the command was starting
+                    stop.obey()
                 code = self.proc.wait()
                 tee.join()
         finally:
@@ -112,14 +162,16 @@ class CommandRunner:
         return _signal_group(self.proc, signal.SIGKILL)
 
     def close(self) -> None:
-        """Remove the runner's temporary directory (the trials' parameter files)."""
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        """Remove the runner's temporary directory (the trials' parameter files), if it made one."""
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
 
     def _terminate(self, proc: subprocess.Popen[bytes] | None) -> bool:
         if not _signal_group(proc, signal.SIGTERM):
             return False
         # bound to this process: after an early stop the agent goes on, and the timer must not
-        # SIGKILL the next trial's command (issue 6)
+        # SIGKILL the next trial's command
         timer = threading.Timer(settings.kill_grace(), _signal_group, args=(proc, signal.SIGKILL))
         timer.daemon = True
         timer.start()
@@ -174,7 +226,7 @@ class TrialContext:
     run_id: str
     params: Mapping[str, Any]
     """The trial's values in W&B's run-config shape: nested ``parameters:`` blocks as dicts."""
-    stop: threading.Event
+    stop: StopRequest
 
 
 _current: TrialContext | None = None
@@ -186,7 +238,7 @@ def current_trial() -> TrialContext | None:
 
 
 def takes_params(function: Callable[..., Any]) -> bool:
-    """True when ``function`` takes the params dict, False when it takes no argument (SPEC §8).
+    """True when ``function`` takes the params dict, False when it takes no argument.
 
     A function that can take one positional argument gets the params (W&B's ``train(config=None)``
     too); one that needs more is a UsageError, raised before any trial is claimed.
@@ -212,44 +264,52 @@ def takes_params(function: Callable[..., Any]) -> bool:
 
 
 class FunctionRunner:
-    """Calls a Python function as the trial, in the calling process (SPEC §8).
+    """Calls a Python function as the trial, in the calling process.
 
     While the function runs, the trial's child run is what MLflow's fluent API logs into
-    (``tracking.trial_run_active``), its stdout and stderr are shown and copied into the
+    (the tracker's ``trial_run_active``), its stdout and stderr are shown and copied into the
     trial's output, and ``current_trial()`` describes it. A return is exit code 0, an exception
     is 1 with its traceback in the output, ``SystemExit`` is its code; KeyboardInterrupt (Ctrl-C,
     a notebook's stop button) ends the trial and propagates, so the agent treats it as an
     interrupt of the agent itself, like SIGINT.
     """
 
-    def __init__(self, sweep: Sweep, config: SweepConfig, function: Callable[..., Any]) -> None:
+    stop_hint = "; a function trial stops early only where it calls mlflow_sweep.should_stop()"
+    """What the agent adds when a trial asked to stop ran to its end."""
+
+    def __init__(self, sweep: Sweep, config: SweepConfig, function: Callable[..., Any],
+                 tracker: Tracker | None = None) -> None:
         """Prepare to run trials of ``sweep`` by calling ``function``.
 
         Args:
             sweep: the sweep (tracking URI, experiment and ID for the trial's context).
             config: the sweep's configuration (how to nest the params).
             function: takes no argument or one (the trial's params); see ``takes_params``.
+            tracker: the tracking store whose runs the function logs into; default: MLflow.
         """
-        self.sweep, self.config, self.function = sweep, config, function
+        if tracker is None:
+            from mlflow_sweep.tracking import MLFLOW
+
+            tracker = MLFLOW
+        self.sweep, self.config, self.function, self.tracker = sweep, config, function, tracker
         self.pass_params = takes_params(function)
         self._thread: int | None = None  # the thread running the function, while it runs
 
-    def run(self, trial: Trial, run_id: str, output: Path, stop: threading.Event) -> int:
+    def run(self, trial: Trial, run_id: str, output: Path, stop: StopRequest) -> int:
         """Call the function with the child run resumable, its output teed into ``output``; return an exit code."""
-        from mlflow_sweep import tracking
-
-        params = self.config.nest(trial.params)  # W&B's run-config shape, as ${args_json} (PLAN decision 2)
+        params = self.config.nest(trial.params)  # W&B's run-config shape, as ${args_json} gives a command
         context = TrialContext(self.sweep.run_id, trial.index, run_id, params, stop)
         with open(output, "w", encoding="utf-8", errors="replace", buffering=1) as sink, \
-                _teeing(sink), tracking.trial_run_active(self.sweep, run_id), _in_trial(context):
+                _teeing(sink), self.tracker.trial_run_active(self.sweep, run_id), _in_trial(context):
             return self._call(copy.deepcopy(params), stop)  # the function may change its own copy
 
-    def _call(self, params: dict[str, Any], stop: threading.Event) -> int:
+    def _call(self, params: dict[str, Any], stop: StopRequest) -> int:
         try:
             try:
                 self._thread = threading.get_ident()
                 if stop.is_set():  # asked to stop (a signal) before the function could be interrupted
-                    return 128 + signal.SIGTERM
+                    stop.obey()
+                    return STOPPED_CODE
                 if self.pass_params:
                     self.function(params)
                 else:
@@ -261,24 +321,22 @@ class FunctionRunner:
             raise
         except SystemExit as exc:
             return _exit_code(exc.code)
-        except Exception as exc:  # noqa: BLE001  a failing trial never stops the agent (SPEC §3)
+        except Exception as exc:  # noqa: BLE001  a failing trial never stops the agent
             traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
             return 1
         return 0
 
     def interrupt(self) -> bool:
-        """Ask the running function to end; False when none runs.
+        """End the running function from its own thread; from another, False: nothing can end it.
 
-        Its trial's ``stop`` event is already set, which ``should_stop()`` reports (hyperband,
-        cancel). Called from a signal handler in the function's own thread (Ctrl-C), this raises
-        KeyboardInterrupt there, so the function stops at once as Python's own handler would.
+        Called from a signal handler in the function's own thread (Ctrl-C), this raises
+        KeyboardInterrupt there, so the function stops at once as Python's own handler would. From
+        another thread (a hyperband cut, a cancelled sweep) a function cannot be ended: it sees its
+        trial's stop request through ``should_stop()``, and a function that never asks runs to its end.
         """
-        thread = self._thread
-        if thread is None:
-            return False
-        if thread == threading.get_ident():
+        if self._thread is not None and self._thread == threading.get_ident():
             raise KeyboardInterrupt
-        return True
+        return False
 
     def kill(self) -> bool:
         """The same as ``interrupt``: a function cannot be ended from outside."""

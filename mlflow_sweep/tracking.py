@@ -1,15 +1,17 @@
 """The only module that calls MLflow: the parent run, child runs, their params, artifacts and metrics.
 
+``MlflowTracker`` is the ``tracker.Tracker`` every command uses; the module functions are its work.
+
 Every call to the store is retried briefly on SQLite's "database is locked": with many agents
 and their commands writing one embedded store, SQLite refuses a write that would upgrade a read
-transaction instead of waiting on its busy timeout, so a short backoff is the fix (issue 4).
+transaction instead of waiting on its busy timeout, so a short backoff is the fix.
 The retry wraps one client call at a time, never a whole function: retrying ``create_sweep``
-after its ``create_run`` succeeded made a second parent run (issue 13 item 10). A call that
-failed on the lock did not commit, so calling it again is safe.
+after its ``create_run`` succeeded would make a second parent run. A call that failed on the lock
+did not commit, so calling it again is safe.
 
-A trial's child run (SPEC §3, PLAN decision 3): at start it gets the tag ``sweep.params`` (the
-sampled values as JSON) and no params, so the trial's own ``mlflow.log_params`` never meets a
-value the agent logged (argparse's ``1.0`` against the sweep's ``1``). At the end,
+A trial's child run: at start it gets the tag ``sweep.params`` (the sampled values as JSON) and no
+params, so the trial's own ``mlflow.log_params`` never meets a value the agent logged (argparse's
+``1.0`` against the sweep's ``1``, which MLflow would refuse as a changed param). At the end,
 ``settle_trial`` logs as params the names the trial did not log itself, and the value the sweep
 counted as the metric ``sweep.<metric name>``.
 """
@@ -22,13 +24,17 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, SupportsIndex, TypeVar
 
 from mlflow_sweep import catalog
+from mlflow_sweep.devices import DEVICES_ENV
 from mlflow_sweep.errors import TrackingError
-from mlflow_sweep.trials import Trial, TrialState
+from mlflow_sweep.tracker import (COUNTED_PREFIX, DEVICES_TAG, KILLED_BY_TAG, NOTE_TAG,  # noqa: F401
+                                  OUTPUT_ARTIFACT, PARAMS_TAG, REAPED_TAG, RETRY_OF_TAG, STATE_TAG, STOP_ASKED_TAG,
+                                  STOPPED_EARLY_TAG, SWEEP_TAG, Settled, Sweep, counted_metric, param_text,
+                                  trial_tags)
+from mlflow_sweep.trials import SweepPhase, Trial, TrialState
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -37,35 +43,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SWEEP_TAG = "sweep"
-PARAMS_TAG = "sweep.params"
-COUNTED_PREFIX = "sweep."
-"""The metric ``sweep.<metric name>`` on a child run is the value the sweep counted for it (SPEC §3)."""
 LEDGER_TAG = "sweep.ledger_dir"
 LEDGER_ENV = "MLFLOW_SWEEP_LEDGER_DIR"
-OUTPUT_ARTIFACT = "output.log"
-STOPPED_EARLY_TAG = "sweep.stopped_early"
 _ATTEMPTS = 8
 _BATCH = 100  # MLflow's log_batch takes at most 100 params (and 1000 entries in all)
-STATE_TAG = "sweep.state"
-KILLED_BY_TAG = "sweep.killed_by"  # SIGINT/SIGTERM (the agent was interrupted) or cancel (SPEC §4b)
-RETRY_OF_TAG = "sweep.retry_of"  # the index of the trial whose point this trial runs again
-# The parent run's status for each sweep state: RUNNING while it can run trials (SPEC §4b).
-_PARENT_STATUS = {"running": "RUNNING", "paused": "RUNNING", "stopped": "FINISHED", "done": "FINISHED",
-                  "cancelled": "KILLED"}
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """A sweep as MLflow knows it: the parent run and where its ledger lives."""
-
-    run_id: str
-    experiment_id: str
-    name: str
-    tracking_uri: str
-    ledger_dir: Path
 
 
 def _store_errors(func: Callable[..., T]) -> Callable[..., T]:
@@ -85,9 +68,6 @@ def _store_errors(func: Callable[..., T]) -> Callable[..., T]:
                                 f"{func.__name__.lstrip('_').replace('_', ' ')}: {exc}") from exc
 
     return wrapper
-
-
-_retrying = _store_errors  # the name functions written before issue 13 use
 
 
 def _retry(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -191,7 +171,7 @@ def create_sweep(config: SweepConfig, config_path: str) -> Sweep:
     client = _client()
     experiment_id = _experiment_id(client, config.experiment_name)
     ledger_root = _ledger_root(client, experiment_id)
-    tags = {SWEEP_TAG: "True", "sweep.method": config.method, STATE_TAG: "running"}
+    tags = {SWEEP_TAG: "True", "sweep.method": config.method, STATE_TAG: SweepPhase.RUNNING.value}
     run = client.create_run(experiment_id, run_name=config.sweep_name, tags=tags)
     run_id = run.info.run_id
     ledger_dir = _ledger_dir(ledger_root, run.info.artifact_uri, run_id)
@@ -249,8 +229,9 @@ def _local_path(uri: str) -> Path | None:
 def find_sweep(sweep_id: str | None) -> Sweep:
     """The sweep with this parent run ID, or the most recently initialized one.
 
-    A local store that does not exist is not created (SPEC §4a), and a local sqlite store is
-    read directly when it can be (``catalog``: status within ``import mlflow`` + 1 s, SPEC §6).
+    A local store that does not exist is not created (a command that finds no sweep leaves no
+    stray ``mlflow.db``), and a local sqlite store is read directly when it can be (``catalog``:
+    opening MLflow's store costs more than ``status`` may take).
     """
     uri = tracking_uri()
     _require_store(uri, sweep_id)
@@ -348,22 +329,37 @@ def _client_sweeps(sweep_id: str | None, limit: int | None) -> list[catalog.Swee
 def start_trial(sweep: Sweep, trial: Trial) -> tuple[str, Path | None]:
     """Create the trial's child run, its values in the tag ``sweep.params``; return its ID and artifact dir.
 
-    No params yet (PLAN decision 3): the trial logs its own, and ``settle_trial`` fills in the rest.
+    No params yet: the trial logs its own, and ``settle_trial`` fills in the rest.
     """
-    tags = {"mlflow.parentRunId": sweep.run_id, "sweep.id": sweep.run_id, "sweep.trial": str(trial.index),
-            "sweep.agent": trial.agent_id or "", PARAMS_TAG: json.dumps(dict(trial.params), default=str)}
-    if trial.retry_of is not None:
-        tags[RETRY_OF_TAG] = str(trial.retry_of)
+    tags = trial_tags(sweep, trial)
+    if os.environ.get(DEVICES_ENV):  # an agent of 'run --gpus': the devices its trials see
+        tags[DEVICES_TAG] = os.environ[DEVICES_ENV]
     run = _client().create_run(sweep.experiment_id, run_name=f"{sweep.name}-{trial.index}", tags=tags)
     return run.info.run_id, _local_path(run.info.artifact_uri)
 
 
-@dataclass(frozen=True)
-class Settled:
-    """What ``settle_trial`` found and did: the params it filled in, the metrics the run holds."""
+@_store_errors
+def fail_trial(sweep: Sweep, trial: Trial, reason: str) -> str:
+    """Create the FAILED child run of a trial whose agent died before making one; return its ID.
 
-    filled: tuple[str, ...]
-    metrics: tuple[str, ...]
+    Args:
+        sweep: the trial's sweep.
+        trial: the trial as the ledger knows it (reaped as dead, without a run).
+        reason: why it failed, kept as the tag ``sweep.reaped`` and, at more length, as the run's note.
+    """
+    from mlflow.entities import Param
+
+    client = _client()
+    tags = {**trial_tags(sweep, trial), REAPED_TAG: reason,
+            NOTE_TAG: f"Trial {trial.index} was counted, but {reason} before this run was made; "
+                      "the agent that reaped it made this run so that the trial shows in MLflow."}
+    run = client.create_run(sweep.experiment_id, run_name=f"{sweep.name}-{trial.index}", tags=tags)
+    run_id = run.info.run_id
+    params = [Param(name, param_text(value)) for name, value in trial.params.items()]
+    for start in range(0, len(params), _BATCH):
+        client.log_batch(run_id, params=params[start:start + _BATCH])
+    client.set_terminated(run_id, status=TrialState.FAILED.value)
+    return run_id
 
 
 @_store_errors
@@ -373,7 +369,7 @@ def settle_trial(run_id: str, params: Mapping[str, Any],
 
     The trial's own text stands where it logged a param (``1.0`` from argparse for the sweep's ``1``).
     With ``read=False`` (the caller needs no list of the run's metrics) a trial of at most 100
-    params costs one store call, not two (issue 9: function trials' overhead): every param is
+    params costs one store call, not two (a function trial's overhead is mostly store calls): every param is
     logged at once, which MLflow accepts where the trial logged the same text; only when it
     refuses (the trial logged other text) is the run read and the rest logged. ``filled`` then
     names every param, ``metrics`` is empty.
@@ -406,19 +402,10 @@ def settle_trial(run_id: str, params: Mapping[str, Any],
     return Settled(tuple(p.key for p in missing), tuple(data.metrics))
 
 
-def param_text(value: Any) -> str:
-    """A value as an MLflow param: the text the command line got (``str()``, as W&B writes it)."""
-    return str(value)
-
-
-def counted_metric(name: str) -> str:
-    """The child-run metric holding the value the sweep counted for ``name`` (SPEC §3)."""
-    return f"{COUNTED_PREFIX}{name}"
-
-
 @_store_errors
-def end_trial(run_id: str, state: TrialState, output: Path | None, tags: Mapping[str, str] | None = None) -> None:
-    """Store the trial's captured output (when not already in its artifact dir) and end the run."""
+def end_trial(run_id: str, state: TrialState, output: Path | None = None,
+              tags: Mapping[str, str] | None = None) -> None:
+    """Store the trial's captured output (when not already in its artifact dir), set ``tags``, end the run."""
     client = _client()
     if output is not None:
         client.log_artifact(run_id, str(output))
@@ -428,19 +415,13 @@ def end_trial(run_id: str, state: TrialState, output: Path | None, tags: Mapping
 
 
 @_store_errors
-def end_run(run_id: str, state: TrialState) -> None:
-    """Mark a run ended with this status (used for trials reaped as dead)."""
-    _client().set_terminated(run_id, status=state.value)
-
-
-@_store_errors
-def set_sweep_state(run_id: str, state: str) -> None:
-    """Show a sweep's state on its parent run: tag ``sweep.state`` and the run's status (SPEC §4b)."""
+def set_sweep_state(run_id: str, state: SweepPhase) -> None:
+    """Show a sweep's state on its parent run: tag ``sweep.state`` and its status (``SweepPhase.parent_status``)."""
     client = _client()
     run = client.get_run(run_id)
-    if run.data.tags.get(STATE_TAG) != state:
-        client.set_tag(run_id, STATE_TAG, state)
-    status = _PARENT_STATUS[state]
+    if run.data.tags.get(STATE_TAG) != state.value:
+        client.set_tag(run_id, STATE_TAG, state.value)
+    status = state.parent_status.value
     if run.info.status == status:
         return
     if status == "RUNNING":
@@ -466,7 +447,7 @@ def metric_history(run_id: str, name: str) -> list[float]:
 def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None, table: str,
                    plot_dir: Path, ledger_path: Path, ledger_copy: Path | None = None,
                    tags: Mapping[str, str] | None = None) -> None:
-    """Store finalize's results on the parent run (SPEC §5); its status follows the sweep's state (§4b).
+    """Store finalize's results on the parent run; its status follows the sweep's state, not finalize.
 
     Finalizing again replaces rather than duplicates: artifacts keep their names, tags are
     overwritten, and ``best_<metric>`` is logged only when its value changed. When the ledger
@@ -481,7 +462,7 @@ def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None,
     client.log_artifacts(sweep.run_id, str(plot_dir), "plots")
     client.log_text(sweep.run_id, table, "sweep_summary.txt")
     local = _local_path(run.info.artifact_uri)
-    if local is None or not Path(ledger_path).resolve().is_relative_to(local.resolve()):  # SPEC §4: a copy
+    if local is None or not Path(ledger_path).resolve().is_relative_to(local.resolve()):  # kept elsewhere: a copy
         client.log_artifact(sweep.run_id, str(ledger_copy or ledger_path), "sweep")
     if best is not None:
         if best.run_id:
@@ -498,7 +479,7 @@ _TRIAL_ENV = ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "M
 
 @contextlib.contextmanager
 def trial_run_active(sweep: Sweep, run_id: str) -> Iterator[None]:
-    """While a function trial runs in this process, make MLflow's fluent API log into its child run (SPEC §8).
+    """While a function trial runs in this process, make MLflow's fluent API log into its child run.
 
     The child run is *resumable* rather than active: ``MLFLOW_RUN_ID`` names it and the calling
     thread's active-run stack starts empty, so ``mlflow.log_metric`` (which starts a run when
@@ -578,3 +559,67 @@ class _TrialRunStack(list):
         if getattr(getattr(run, "info", None), "run_id", None) == self.run_id:
             os.environ["MLFLOW_RUN_ID"] = self.run_id
         return run
+
+
+class MlflowTracker:
+    """The ``tracker.Tracker`` of the MLflow tracking URI in effect: each method is this module's function.
+
+    It holds nothing: the client is chosen per call from the tracking URI in effect (a notebook may
+    switch stores between sweeps), so one instance serves every sweep.
+    """
+
+    def find_sweep(self, sweep_id: str | None) -> Sweep:
+        """See ``find_sweep``."""
+        return find_sweep(sweep_id)
+
+    def create_sweep(self, config: SweepConfig, config_path: str) -> Sweep:
+        """See ``create_sweep``."""
+        return create_sweep(config, config_path)
+
+    def start_trial(self, sweep: Sweep, trial: Trial) -> tuple[str, Path | None]:
+        """See ``start_trial``."""
+        return start_trial(sweep, trial)
+
+    def settle_trial(self, run_id: str, params: Mapping[str, Any],
+                     counted: tuple[str, float] | Mapping[str, float] | None = None, *, read: bool = True) -> Settled:
+        """See ``settle_trial``."""
+        return settle_trial(run_id, params, counted, read=read)
+
+    def end_trial(self, run_id: str, state: TrialState, output: Path | None = None,
+                  tags: Mapping[str, str] | None = None) -> None:
+        """See ``end_trial``."""
+        end_trial(run_id, state, output, tags)
+
+    def fail_trial(self, sweep: Sweep, trial: Trial, reason: str) -> str:
+        """See ``fail_trial``."""
+        return fail_trial(sweep, trial, reason)
+
+    def metric_history(self, run_id: str, name: str) -> list[float]:
+        """See ``metric_history``."""
+        return metric_history(run_id, name)
+
+    def metric_names(self, run_id: str) -> tuple[str, ...]:
+        """See ``metric_names``."""
+        return metric_names(run_id)
+
+    def set_sweep_state(self, run_id: str, state: SweepPhase) -> None:
+        """See ``set_sweep_state``."""
+        set_sweep_state(run_id, state)
+
+    def record_outcome(self, sweep: Sweep, *, best: Trial | None, metric_name: str | None, table: str,
+                       plot_dir: Path, ledger_path: Path, ledger_copy: Path | None = None,
+                       tags: Mapping[str, str] | None = None) -> None:
+        """See ``record_outcome``."""
+        record_outcome(sweep, best=best, metric_name=metric_name, table=table, plot_dir=plot_dir,
+                       ledger_path=ledger_path, ledger_copy=ledger_copy, tags=tags)
+
+    def trial_run_active(self, sweep: Sweep, run_id: str) -> contextlib.AbstractContextManager[None]:
+        """See ``trial_run_active``."""
+        return trial_run_active(sweep, run_id)
+
+    def __repr__(self) -> str:
+        return "MlflowTracker()"
+
+
+MLFLOW = MlflowTracker()
+"""The tracker every command uses unless it is given another."""

@@ -16,7 +16,7 @@ One run gives every table of docs/benchmarks.md's search section (Optuna and PyT
 - One proposal's time after 25 … 200 finished trials, ``bayes`` next to Optuna's methods.
 
     nice -n 10 python scripts/bench_bayes.py --save bench.json          # everything, 20 seeds
-    python scripts/bench_bayes.py --seeds 3 --trials 15 --only regret --problems branin
+    python scripts/bench_bayes.py --seeds 3 --budgets 15 --only regret --problems branin
     python scripts/bench_bayes.py --load bench.json                     # print a saved run again
     python scripts/bench_bayes.py --reuse bench.json --methods bayes --save new.json   # rerun bayes only
 

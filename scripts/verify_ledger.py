@@ -75,7 +75,7 @@ def worker(directory: Path, iterations: int, barrier: int) -> None:
     (directory / CLAIMS).mkdir(exist_ok=True)
     records = []
     for _ in range(iterations):
-        trial = ledger.claim(decide, who.replace(":", "-"))
+        trial = ledger.claim(decide, who.replace(":", "-")).trial
         records.append([trial.index, seen[-1]])
     (directory / CLAIMS / who).write_text(json.dumps(records))
 

@@ -1,9 +1,10 @@
 """Bayesian search: a Latin-hypercube design, then a Gaussian process (scikit-optimize's) with log EI.
 
-Pure: a proposal depends only on (config, history, seed, index). The GP's hyperparameters are
-fitted by MAP with Optuna's GP's priors, and log EI is maximized by L-BFGS-B from the best trial
-and from candidates (``acquisition``). Settings below were chosen by measurement with
-``scripts/bench_bayes.py``; docs/benchmarks.md has the figures, and what else was tried.
+Pure: a proposal depends only on (config, history, seed, index), so every agent that rebuilds it
+from the ledger gets the same one. The GP's hyperparameters are fitted by MAP with Optuna's GP's
+priors, and log EI is maximized by L-BFGS-B from the best trial and from candidates
+(``acquisition``). Settings below were chosen by measurement with ``scripts/bench_bayes.py``;
+docs/benchmarks.md has the figures, and what else was tried.
 """
 from __future__ import annotations
 

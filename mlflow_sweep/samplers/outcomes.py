@@ -4,10 +4,9 @@ Shared by ``bayes`` and Optuna's methods, so a failed trial means the same to ev
 """
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, Sequence
 
-from mlflow_sweep.trials import TrialState
+from mlflow_sweep.trials import TrialState, is_number
 
 if TYPE_CHECKING:
     from mlflow_sweep.trials import Trial
@@ -18,7 +17,7 @@ PENDING = None
 
 def own_value(value: float | None, sign: float) -> float | None:
     """A counted value in minimization form, or None when it is missing or not finite."""
-    if value is None or not math.isfinite(value):
+    if not is_number(value):
         return None
     return sign * float(value)
 

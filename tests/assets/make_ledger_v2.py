@@ -1,6 +1,6 @@
 """Write tests/assets/ledger-v2/: a format-v2 ledger directory using every event kind, on a fixed clock.
 
-Run from the repository root with the release that introduced format v2 (issue 11)::
+Run from the repository root with the release that introduced format v2 (the event-per-file log)::
 
     python tests/assets/make_ledger_v2.py
 
@@ -15,7 +15,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mlflow_sweep import ledger as ledger_module
 from mlflow_sweep.ledger import Ledger
 from mlflow_sweep.trials import Proposal, TrialState
 
@@ -44,7 +43,7 @@ class Clock:
 
 def claim(ledger: Ledger, clock: Clock, at: float, point: int, agent: str) -> int:
     clock.now = at
-    trial = ledger.claim(lambda state: Proposal(POINTS[point], point=point), agent)
+    trial = ledger.claim(lambda state: Proposal(POINTS[point], point=point), agent).trial
     assert trial is not None
     return trial.index
 
@@ -52,7 +51,7 @@ def claim(ledger: Ledger, clock: Clock, at: float, point: int, agent: str) -> in
 def build(directory: Path, clock: Clock) -> Path:
     """Play a small sweep: a finish, a failure, a death and its reissue, a kill, one still running."""
     clock.now = 1700000000.0
-    ledger = Ledger.create(directory, HEADER)
+    ledger = Ledger.create(directory, HEADER, clock=clock)
     ledger.heartbeat(NODE1, {"host": "node1", "pid": 100})
     steps = [(1700000001.0, 0, NODE1, "r0", (TrialState.FINISHED, 0.5, None, [0.9, 0.5])),
              (1700000003.0, 1, NODE2, "r1", (TrialState.FAILED, None, None, None)),
@@ -79,14 +78,12 @@ def build(directory: Path, clock: Clock) -> Path:
 
 def main() -> None:
     clock = Clock()
-    real_now, ledger_module._now = ledger_module._now, clock
     directory = Path(tempfile.mkdtemp())
     try:
         built = build(directory / "sweep", clock)
         shutil.rmtree(ASSET, ignore_errors=True)
-        shutil.copytree(built, ASSET, ignore=shutil.ignore_patterns("agents"))
+        shutil.copytree(built, ASSET, ignore=shutil.ignore_patterns("agents", "ledger.lock"))
     finally:
-        ledger_module._now = real_now
         shutil.rmtree(directory)
 
 

@@ -1,4 +1,9 @@
-"""The agent end to end: real CLI processes, a real sqlite store, real parallel agents and signals."""
+"""The agent end to end: real CLI processes, a real sqlite store, real parallel agents and signals.
+
+Each decision of the agent (count, max failures, target, requeue, cancel, hyperband, reaping...) is
+tested in milliseconds in tests/unit/test_agent_loop.py; what stays here needs the real thing:
+processes in parallel, a real command and its process group, signals, kill -9, MLflow itself.
+"""
 from __future__ import annotations
 
 import signal
@@ -10,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.agents import agents, child_runs, init_sweep, kill_group, ledger_events, logs, poll, start_agent, wait_all
-from tests.e2e.test_finalize import ledger_of
 
 pytestmark = [pytest.mark.e2e]
 
@@ -65,6 +69,7 @@ def shell_sweep(store):
 
 
 def test_command_without_mlflow_gets_a_child_run_with_params_and_output(shell_sweep):
+    """Also: progress on stderr, the command's output live on stdout."""
     store, sweep_id, proc = shell_sweep
     runs = child_runs(store, sweep_id)
     client = store.client()
@@ -78,33 +83,19 @@ def test_command_without_mlflow_gets_a_child_run_with_params_and_output(shell_sw
     assert "trial x=0 y=x; touch PWNED\nto-stderr\n" in outputs["x; touch PWNED"]
     assert not (store.root / "PWNED").exists()
     assert "trial x=1 y=a b" in proc.stdout  # shown live on the agent's stdout
-
-
-def test_agent_reports_progress_on_stderr(shell_sweep):
-    _, _, proc = shell_sweep
     assert "trial 0 (run " in proc.stderr
     assert "agent done: every grid point is taken; ran 4 trials, 0 failed" in proc.stderr
 
 
-def test_finished_sweep_runs_nothing_more(shell_sweep):
-    store, sweep_id, _ = shell_sweep
-    proc = store.cli("run", "--sweep_id", sweep_id)
-    assert (proc.returncode, len(child_runs(store, sweep_id))) == (0, 4), proc.stderr
-
-
-def test_unknown_sweep_id_is_a_clear_error(shell_sweep):
-    store, _, _ = shell_sweep
-    proc = store.cli("run", "--sweep-id", "0123456789")
-    assert proc.returncode == 1
-    assert "no sweep with ID '0123456789'" in proc.stderr
-    assert "Traceback" not in proc.stderr
-
-
-def test_a_run_that_is_not_a_sweep_is_refused(shell_sweep):
-    store, sweep_id, _ = shell_sweep
-    child = child_runs(store, sweep_id)[0].info.run_id
-    proc = store.cli("run", "--sweep-id", child)
-    assert (proc.returncode, "is not a sweep" in proc.stderr, "Traceback" in proc.stderr) == (1, True, False)
+def test_unknown_sweep_id_and_a_run_that_is_not_a_sweep_are_clear_errors(store):
+    sweep_id = init_sweep(store, {"method": "grid", "command": "echo ${x}", "parameters": {"x": {"values": [1]}}})
+    unknown = store.cli("run", "--sweep-id", "0123456789")
+    assert (unknown.returncode, "no sweep with ID '0123456789'" in unknown.stderr) == (1, True), unknown.stderr
+    client = store.client()
+    other = client.create_run(client.get_run(sweep_id).info.experiment_id).info.run_id
+    refused = store.cli("run", "--sweep_id", other)
+    assert (refused.returncode, "is not a sweep" in refused.stderr) == (1, True), refused.stderr
+    assert "Traceback" not in unknown.stderr + refused.stderr
 
 
 TRAIN = textwrap.dedent("""
@@ -142,21 +133,6 @@ def test_script_logs_into_the_trial_run_and_metric_reaches_the_ledger(store):
         assert ends[int(run.data.tags["sweep.trial"])]["metric"] == pytest.approx(expected)
 
 
-def test_failing_trials_are_recorded_and_stop_the_agent_after_max_failures(store):
-    sweep_id = init_sweep(store, {
-        "method": "random", "run_cap": 5, "command": "echo boom ${x}; exit 3",
-        "parameters": {"x": {"values": [1, 2]}},
-    })
-    proc = store.cli("run", "--sweep-id", sweep_id, "--max-failures", "2")
-    runs = child_runs(store, sweep_id)
-    assert proc.returncode == 1
-    assert "agent stopped after 2 failed trials in a row" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert [r.info.status for r in runs] == ["FAILED", "FAILED"]
-    [beat] = ledger_of(store, sweep_id).agents()  # its last beat says it exited (issue 12)
-    assert beat.get("stopped") is True
-
-
 def test_bad_count_is_a_usage_error(store):
     proc = store.cli("run", "--count", "0")
     assert (proc.returncode, "--count must be a whole number of at least 1" in proc.stderr) == (2, True)
@@ -189,6 +165,8 @@ def test_signal_stops_the_trial_group_and_marks_it_killed(store, sig):
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_sigkilled_agent_trial_is_reaped_and_its_grid_point_reissued(store):
+    """One survivor only: no other live agent could reap its trials, whatever the machine's load, so the
+    short heartbeat timeout decides nothing but the victim's death."""
     sweep_id = init_sweep(store, {
         "method": "grid",
         # Trial 0 hangs, so its agent is certainly killed mid-trial; a re-run of its point does not.
@@ -201,7 +179,7 @@ def test_sigkilled_agent_trial_is_reaped_and_its_grid_point_reissued(store):
         poll(lambda: (store.root / "victim.pgid").exists(), timeout=60, interval=0.05)
         victim.kill()  # SIGKILL: no chance to clean up
         victim.wait()
-        with agents(store, sweep_id, 2, env=env) as procs:
+        with agents(store, sweep_id, 1, env=env) as procs:
             codes = wait_all(procs, timeout=200)
     finally:
         victim.kill()
@@ -212,24 +190,9 @@ def test_sigkilled_agent_trial_is_reaped_and_its_grid_point_reissued(store):
     failed = [r.data.tags["sweep.trial"] for r in runs if r.info.status == "FAILED"]
     dead = [e["trial"] for e in ledger_events(store, sweep_id) if e.get("event") == "dead"]
     expected = [("0", "FAILED"), ("0", "FINISHED"), ("1", "FINISHED"), ("2", "FINISHED"), ("3", "FINISHED")]
-    assert (codes, dead, failed, points) == ([0, 0], [0], ["0"], expected), logs(store)
+    assert (codes, dead, failed, points) == ([0], [0], ["0"], expected), logs(store)
     status = store.cli("status", "--sweep-id", sweep_id, env=env).stdout
-    assert "Agents: 0 live, 2 exited, 1 died (gone without exiting cleanly)" in status, status
-
-
-@pytest.mark.timeout(120)
-def test_metric_target_stops_new_claims(store):
-    (store.root / "score.py").write_text(
-        "import sys, mlflow\nwith mlflow.start_run():\n    mlflow.log_metric('acc', float(sys.argv[1]))\n")
-    sweep_id = init_sweep(store, {
-        "method": "grid", "metric": {"name": "acc", "goal": "maximize", "target": 0.9},
-        "command": f"{sys.executable} score.py ${{acc}}",
-        "parameters": {"acc": {"values": [0.5, 0.95, 0.1, 0.2]}},
-    })
-    proc = store.cli("run", "--sweep-id", sweep_id, timeout=100)
-    runs = child_runs(store, sweep_id)
-    assert (proc.returncode, len(runs)) == (0, 2), proc.stderr
-    assert "metric target 0.9 reached" in proc.stderr
+    assert "Agents: 0 live, 1 exited, 1 died (gone without exiting cleanly)" in status, status
 
 
 def test_a_corrupt_ledger_line_is_a_clear_error_and_the_file_is_kept(store):

@@ -1,4 +1,4 @@
-"""The command line: help at every level, the three entry points, flags and bad usage (SPEC §1, §4a).
+"""The command line: help at every level, the three entry points, flags and bad usage.
 
 Help is ours (``helptext``), printed to stdout; Fire only dispatches.
 """
@@ -46,7 +46,8 @@ def test_help_lists_every_command_and_the_sweep_id_flag(capsys: pytest.CaptureFi
     run = capsys.readouterr().out
     listed = [line.split()[0] for line in top.split("commands:\n")[1].split("\n\n")[0].splitlines()]
     assert listed == COMMANDS
-    assert run.startswith("usage: mlflow sweep run [--sweep-id ID] [--count N] [--max-failures N]\n")
+    assert run.startswith("usage: mlflow sweep run [--sweep-id ID] [--count N] [--max-failures N] [--gpus LIST]\n"
+                          "                       [--gpus-per-trial N]\n")
 
 
 def test_help_through_python_dash_m(store):

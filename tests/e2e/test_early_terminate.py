@@ -1,75 +1,71 @@
-"""Hyperband early termination end to end: two real agents stop the diverging trials (issue 6).
+"""Hyperband early termination end to end: an agent stops a diverging command at the first band.
 
-The sweep is a grid over examples/train_steps.py's learning rate, in an order that makes every
-outcome certain even though the agents run side by side and a cut pools only trials that have
-ended (docs/early_terminate.md):
+Every decision of the cut (bands, pools, the watch thread's verdict, function trials) is tested in
+milliseconds in tests/unit; this test proves the real path: the metric read back from MLflow while
+the command runs, SIGTERM to its process group, the child run KILLED with ``sweep.stopped_early``.
 
-    trial  lr      loss curve               outcome
-    0      0.001   0.1 + 1/(t+1)            FINISHED  (runs beside 1; they tie, so neither is below the other)
-    1      0.1     0.1 + 1/(t+1)            FINISHED
-    2      4.0     2 + 2t (diverges)        KILLED at band 3 (claimed after 0 or 1 ended)
-    3      0.01    1/(t+1)                  FINISHED  (the best: better than every trial before it)
-    4      8.0     2 + 4t (diverges)        KILLED at band 3
-
-``min_iter: 3, eta: 3`` gives bands 3, 9, 27; 9 steps of 0.25 s leave 1.5 s between a trial's
-3rd and 9th value, against a check every 0.3 s, so a diverging trial is judged at band 3.
+One agent runs a grid in order: two good rates finish (their histories set the cut), then a
+diverging one logs three values and waits there until it is stopped. It can only be judged at
+band 3 (``min_iter: 3, eta: 3``), whenever the check comes: no timing window.
 """
 from __future__ import annotations
 
 import sys
+import textwrap
 
 import pytest
 
-from mlflow_sweep.settings import early_terminate_interval
 from mlflow_sweep.errors import SweepError
-
+from mlflow_sweep.settings import early_terminate_interval
 from tests.conftest import EXAMPLES
-from tests.e2e.agents import agents, child_runs, init_sweep, ledger_events, logs, wait_all
+from tests.e2e.agents import child_runs, init_sweep, ledger_events, logs, start_agent
 
 pytestmark = [pytest.mark.e2e]
 
-LRS = [0.001, 0.1, 4.0, 0.01, 8.0]
-DIVERGING = {4.0, 8.0}
+LRS = [0.1, 0.01, 4.0]
 STEPS = 9
-
-
-def _sweep(store) -> str:
-    return init_sweep(store, {
-        "method": "grid", "run_cap": len(LRS),
-        "metric": {"name": "loss", "goal": "minimize"},
-        "early_terminate": {"type": "hyperband", "min_iter": 3, "eta": 3},
-        "command": f"${{interpreter}} {EXAMPLES / 'train_steps.py'} --lr ${{lr}} --steps {STEPS} --sleep 0.25",
-        "parameters": {"lr": {"values": LRS}},
-    })
+TRAIN = textwrap.dedent("""
+    import sys, time, mlflow
+    lr = float(sys.argv[1])
+    with mlflow.start_run():
+        for t in range(9):
+            mlflow.log_metric("loss", 2 + 2 * lr * t if lr > 1 else lr + 1 / (t + 1), step=t)
+            if lr > 1 and t == 2:
+                time.sleep(300)  # diverging: wait at the 3rd value until hyperband stops the trial
+""")
 
 
 @pytest.mark.timeout(240)
-def test_two_agents_stop_the_diverging_trials_at_the_first_band(store):
-    sweep_id = _sweep(store)
+def test_an_agent_stops_the_diverging_command_at_the_first_band(store):
+    (store.root / "train.py").write_text(TRAIN)
+    sweep_id = init_sweep(store, {
+        "method": "grid", "metric": {"name": "loss", "goal": "minimize"},
+        "early_terminate": {"type": "hyperband", "min_iter": 3, "eta": 3},
+        "command": f"{sys.executable} train.py ${{lr}}",
+        "parameters": {"lr": {"values": LRS}},
+    })
     env = {**store.env, "MLFLOW_SWEEP_EARLY_TERMINATE_INTERVAL": "0.3", "MLFLOW_SWEEP_KILL_GRACE": "5"}
-    with agents(store, sweep_id, 2, env=env) as procs:
-        codes = wait_all(procs, timeout=200)  # generous: ~20 s idle, ~60 s on a loaded machine
+    agent = start_agent(store, sweep_id, env=env, log=store.root / "agent-0.log")
+    try:
+        code = agent.wait(timeout=200)
+    finally:
+        agent.kill()
+        agent.wait()
     runs = child_runs(store, sweep_id)
     client = store.client()
     ends = {e["trial"]: e for e in ledger_events(store, sweep_id) if e.get("event") == "end"}
-    outcome = {float(r.data.params["lr"]): (r.info.status, r.data.tags.get("sweep.stopped_early"))
-               for r in runs}
-    expected = {lr: ("KILLED", "3") if lr in DIVERGING else ("FINISHED", None) for lr in LRS}
-    assert (codes, len(runs), outcome) == ([0, 0], len(LRS), expected), logs(store)
-
+    outcome = {float(r.data.params["lr"]): (r.info.status, r.data.tags.get("sweep.stopped_early")) for r in runs}
+    expected = {0.1: ("FINISHED", None), 0.01: ("FINISHED", None), 4.0: ("KILLED", "3")}
+    assert (code, outcome) == (0, expected), logs(store)
     for run in runs:
-        lr, trial = float(run.data.params["lr"]), int(run.data.tags["sweep.trial"])
-        end, logged = ends[trial], [m.value for m in client.get_metric_history(run.info.run_id, "loss")]
-        if lr in DIVERGING:
-            # stopped after its 3rd value and before its 9th; its metric is its best value (2.0,
-            # metric.summary) and the ledger holds what it logged, for later cuts
-            assert (end["state"], end["stopped_at"], 3 <= len(logged) < 9, end["metric"]) == \
-                ("KILLED", 3, True, 2.0), logs(store)
+        end = ends[int(run.data.tags["sweep.trial"])]
+        logged = [m.value for m in client.get_metric_history(run.info.run_id, "loss")]
+        assert end["history"] == pytest.approx(logged)  # kept in the ledger for later cuts
+        if float(run.data.params["lr"]) > 1:
+            # its metric is its best value (metric.summary), from what it logged before it was stopped
+            assert (end["state"], end["stopped_at"], len(logged), end["metric"]) == ("KILLED", 3, 3, 2.0)
         else:
-            assert (end["state"], end["stopped_at"], len(logged)) == ("FINISHED", None, STEPS), logs(store)
-        assert end["history"] == pytest.approx(logged)
-    best = min(ends.values(), key=lambda e: e["metric"])
-    assert (LRS[best["trial"]], best["metric"]) == (0.01, pytest.approx(1 / STEPS))
+            assert (end["state"], end["stopped_at"], len(logged)) == ("FINISHED", None, STEPS)
     assert "below the hyperband cut at iteration 3" in logs(store)
 
 

@@ -1,6 +1,9 @@
-"""Function agents (SPEC §8) on their own sweeps: config errors, interrupts, failures, early termination,
-a command agent from Python, and stores switched in one process. In this test process, except where
-a real signal or a second agent process is the point (test_function_agent_processes.py)."""
+"""Function agents on their own sweeps against a real MLflow store: config errors, MLflow's fluent API
+inside a trial, early termination through should_stop(), the heartbeat beside a busy function, a
+command agent from Python, and stores switched in one process. In this test process, except where a
+real signal or a second agent process is the point (test_function_agent_processes.py). The agent's
+decisions for function trials (KeyboardInterrupt, failures, cancel) are tested without MLflow in
+tests/unit/test_agent_loop.py."""
 from __future__ import annotations
 
 import io
@@ -13,7 +16,6 @@ from pathlib import Path
 import pytest
 
 import mlflow_sweep
-from mlflow_sweep.agent_loop import TooManyFailures
 from mlflow_sweep.errors import ConfigError, UsageError
 from tests.conftest import make_store
 from tests.e2e.agents import child_runs, ledger_events
@@ -124,36 +126,6 @@ def test_sweeps_in_two_stores_from_one_process_land_in_their_own(store, tmp_path
     assert mlflow_sweep.status().sweep_id == second
 
 
-def test_keyboard_interrupt_kills_the_trial_and_returns_from_agent(store, capsys):
-    sweep_id = mlflow_sweep.sweep({"method": "random", "run_cap": 5, "parameters": {"x": {"values": [1]}}})
-    calls = []
-
-    def train():
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # what a notebook's stop button raises in the running cell
-
-    result = mlflow_sweep.agent(sweep_id, function=train)
-    runs = sorted(child_runs(store, sweep_id), key=lambda r: int(r.data.tags["sweep.trial"]))
-    err = capsys.readouterr().err
-    assert (result.ran, result.reason, len(calls)) == (2, "stopped by SIGINT", 2), err
-    assert [r.info.status for r in runs] == ["FINISHED", "KILLED"]
-    assert "agent stopped by SIGINT; trial 1 ended KILLED" in err
-    output = store.client().download_artifacts(runs[1].info.run_id, "output.log", str(store.root))
-    assert "trial interrupted (KeyboardInterrupt)" in Path(output).read_text()
-
-
-def test_too_many_failures_in_a_row_stops_the_agent(store):
-    sweep_id = mlflow_sweep.sweep({"method": "random", "run_cap": 6, "parameters": {"x": {"values": [1]}}})
-
-    def train():
-        raise RuntimeError("always")
-
-    with pytest.raises(TooManyFailures, match="agent stopped after 2 failed trials in a row"):
-        mlflow_sweep.agent(sweep_id, function=train, max_failures=2)
-    assert [r.info.status for r in child_runs(store, sweep_id)] == ["FAILED", "FAILED"]
-
-
 def test_count_limits_the_trials_of_one_agent(store):
     sweep_id = mlflow_sweep.sweep({"method": "random", "run_cap": 6, "parameters": {"x": {"values": [1]}}})
     assert mlflow_sweep.agent(sweep_id, function=lambda: None, count=2).ran == 2
@@ -180,39 +152,6 @@ def test_a_sweep_without_command_needs_a_function_and_claims_nothing_without_one
     assert caught.value.exit_code == 2
     assert [e for e in ledger_events(store, sweep_id) if e.get("event") == "claim"] == []
     assert mlflow_sweep.agent(sweep_id, function=lambda: None).ran == 1
-
-
-def _loss(lr: float, step: int) -> float:
-    return 2.0 + lr * step if lr > 1 else 1.0 / (step + 1)
-
-
-@pytest.mark.timeout(120)
-def test_should_stop_ends_a_trial_that_hyperband_cuts(store, monkeypatch):
-    monkeypatch.setenv("MLFLOW_SWEEP_EARLY_TERMINATE_INTERVAL", "0.1")
-    sweep_id = mlflow_sweep.sweep({
-        "method": "grid", "metric": {"name": "loss", "goal": "minimize"},
-        "early_terminate": {"type": "hyperband", "min_iter": 3, "eta": 3},
-        "parameters": {"lr": {"values": [0.01, 8.0]}},
-    })
-
-    def train(params):
-        import mlflow
-
-        for step in range(30):
-            if mlflow_sweep.should_stop():
-                mlflow.set_tag("saw_should_stop", str(step))
-                return
-            mlflow.log_metric("loss", _loss(params["lr"], step), step=step)
-            time.sleep(0.1 if params["lr"] > 1 else 0.0)
-
-    mlflow_sweep.agent(sweep_id, function=train)
-    runs = {float(r.data.params["lr"]): r for r in child_runs(store, sweep_id)}
-    good, cut = runs[0.01], runs[8.0]
-    logged = len(store.client().get_metric_history(cut.info.run_id, "loss"))
-    ends = {e["trial"]: e for e in ledger_events(store, sweep_id) if e.get("event") == "end"}
-    assert (good.info.status, cut.info.status, cut.data.tags.get("sweep.stopped_early")) == ("FINISHED", "KILLED", "3")
-    assert 3 <= logged < 30 and cut.data.tags["saw_should_stop"] == str(logged)
-    assert (ends[1]["state"], ends[1]["stopped_at"], ends[1]["metric"]) == ("KILLED", 3, 2.0)
 
 
 def test_a_nested_run_the_trial_leaves_open_is_ended_under_the_trial_run(store):
@@ -256,38 +195,55 @@ def test_sklearn_autologging_and_later_fluent_calls_share_the_trial_run(store):
     assert {"after_fit", "training_score"} <= set(trial.data.metrics)
 
 
-def test_the_heartbeat_keeps_a_long_busy_function_trial_alive(store, monkeypatch):
+def test_the_heartbeat_keeps_beating_beside_a_busy_function_trial(store, monkeypatch):
+    """Pure-Python work in the agent's own thread does not starve the heartbeat thread: the function
+    runs until it has seen four beats of the agent (the first two come as it starts; an event, with a long
+    bound)."""
     from mlflow_sweep import lifecycle
 
-    monkeypatch.setenv("MLFLOW_SWEEP_HEARTBEAT_TIMEOUT", "1")
+    monkeypatch.setenv("MLFLOW_SWEEP_HEARTBEAT_TIMEOUT", "2")  # a beat every 0.5 s
     sweep_id = mlflow_sweep.sweep({"method": "grid", "parameters": {"x": {"values": [1]}}})
-    reaped = []
+    ledger = lifecycle.open_sweep(sweep_id).ledger
+    seen: set[float] = set()
 
     def train():
-        deadline = time.monotonic() + 3  # three timeouts of pure Python work in the agent's own thread
-        while time.monotonic() < deadline:
-            sum(range(1000))
-        reaped.extend(lifecycle.reap_dead(lifecycle.open_sweep(sweep_id).ledger))  # what another agent does
+        deadline = time.monotonic() + 60
+        while len(seen) < 4 and time.monotonic() < deadline:
+            sum(range(10_000))  # busy, holding the GIL between switches
+            seen.update(a["beat"] for a in ledger.agents())
 
     mlflow_sweep.agent(sweep_id, function=train)
-    assert (reaped, [r.info.status for r in child_runs(store, sweep_id)]) == ([], ["FINISHED"])
+    assert (len(seen) >= 4, [r.info.status for r in child_runs(store, sweep_id)]) == (True, ["FINISHED"])
 
 
 @pytest.mark.timeout(120)
-def test_cancel_reaches_a_function_trial_through_should_stop(store, monkeypatch):
+def test_should_stop_ends_a_function_trial_that_hyperband_cuts(store, monkeypatch):
+    """The diverging trial logs three values through MLflow, then asks should_stop() until it is told
+    to stop: it can only be cut at band 3, whenever the check comes."""
     import mlflow
 
-    monkeypatch.setenv("MLFLOW_SWEEP_POLL_INTERVAL", "0.1")
-    sweep_id = mlflow_sweep.sweep({"method": "random", "run_cap": 3, "parameters": {"x": {"values": [1]}}})
+    monkeypatch.setenv("MLFLOW_SWEEP_EARLY_TERMINATE_INTERVAL", "0.1")
+    sweep_id = mlflow_sweep.sweep({
+        "method": "grid", "metric": {"name": "loss", "goal": "minimize"},
+        "early_terminate": {"type": "hyperband", "min_iter": 3, "eta": 3},
+        "parameters": {"lr": {"values": [0.01, 8.0]}},
+    })
 
-    def train():
-        mlflow_sweep.cancel(sweep_id)  # as from another process or notebook cell
+    def train(params):
+        for step in range(3 if params["lr"] > 1 else 30):
+            mlflow.log_metric("loss", 2.0 + params["lr"] * step if params["lr"] > 1 else 1.0 / (step + 1), step=step)
         deadline = time.monotonic() + 60
-        while not mlflow_sweep.should_stop() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        mlflow.set_tag("saw_should_stop", str(mlflow_sweep.should_stop()))
+        while params["lr"] > 1 and time.monotonic() < deadline:
+            if mlflow_sweep.should_stop():
+                mlflow.set_tag("saw_should_stop", "yes")
+                return
+            time.sleep(0.02)
 
-    result = mlflow_sweep.agent(sweep_id, function=train)
-    (run,) = child_runs(store, sweep_id)
-    assert (result.ran, run.info.status, run.data.tags["saw_should_stop"]) == (1, "KILLED", "True")
-    assert mlflow_sweep.status(sweep_id).state == "cancelled"
+    mlflow_sweep.agent(sweep_id, function=train)
+    runs = {float(r.data.params["lr"]): r for r in child_runs(store, sweep_id)}
+    good, cut = runs[0.01], runs[8.0]
+    ends = {e["trial"]: e for e in ledger_events(store, sweep_id) if e.get("event") == "end"}
+    assert (good.info.status, cut.info.status, cut.data.tags.get("sweep.stopped_early")) == ("FINISHED", "KILLED", "3")
+    assert cut.data.tags["saw_should_stop"] == "yes"
+    assert (ends[1]["state"], ends[1]["stopped_at"], ends[1]["metric"], ends[1]["history"]) == \
+        ("KILLED", 3, 2.0, [2.0, 10.0, 18.0])

@@ -1,14 +1,16 @@
-"""The sweep's lifecycle end to end (SPEC §4b, issue 10): real agent processes, the real CLI, a real sqlite store.
+"""The sweep's lifecycle end to end: real agent processes, the real CLI, a real sqlite store.
 
-Trials that must still be running when a command lands wait for a release file, so no test
-depends on how fast this machine is; every wait polls a condition with a generous timeout.
+One test per command, where real processes matter (agents in parallel, a cancel that reaches a
+command's process group, a signal); every decision behind them is tested in milliseconds in
+tests/unit/test_agent_loop.py. Trials that must still be running when a command lands wait for a
+release file, so no test depends on how fast this machine is; every wait polls a condition with a
+generous timeout.
 """
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -72,17 +74,13 @@ def test_cancel_kills_running_trials_within_seconds_and_they_are_final(store):
     with agents(store, sweep_id, 2) as procs:
         poll(lambda: len(_started(store)) == 2, timeout=120)
         store.cli("cancel", "--sweep-id", sweep_id, check=True)
-        cancelled = time.monotonic()
-        poll(lambda: len(_ended(store, sweep_id)) == 2, timeout=60)
-        took = time.monotonic() - cancelled
-        codes = wait_all(procs, timeout=60)
+        codes = wait_all(procs, timeout=120)
     runs = child_runs(store, sweep_id)
     events = ledger_events(store, sweep_id)
     assert (codes, sorted(r.info.status for r in runs)) == ([0, 0], ["KILLED", "KILLED"]), logs(store)
     assert {r.data.tags.get("sweep.killed_by") for r in runs} == {"cancel"}
     # final: nothing requeued, nothing claimed after the two trials
     assert ([e for e in events if e["event"] == "claim"][2:], [e for e in events if "requeue" in e]) == ([], [])
-    assert took < 30, f"cancel took {took:.1f} s to reach the running trials"  # seconds, on a loaded 2-core machine
     assert logs(store).count("agent done: the sweep is cancelled") == 2, logs(store)
     assert _parent(store, sweep_id) == ("KILLED", "cancelled")
 
@@ -96,18 +94,18 @@ def test_pause_holds_live_agents_and_resume_completes_run_cap_exactly(store):
         poll(lambda: _started(store) == {0, 1}, timeout=120)
         store.cli("pause", "--sweep-id", sweep_id, check=True)
         (store.root / "release-all").touch()
-        poll(lambda: len(_ended(store, sweep_id)) == 2, timeout=60)
-        time.sleep(3)  # a short negative wait: nothing is claimed while paused, and the agents wait
-        held = ([p.poll() for p in procs], len(child_runs(store, sweep_id)), _parent(store, sweep_id))
+        # each agent finished its trial, tried to claim, and was told to wait: an event, not a duration
+        poll(lambda: logs(store).count("waiting: the sweep is paused") == 2, timeout=120)
+        claimed = [e for e in _after(ledger_events(store, sweep_id), "control") if e["event"] == "claim"]
+        held = ([p.poll() for p in procs], claimed, len(child_runs(store, sweep_id)), _parent(store, sweep_id))
         status = store.cli("status", "--sweep-id", sweep_id, check=True).stdout
         store.cli("resume", "--sweep-id", sweep_id, check=True)
         codes = wait_all(procs, timeout=120)
     runs = child_runs(store, sweep_id)
-    assert held == ([None, None], 2, ("RUNNING", "paused")), logs(store)
+    assert held == ([None, None], [], 2, ("RUNNING", "paused")), logs(store)
     assert "State: paused" in status
     assert (codes, sorted(int(r.data.tags["sweep.trial"]) for r in runs)) == ([0, 0], [0, 1, 2, 3, 4]), logs(store)
     assert {r.info.status for r in runs} == {"FINISHED"}
-    assert logs(store).count("waiting: the sweep is paused") == 2, logs(store)
     assert _parent(store, sweep_id) == ("FINISHED", "done")
 
 
@@ -146,28 +144,6 @@ def test_a_sigtermed_grid_point_is_run_again_by_another_agent(store):
     assert _parent(store, sweep_id) == ("FINISHED", "done")
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_an_interrupted_random_trial_does_not_count_and_runs_again_with_its_exact_values(store):
-    sweep_id = init_sweep(store, {**RANDOM, "run_cap": 2, "seed": 3,
-                                  "command": 'echo x=${x}; [ "$MLFLOW_SWEEP_TRIAL" != 0 ] || sleep 300'})
-    victim = start_agent(store, sweep_id, log=store.root / "agent-victim.log")
-    try:
-        poll(lambda: any(e["event"] == "start" for e in ledger_events(store, sweep_id)), timeout=120)
-        victim.send_signal(signal.SIGINT)
-        code = victim.wait(timeout=60)
-    finally:
-        victim.kill()
-        victim.wait()
-    proc = store.cli("run", "--sweep-id", sweep_id, timeout=200)
-    runs = {int(r.data.tags["sweep.trial"]): r for r in child_runs(store, sweep_id)}
-    assert (code, proc.returncode, sorted(runs)) == (128 + signal.SIGINT, 0, [0, 1, 2]), logs(store) + proc.stderr
-    assert [runs[i].info.status for i in range(3)] == ["KILLED", "FINISHED", "FINISHED"]
-    assert runs[1].data.params == runs[0].data.params and runs[1].data.tags["sweep.retry_of"] == "0"
-    assert "sweep.retry_of" not in runs[2].data.tags and runs[2].data.params != runs[0].data.params
-    assert runs[0].data.tags["sweep.killed_by"] == "SIGINT"
-
-
 @pytest.mark.timeout(300)
 def test_retry_turns_a_fixed_failure_into_a_finished_point_with_one_extra_trial(store):
     sweep_id = init_sweep(store, {"method": "grid", "command": 'echo ${x}; [ ${x} != 2 ] || [ -e fixed ]',
@@ -189,21 +165,9 @@ def test_retry_turns_a_fixed_failure_into_a_finished_point_with_one_extra_trial(
     assert "no failed trials to retry" in store.cli("retry", "--sweep-id", sweep_id, check=True).stdout
 
 
-@pytest.mark.timeout(300)
-def test_update_run_cap_extends_a_done_sweep_by_exactly_the_difference(store):
-    sweep_id = init_sweep(store, {**RANDOM, "run_cap": 2, "command": "echo ${x}"})
-    store.cli("run", "--sweep-id", sweep_id, check=True, timeout=200)
-    done = _parent(store, sweep_id)
-    update = store.cli("update", "--sweep-id", sweep_id, "--run-cap", "5", check=True)
-    reopened = _parent(store, sweep_id)
-    proc = store.cli("run", "--sweep-id", sweep_id, check=True, timeout=200)
-    trials = sorted(int(r.data.tags["sweep.trial"]) for r in child_runs(store, sweep_id))
-    assert (done, reopened, _parent(store, sweep_id)) == \
-        (("FINISHED", "done"), ("RUNNING", "running"), ("FINISHED", "done"))
-    assert (trials, "run_cap 2 -> 5" in update.stdout) == ([0, 1, 2, 3, 4], True), update.stdout
-    assert "agent done: run_cap 5 reached; ran 3 trials" in proc.stderr
-    bad = store.cli("update", "--sweep-id", sweep_id, "--run-cap", "0")
-    assert (bad.returncode, "--run-cap must be a whole number of at least 1" in bad.stderr) == (2, True)
+def test_update_refuses_a_run_cap_below_one_before_opening_anything(store):
+    bad = store.cli("update", "--sweep-id", "0123456789abcdef", "--run-cap", "0")
+    assert (bad.returncode, "--run-cap must be a whole number of at least 1" in bad.stderr) == (2, True), bad.stderr
 
 
 @pytest.mark.slow
@@ -223,15 +187,15 @@ def test_four_agents_racing_a_stop_claim_nothing_after_it(store):
         (claims, {"FINISHED"}, len(claims)), logs(store)
 
 
-@pytest.mark.parametrize("command", [["stop"], ["pause"], ["resume"], ["cancel"], ["retry"],
-                                     ["update", "--run-cap", "3"]], ids=lambda c: c[0])
-def test_every_lifecycle_command_on_an_unknown_sweep_is_a_clear_error_that_writes_nothing(store, command):
+@pytest.mark.timeout(300)
+def test_every_lifecycle_command_on_an_unknown_sweep_is_a_clear_error_that_writes_nothing(store):
     sweep_id = init_sweep(store, {**RANDOM, "run_cap": 2, "command": "echo ${x}"})
     ledger = Path(store.client().get_run(sweep_id).data.tags["sweep.ledger_dir"]) / "ledger.jsonl"
     before = (ledger.read_bytes(), _parent(store, sweep_id))
-    proc = store.cli(*command, "--sweep-id", "0123456789abcdef")
-    assert (proc.returncode, "Traceback" in proc.stderr) == (1, False), proc.stderr
-    assert "no sweep with ID '0123456789abcdef'" in proc.stderr
+    for command in (["stop"], ["pause"], ["resume"], ["cancel"], ["retry"], ["update", "--run-cap", "3"]):
+        proc = store.cli(*command, "--sweep-id", "0123456789abcdef")
+        assert (proc.returncode, "Traceback" in proc.stderr) == (1, False), (command, proc.stderr)
+        assert "no sweep with ID '0123456789abcdef'" in proc.stderr, (command, proc.stderr)
     assert (ledger.read_bytes(), _parent(store, sweep_id)) == before
     runs = store.client().search_runs([store.client().get_run(sweep_id).info.experiment_id])
     assert [r.info.run_id for r in runs] == [sweep_id]
@@ -246,77 +210,3 @@ def test_the_python_functions_return_what_they_did(store):
                           capture_output=True, text=True, timeout=120)
     assert proc.stdout.splitlines() == ["paused True True", "paused False True", "running True True",
                                         "running True True", "stopped True True"], proc.stderr
-
-
-def _in_process_agent(tmp_path: Path, monkeypatch, control: str, runner=None):
-    """An agent object on a real ledger in tmp_path (no MLflow), its sweep in ``control`` state."""
-    from mlflow_sweep import agent_loop
-    from mlflow_sweep.config import config_from_dict
-    from mlflow_sweep.ledger import Ledger
-    from mlflow_sweep.lifecycle import OpenSweep
-    from mlflow_sweep.tracking import Sweep
-
-    monkeypatch.setenv("MLFLOW_SWEEP_POLL_INTERVAL", "0.02")
-    config = config_from_dict({**RANDOM, "run_cap": 3, "command": "true"}, "sweep.yaml")
-    directory = tmp_path / "sweep"
-    Ledger.create(directory, {"config": config.raw, "seed": 1, "sweep_id": "s"})
-    Ledger(directory).record(lambda state: {"event": "control", "state": control})
-    said: list[str] = []
-    agent = agent_loop._Agent(OpenSweep(Sweep("s", "0", "n", "sqlite://", directory), Ledger(directory), config, 1),
-                              runner=runner, say=said.append)  # type: ignore[arg-type]
-    monkeypatch.setattr(agent, "say", said.append)
-    return agent, said
-
-
-@pytest.mark.timeout(60)
-def test_a_cancel_that_lands_before_the_command_starts_still_ends_the_trial_killed(tmp_path, monkeypatch):
-    """In process: the runner had no process to interrupt yet, but ends the trial at launch (stop is set)."""
-    import shutil
-
-    from mlflow_sweep.trials import TrialState
-
-    class NotLaunchedYet:
-        def interrupt(self) -> bool:
-            return False
-
-    agent, said = _in_process_agent(tmp_path, monkeypatch, "cancelled", NotLaunchedYet())
-    try:
-        with agent._watching(0, "run-0"):
-            seen = agent.stop.wait(30)
-    finally:
-        shutil.rmtree(agent.scratch, ignore_errors=True)
-    assert (seen, agent._outcome(143)) == (True, (TrialState.KILLED, None, {"sweep.killed_by": "cancel"}))
-    assert said == ["the sweep was cancelled: stopping trial 0"]
-
-
-@pytest.mark.timeout(60)
-def test_a_paused_agent_only_reads_until_resume_then_claims(tmp_path, monkeypatch):
-    """In process: while paused, the agent tries to claim once, then only reads the ledger every poll."""
-    import shutil
-    import threading
-
-    from mlflow_sweep.ledger import Ledger
-
-    agent, said = _in_process_agent(tmp_path, monkeypatch, "paused")
-    directory = agent.ledger.directory
-    holds: list[str] = []
-    real_claim = agent.ledger.claim
-    monkeypatch.setattr(agent.ledger, "claim",
-                        lambda *a: (holds.append(threading.current_thread().name), real_claim(*a))[1])
-    reads: list[int] = []
-    real_state = agent.ledger.state
-    monkeypatch.setattr(agent.ledger, "state", lambda: (reads.append(1), real_state())[1])
-    claimed: list = []
-    thread = threading.Thread(target=lambda: claimed.append(agent._claim()), name="agent")
-    try:
-        thread.start()
-        poll(lambda: said, timeout=30)
-        time.sleep(1.0)  # about 50 polls
-        paused = (holds.count("agent"), thread.is_alive(), len(reads) >= 5)
-        Ledger(directory).record(lambda state: {"event": "control", "state": "running"})
-        thread.join(timeout=30)
-    finally:
-        shutil.rmtree(agent.scratch, ignore_errors=True)
-    assert paused == (1, True, True)
-    assert said == ["waiting: the sweep is paused (mlflow sweep resume goes on)"]
-    assert (claimed[0].index, holds.count("agent")) == (0, 2)

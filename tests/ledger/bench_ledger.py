@@ -1,6 +1,6 @@
 """Micro-benchmark: ledger claim and complete cost at trial 1 vs trial 1000 (should be flat).
 
-Not a test (speed lives in benchmarks, STYLE §4). Run::
+Not a test (speed is measured by benchmarks, never asserted by a timed test). Run::
 
     python tests/ledger/bench_ledger.py [--trials 1000] [--dir DIR] [--no-fsync]
 
@@ -32,7 +32,7 @@ def run(directory: Path, trials: int) -> tuple[list[float], list[float]]:
     claims, completes = [], []
     for _ in range(trials):
         t0 = time.perf_counter()
-        trial = ledger.claim(decide, "bench-agent")
+        trial = ledger.claim(decide, "bench-agent").trial
         t1 = time.perf_counter()
         ledger.complete(trial.index, TrialState.FINISHED, 0.5)
         completes.append(time.perf_counter() - t1)

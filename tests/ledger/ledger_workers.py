@@ -22,13 +22,28 @@ HEADER = {"config": {"method": "grid", "parameters": {"x": {"values": [0, 1, 2]}
           "sweep_id": "ledger-test"}
 
 WORKER = r"""
-import json, sys, time
+import errno, json, os, sys, time
 from pathlib import Path
+import mlflow_sweep.ledger
 from mlflow_sweep.ledger import Ledger
 from mlflow_sweep.trials import DONE, Proposal, TrialState
 
 directory, agent, count, barrier, kind, arg = sys.argv[1:7]
 count, arg = int(count), int(arg)
+lock = os.environ.get("LEDGER_TEST_LOCK", "")  # what the claim lock does in this worker
+if lock in ("enosys", "enolck"):  # flock refused, as on Lustre without -o flock or NFS without lockd
+    import fcntl
+    code = getattr(errno, lock.upper())
+    def refuse(fd, operation):
+        raise OSError(code, os.strerror(code))
+    fcntl.flock = refuse
+elif lock == "granted":  # a lock that never excludes, as flock across sshfs clients
+    class Granted:
+        def acquire(self, timeout=None):
+            return self
+        def release(self):
+            pass
+    mlflow_sweep.ledger._file_lock = lambda path: Granted()
 
 def grid(state):  # points 0..arg-1; a point is free unless a trial that did not die holds it
     taken = {t.point for t in state.trials if not t.dead}
@@ -42,7 +57,8 @@ def anything(state):
     return Proposal({"agent": agent, "n": len(state.trials)})
 
 decide = {"grid": grid, "cap": cap, "any": anything, "hold": grid}[kind]
-ledger = Ledger(directory, timeout=60)
+ledger = Ledger(directory, timeout=60, lock=lock != "off",
+                lock_timeout=float(os.environ.get("LEDGER_TEST_LOCK_TIMEOUT", "30")))
 deadline = time.monotonic() + 60
 while not Path(barrier).exists():
     if time.monotonic() > deadline:
@@ -50,7 +66,7 @@ while not Path(barrier).exists():
     time.sleep(0.002)
 claimed = []
 while count < 0 or len(claimed) < count:
-    trial = ledger.claim(decide, agent)
+    trial = ledger.claim(decide, agent).trial
     if trial is None:
         break
     claimed.append(trial.index)
@@ -60,7 +76,16 @@ while count < 0 or len(claimed) < count:
         time.sleep(600)
     ledger.start(trial.index, f"run-{trial.index}")
     ledger.complete(trial.index, TrialState.FINISHED, float(trial.index))
+print("races", ledger.races_lost)
 print(json.dumps(claimed))
+"""
+
+HOLDER = r"""
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+open(sys.argv[2], "w").close()
+time.sleep(600)
 """
 
 
@@ -85,6 +110,14 @@ class Pool:
         self.procs.extend(new)
         return new
 
+    def hold_lock(self) -> subprocess.Popen:
+        """Start a process that takes the ledger's claim lock and never lets it go; return once it holds it."""
+        ready = self.directory / "lock-held"
+        holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(self.directory / "ledger.lock"), str(ready)])
+        self.procs.append(holder)
+        wait_for(ready.exists)
+        return holder
+
     def go(self) -> None:
         self.barrier.touch()
 
@@ -103,6 +136,11 @@ def log_events(directory: Path) -> list[dict]:
 def claimed(results: list[tuple[int, str, str]]) -> list[int]:
     """All trial indices the workers printed, sorted."""
     return sorted(i for code, out, _ in results if code == 0 for i in json.loads(out.strip().splitlines()[-1]))
+
+
+def races(results: list[tuple[int, str, str]]) -> int:
+    """Races the workers lost in all: publications another worker had beaten."""
+    return sum(int(line.split()[1]) for _, out, _ in results for line in out.splitlines() if line.startswith("races "))
 
 
 def codes(results: list[tuple[int, str, str]]) -> list[int]:

@@ -43,7 +43,7 @@ def test_frozen_v1_ledger_replays(asset_dir: Path) -> None:
 def test_frozen_v1_ledger_is_continued_in_events_and_never_rewritten(asset_dir: Path) -> None:
     ledger = Ledger(asset_dir)
     ended = ledger.complete(4, TrialState.FINISHED, 0.25)
-    trial = ledger.claim(lambda state: Proposal({"lr": 0.1, "layers": 1}, point=0), "new-agent")
+    trial = ledger.claim(lambda state: Proposal({"lr": 0.1, "layers": 1}, point=0), "new-agent").trial
     state = Ledger(asset_dir).state()
     assert (ended, trial.index, state.trials[:4], state.trials[4].state, state.trials[4].metric, state.version,
             (asset_dir / "ledger.jsonl").read_bytes() == ASSET.read_bytes(),

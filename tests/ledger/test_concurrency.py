@@ -12,7 +12,7 @@ import pytest
 from mlflow_sweep.ledger import Ledger, replay
 from mlflow_sweep.trials import TrialState
 
-from tests.ledger.ledger_workers import Pool, claimed, codes, log_events, outputs, wait_for
+from tests.ledger.ledger_workers import Pool, claimed, codes, log_events, outputs, races, wait_for
 
 VERIFY = Path(__file__).resolve().parents[2] / "scripts" / "verify_ledger.py"
 
@@ -37,6 +37,41 @@ def test_grid_hands_out_each_point_once(pool: Pool) -> None:
     state = Ledger(pool.directory).state()
     assert (codes(results), claimed(results), sorted(t.point for t in state.trials)) == \
         ([0] * n, list(range(points)), list(range(points))), outputs(results)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("lock", ["enosys", "enolck", "granted"])
+def test_grid_is_exact_whatever_the_claim_lock_does(pool: Pool, lock: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEDGER_TEST_LOCK", lock)
+    n, points = 4, 14
+    pool.spawn(n, -1, "grid", points)
+    pool.go()
+    results = pool.finish()
+    state = Ledger(pool.directory).state()
+    assert (codes(results), claimed(results), sorted(t.point for t in state.trials), state.conflicts) == \
+        ([0] * n, list(range(points)), list(range(points)), ()), outputs(results)
+
+
+@pytest.mark.timeout(90)
+def test_a_claim_lock_held_forever_costs_time_only(pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    pool.hold_lock()
+    monkeypatch.setenv("LEDGER_TEST_LOCK_TIMEOUT", "0.2")
+    n, points = 3, 9
+    workers = pool.spawn(n, -1, "grid", points)
+    pool.go()
+    results = pool.finish(workers)
+    state = Ledger(pool.directory, lock=False).state()
+    assert (codes(results), claimed(results), sorted(t.point for t in state.trials)) == \
+        ([0] * n, list(range(points)), list(range(points))), outputs(results)
+
+
+@pytest.mark.timeout(90)
+def test_the_claim_lock_orders_agents_on_one_host(pool: Pool) -> None:
+    n, m = 4, 8
+    pool.spawn(n, m, "any")
+    pool.go()
+    results = pool.finish()
+    assert (codes(results), claimed(results), races(results)) == ([0] * n, list(range(n * m)), 0), outputs(results)
 
 
 @pytest.mark.timeout(90)

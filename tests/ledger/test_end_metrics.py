@@ -21,7 +21,7 @@ def test_metrics_fold_into_the_trial_and_old_events_still_replay() -> None:
 
 def test_complete_writes_the_metrics_to_a_real_ledger(ledger_dir: Path) -> None:
     ledger = Ledger(ledger_dir)
-    trial = ledger.claim(lambda state: Proposal(params={"x": 1}), "agent-1")
+    trial = ledger.claim(lambda state: Proposal(params={"x": 1}), "agent-1").trial
     assert ledger.complete(trial.index, TrialState.FINISHED, None, metrics={"loss": 0.5, "latency": 31.5})
     (ended,) = Ledger(ledger_dir).state().trials
     assert (ended.state, ended.metric, ended.metrics) == (TrialState.FINISHED, None, {"loss": 0.5, "latency": 31.5})

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from tests.ledger.ledger_workers import HEADER, log_events
-from mlflow_sweep import ledger as ledger_module
 from mlflow_sweep.errors import LedgerError
 from mlflow_sweep.journal import Journal, event_name
 from mlflow_sweep.ledger import Conflict, Ledger, replay
@@ -22,9 +21,9 @@ def take(state):
 
 
 def files(directory: Path) -> dict[str, bytes]:
-    """Every file under ``directory`` (relative name → bytes), heartbeats excluded."""
+    """Every file under ``directory`` (relative name → bytes), heartbeats and the claim lock's file excluded."""
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
-            if p.is_file() and p.parent.name != "agents"}
+            if p.is_file() and p.parent.name != "agents" and p.name != "ledger.lock"}
 
 
 V1_HEADER = {"event": "sweep", "v": 1, "time": 1.0, "header": HEADER}
@@ -61,11 +60,11 @@ def test_missing_ledger_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_claim_start_complete_round_trip(ledger_dir: Path) -> None:
     ledger = Ledger(ledger_dir)
-    trial = ledger.claim(lambda s: Proposal({"lr": 0.1, "layers": 2}, point=4), "agent-1")
+    trial = ledger.claim(lambda s: Proposal({"lr": 0.1, "layers": 2}, point=4), "agent-1").trial
     ledger.start(trial.index, "run-a")
     first = ledger.complete(trial.index, TrialState.FINISHED, 0.25, stopped_at=3)
     second = ledger.complete(trial.index, TrialState.FAILED, None)
-    done = ledger.claim(lambda s: DONE, "agent-1")
+    done = ledger.claim(lambda s: DONE, "agent-1").trial
     [final] = ledger.state().trials
     assert (trial.index, trial.state, trial.point, trial.agent_id, first, second, done,
             final.state, final.metric, final.run_id, final.stopped_at, final.params,
@@ -79,18 +78,17 @@ def test_unknown_trial_and_bad_proposals_write_nothing(ledger_dir: Path) -> None
     before = files(ledger_dir)
     with pytest.raises(LedgerError, match="trial 5 is not in the ledger"):
         ledger.complete(5, TrialState.FINISHED, 1.0)
-    with pytest.raises(TypeError, match="Proposal or DONE"):
-        ledger.claim(lambda s: {"x": 1}, "a")
+    not_a_proposal = ledger.claim(lambda s: {"x": 1}, "a")
     with pytest.raises(TypeError, match="not JSON serializable"):
         ledger.claim(lambda s: Proposal({"x": object()}), "a")
     with pytest.raises(ValueError, match="terminal"):
         ledger.complete(0, TrialState.RUNNING, None)
-    assert files(ledger_dir) == before
+    assert (not_a_proposal.value, not_a_proposal.trial, files(ledger_dir) == before) == ({"x": 1}, None, True)
 
 
 def test_numpy_scalars_are_stored_as_plain_numbers(ledger_dir: Path) -> None:
     np = pytest.importorskip("numpy")
-    trial = Ledger(ledger_dir).claim(lambda s: Proposal({"x": np.int64(3), "y": np.float32(0.5)}), "a")
+    trial = Ledger(ledger_dir).claim(lambda s: Proposal({"x": np.int64(3), "y": np.float32(0.5)}), "a").trial
     assert (trial.params, type(trial.params["x"])) == ({"x": 3, "y": 0.5}, int)
 
 
@@ -99,7 +97,7 @@ def test_a_v1_torn_tail_is_ignored_and_the_file_never_written_again(tmp_path: Pa
     before = (directory / "ledger.jsonl").read_bytes()
     ledger = Ledger(directory)
     seen = ledger.state().count()
-    trial = ledger.claim(take, "new")
+    trial = ledger.claim(take, "new").trial
     ledger.complete(trial.index, TrialState.FINISHED, 1.0)
     assert (seen, trial.index, Ledger(directory).state().count(), (directory / "ledger.jsonl").read_bytes() == before,
             sorted(p.name for p in (directory / "events").iterdir())) == \
@@ -160,11 +158,11 @@ def test_an_event_that_does_not_fit_names_its_file_every_time(ledger_dir: Path) 
 
 def test_conflicting_claims_resolve_deterministically_and_agents_go_on(ledger_dir: Path) -> None:
     ledger = Ledger(ledger_dir)
-    first = ledger.claim(take, "winner")
+    first = ledger.claim(take, "winner").trial
     ledger.start(first.index, "run-w")
     duplicate = {"event": "claim", "trial": 0, "params": {"n": 0}, "point": None, "agent": "loser", "time": 5.0}
     (ledger_dir / "events" / event_name(3)).write_text(json.dumps(duplicate) + "\n")  # injected by hand
-    after = ledger.claim(take, "loser")
+    after = ledger.claim(take, "loser").trial
     ledger.complete(after.index, TrialState.FINISHED, 2.0)
     states = [Ledger(ledger_dir).state(), ledger.state(), replay(log_events(ledger_dir))]
     assert all(state == states[0] for state in states)
@@ -175,7 +173,7 @@ def test_conflicting_claims_resolve_deterministically_and_agents_go_on(ledger_di
 
 
 def test_a_lost_race_decides_again_on_the_winners_event(ledger_dir: Path) -> None:
-    mine, other = Ledger(ledger_dir), Ledger(ledger_dir)
+    mine, other = Ledger(ledger_dir, lock=False), Ledger(ledger_dir, lock=False)  # the lock would order them
     calls = []
 
     def decide(state):
@@ -184,25 +182,24 @@ def test_a_lost_race_decides_again_on_the_winners_event(ledger_dir: Path) -> Non
             other.claim(take, "other")  # publishes number 1 between our read and our publish
         return Proposal({"seen": state.count()})
 
-    trial = mine.claim(decide, "mine")
+    trial = mine.claim(decide, "mine").trial
     assert (calls, trial.index, trial.params, [t.agent_id for t in Ledger(ledger_dir).state().trials]) == \
         ([0, 1], 1, {"seen": 1}, ["other", "mine"])
 
 
 def test_a_link_that_failed_but_happened_counts_as_published(ledger_dir: Path) -> None:
     journal = Journal(ledger_dir)
-    journal.read_new()
     ours = b'{"event": "note", "time": 1.0}\n'
     (ledger_dir / "events" / event_name(1)).write_bytes(ours)  # as if a retried link() had succeeded before
-    won = journal.publish(ours)
+    won = journal.publish(1, ours)
     (ledger_dir / "events" / event_name(2)).write_bytes(b'{"event": "note", "time": 2.0}\n')  # someone else's
-    lost = journal.publish(b'{"event": "note", "time": 3.0}\n')
-    assert (won, lost, journal.next, [e["time"] for _, e in journal.read_new()]) == (True, False, 2, [2.0])
+    lost = journal.publish(2, b'{"event": "note", "time": 3.0}\n')
+    assert (won, lost, [r.event["time"] for r in journal.read(1)]) == (True, False, [1.0, 2.0])
 
 
 def test_state_reads_only_new_events(ledger_dir: Path) -> None:
     reader, writer = Ledger(ledger_dir), Ledger(ledger_dir)
-    trial = writer.claim(take, "a")
+    trial = writer.claim(take, "a").trial
     writer.complete(trial.index, TrialState.FINISHED, 0.5)
     reader.state()
     end = ledger_dir / "events" / event_name(2)  # rewrite an old event in place: only a fresh reader sees it
@@ -219,9 +216,8 @@ def test_state_is_the_same_object_until_something_changes(ledger_dir: Path) -> N
     assert (first is second, ledger.state() is first, ledger.state().count()) == (True, False, 1)
 
 
-def test_heartbeats_are_atomic_files_listed_by_agents(ledger_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ledger = Ledger(ledger_dir)
-    monkeypatch.setattr(ledger_module, "_now", lambda: 1000.0)
+def test_heartbeats_are_atomic_files_listed_by_agents(ledger_dir: Path) -> None:
+    ledger = Ledger(ledger_dir, clock=lambda: 1000.0)
     ledger.heartbeat("node1-42", {"host": "node1", "pid": 42})
     ledger.heartbeat("node2-7", {"host": "node2", "pid": 7})
     ledger.heartbeat("node1-42", {"host": "node1", "pid": 42, "trial": 3})
@@ -238,13 +234,12 @@ def test_agent_ids_cannot_escape_the_agents_directory(ledger_dir: Path) -> None:
         Ledger(ledger_dir).heartbeat("../ledger", {})
 
 
-def test_reap_uses_the_last_beat_or_the_claim_time(ledger_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reap_uses_the_last_beat_or_the_claim_time(ledger_dir: Path) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(ledger_module, "_now", lambda: clock[0])
-    ledger = Ledger(ledger_dir)
-    silent = ledger.claim(take, "silent")        # never beats: judged by its claim time
-    beating = ledger.claim(take, "beating")
-    finished = ledger.claim(take, "silent")
+    ledger = Ledger(ledger_dir, clock=lambda: clock[0])
+    silent = ledger.claim(take, "silent").trial        # never beats: judged by its claim time
+    beating = ledger.claim(take, "beating").trial
+    finished = ledger.claim(take, "silent").trial
     ledger.complete(finished.index, TrialState.FINISHED, 1.0)
     clock[0] = 1100.0
     ledger.heartbeat("beating", {})
@@ -270,11 +265,10 @@ def test_reap_writes_nothing_when_nothing_is_stale(ledger_dir: Path) -> None:
     assert (ledger.reap(timeout=60), files(ledger_dir) == before) == ([], True)
 
 
-def test_an_unreadable_heartbeat_is_no_evidence_of_silence(ledger_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreadable_heartbeat_is_no_evidence_of_silence(ledger_dir: Path) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(ledger_module, "_now", lambda: clock[0])
-    ledger = Ledger(ledger_dir)
-    trial = ledger.claim(take, "busy")
+    ledger = Ledger(ledger_dir, clock=lambda: clock[0])
+    trial = ledger.claim(take, "busy").trial
     ledger.heartbeat("busy", {})
     (ledger_dir / "agents" / "busy.json").write_text('{"agent": "bu')  # read mid-replace by a caching client
     clock[0] = 1200.0
@@ -287,7 +281,7 @@ def test_an_unreadable_heartbeat_is_no_evidence_of_silence(ledger_dir: Path, mon
 def test_replay_of_the_file_equals_the_ledger_state(ledger_dir: Path) -> None:
     ledger = Ledger(ledger_dir)
     for i in range(4):
-        trial = ledger.claim(take, "a")
+        trial = ledger.claim(take, "a").trial
         ledger.start(trial.index, f"r{i}")
         if i % 2:
             ledger.complete(trial.index, TrialState.KILLED, None)
@@ -307,7 +301,7 @@ def test_claims_need_an_agent_id_that_can_have_a_heartbeat_file(ledger_dir: Path
 
 def test_export_writes_the_whole_log_as_one_file_that_replays(ledger_dir: Path, tmp_path: Path) -> None:
     ledger = Ledger(ledger_dir)
-    trial = ledger.claim(take, "a")
+    trial = ledger.claim(take, "a").trial
     ledger.complete(trial.index, TrialState.FINISHED, 0.5)
     copy = ledger.export(tmp_path / "copy.jsonl")
     lines = copy.read_bytes().split(b"\n")

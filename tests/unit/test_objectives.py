@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from mlflow_sweep import analysis, plots, policy, report
-from mlflow_sweep.config import config_from_dict, render_config
+from mlflow_sweep.config import config_from_dict, render_config, stored_config
 from mlflow_sweep.errors import ConfigError
 from mlflow_sweep.trials import Trial, TrialState
 
@@ -87,7 +87,7 @@ def test_without_the_extra_the_error_names_the_install_command(monkeypatch: pyte
         'pip install "mlflow-sweep[optuna]"']
     assert _config(method="grid", metrics=TWO).method == "grid"  # grid and random need nothing more
     stored = _config(method="grid", metrics=TWO).raw | {"method": "tpe"}
-    assert config_from_dict(stored, "sweep x", installed=False).method == "tpe"  # status and finalize read it
+    assert stored_config(stored, "sweep x").method == "tpe"  # status and finalize read an existing sweep
 
 
 def test_the_gp_says_to_install_pytorch(monkeypatch: pytest.MonkeyPatch):
