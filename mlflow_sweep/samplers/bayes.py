@@ -402,16 +402,20 @@ def preload() -> None:
 
     The agent calls ``propose`` inside the ledger lock; call this before the first claim.
     """
-    import scipy.stats  # noqa: F401
+    import scipy.linalg  # noqa: F401
+    import scipy.optimize  # noqa: F401
+    import scipy.special  # noqa: F401
     import skopt.acquisition  # noqa: F401
+    import skopt.learning  # noqa: F401
     import skopt.space  # noqa: F401
     import skopt.utils  # noqa: F401
-    import sklearn.preprocessing  # noqa: F401
     import threadpoolctl  # noqa: F401
+
+    from mlflow_sweep.samplers import acquisition  # noqa: F401
 
 
 def propose(config: Any, history: Sequence[Trial], seed: int, index: int) -> Proposal:
-    """The next trial's values: design row ``index`` first, then the GP's EI maximizer.
+    """The next trial's values: design row ``index`` first, then the GP's log-EI maximizer.
 
     Args:
         config: the sweep config (``parameters``, ``metric`` with goal/impute).
