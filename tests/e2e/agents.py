@@ -17,10 +17,10 @@ from tests.conftest import Store  # noqa: F401  (type only)
 
 
 def init_sweep(store: Store, config: dict[str, Any], name: str = "sweep.yaml") -> str:
-    """Write ``config`` as YAML in the store's directory, run ``init``, return the sweep ID."""
+    """Write ``config`` as YAML in the store's directory, run ``init`` (in process), return the sweep ID."""
     path = store.root / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    proc = store.cli("init", str(path), check=True)
+    proc = store.main("init", str(path), check=True)
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("Sweep initialized with ID: "), proc.stdout
     return last.rsplit(" ", 1)[1]

@@ -1,4 +1,4 @@
-"""The training script needs no change (SPEC §3, issue 13): real scripts, a real store, the real CLI.
+"""The training script needs no change: real scripts, a real store, the real CLI.
 
 Each script in ``scripts/`` does what a common one does: argparse floats + ``log_params(vars(args))``,
 a nested config dict, ``mlflow.sklearn.autolog()``, and plain MLflow calls that do what Hugging Face's
@@ -19,11 +19,14 @@ pytestmark = [pytest.mark.e2e]
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 
 
-def _run(store, config: dict, script: str, *extra: str, timeout: float = 240):
-    """Copy ``script`` into the store's directory, init the sweep, run one agent to the end."""
+def _run(store, config: dict, script: str, *extra: str):
+    """Copy ``script`` into the store's directory, init the sweep, run one agent to the end.
+
+    The agent runs in this process; each trial is the real script in its own process.
+    """
     shutil.copy(SCRIPTS / script, store.root / script)
     sweep_id = init_sweep(store, {"program": script, **config})
-    proc = store.cli("run", "--sweep-id", sweep_id, *extra, timeout=timeout)
+    proc = store.main("run", "--sweep-id", sweep_id, *extra)
     runs = sorted(child_runs(store, sweep_id), key=lambda r: int(r.data.tags["sweep.trial"]))
     return proc, runs
 
