@@ -92,3 +92,16 @@ def test_init_without_names_uses_default_experiment_and_a_generated_run_name(sto
     assert (run.info.experiment_id, bool(run.info.run_name)) == ("0", True)
     assert f"sweep_name: {run.info.run_name}\n" in proc.stdout
 
+
+def test_the_description_is_the_parent_runs_note(store, tmp_path: Path):
+    path = _write(tmp_path, """\
+        description: |
+          Learning-rate scan for the baseline.
+          Second line.
+        command: echo ${x}
+        parameters:
+          x: {values: [1, 2]}
+    """)
+    proc = store.main("init", str(path), check=True)
+    run = store.client().get_run(proc.stdout.strip().splitlines()[-1].rsplit(" ", 1)[1])
+    assert run.data.tags.get("mlflow.note.content") == "Learning-rate scan for the baseline.\nSecond line.\n"
