@@ -49,6 +49,31 @@ def agents(store: Store, sweep_id: str, n: int, *extra: str, env: dict[str, str]
             proc.wait()
 
 
+FORKED_AGENTS = Path(__file__).resolve().parent / "forked_agents.py"
+
+
+def forked_agents(store: Store, sweep_id: str, n: int, timeout: float) -> tuple[list[int], str]:
+    """Run ``n`` real agents forked from one warm Python (one ``import mlflow`` for all) to their end.
+
+    Returns their exit codes and their logs. Everything is killed if they outlive ``timeout``.
+    """
+    out = store.root / "forked"
+    out.mkdir()
+    (out / "plan.json").write_text(json.dumps([{"sweep_id": sweep_id, "agents": n}]))
+    driver = subprocess.Popen([sys.executable, str(FORKED_AGENTS), str(out / "plan.json"), str(out), "--hosts", "1"],
+                              cwd=store.root, env=store.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        text = driver.communicate(timeout=timeout)[0].decode(errors="replace")
+    finally:
+        kill_group(driver.pid)  # the agents, were they left behind (each trial has its own group)
+        driver.wait()
+    text += "".join(f"--- {p.name}\n{p.read_text(errors='replace')}" for p in sorted(out.glob("*.log")))
+    records = [json.loads(line) for p in out.glob("*.jsonl") for line in p.read_text().splitlines()]
+    assert (driver.returncode, len(records)) == (0, 1), text
+    return records[0]["codes"], text
+
+
 def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int]:
     """Exit codes of all processes, waiting at most ``timeout`` seconds in total."""
     deadline = time.monotonic() + timeout
