@@ -172,7 +172,7 @@ def test_a_sigkilled_agent_per_host_is_reaped_and_its_point_run_again(bed: Bed) 
     config = {**GRID, "command": "sleep 0.5; true ${x} ${y}"}
     [sweep] = init_sweeps(bed, config, 1)
     records, logs = play(bed, "kill", [{"sweep_id": sweep, "agents": 3, "kill": True}],
-                         MLFLOW_SWEEP_HEARTBEAT_TIMEOUT="6", MLFLOW_SWEEP_POLL_INTERVAL="0.5")
+                         MLFLOW_SWEEP_HEARTBEAT_TIMEOUT="12", MLFLOW_SWEEP_POLL_INTERVAL="0.5")
     statuses, points, per_point = outcome(bed, sweep)
     codes = sorted(code for record in records for code in record["codes"])
     assert ([record["killed"] for record in records], codes, statuses, points, max(per_point.values()),
