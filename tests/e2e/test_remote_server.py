@@ -41,7 +41,7 @@ CONFIG = {"method": "grid", "experiment_name": "remote", "command": "echo ${x}",
 def test_remote_store_without_ledger_dir_says_what_to_set(remote):
     (remote.root / "sweep.yaml").write_text("method: grid\nexperiment_name: remote-no-dir\ncommand: echo ${x}\n"
                                             "parameters:\n  x: {values: [1]}\n")
-    proc = remote.cli("init", "sweep.yaml")
+    proc = remote.main("init", "sweep.yaml")
     client = remote.client()
     experiment = client.get_experiment_by_name("remote-no-dir")
     runs = client.search_runs([experiment.experiment_id]) if experiment else []
