@@ -1,6 +1,6 @@
 """Hyperparameter sweeps for MLflow: W&B sweep files, parallel agents, nested child runs.
 
-The Python API (SPEC §8) is here at package level; each function imports what it needs when
+The Python API (the W&B way: ``sweep``, ``agent``, ``params``, ...) is here at package level; each function imports what it needs when
 called, so ``import mlflow_sweep`` (and ``mlflow sweep --help``) stays cheap.
 """
 

@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 from mlflow_sweep import hyperband, lifecycle, policy, samplers, settings, tracking
 from mlflow_sweep.errors import SweepError
 from mlflow_sweep.runners import CommandRunner
-from mlflow_sweep.trials import DONE, Proposal, SweepControl, Trial, TrialState
+from mlflow_sweep.trials import DONE, Proposal, SweepPhase, Trial, TrialState
 
 if TYPE_CHECKING:
     from mlflow_sweep.ledger import SweepState
@@ -69,7 +69,7 @@ class AgentResult:
     reason: str
 
 
-def run_agent(sweep_id: str | None, *, count: int | None = None, max_failures: int = 5,
+def run_agent(sweep_id: str | None, *, count: int | None = None, max_failures: int = settings.MAX_FAILURES,
               say: Callable[[str], None] = lambda _: None, stream: IO[bytes] | None = None,
               runner: Callable[[lifecycle.OpenSweep], TrialRunner] | None = None) -> AgentResult:
     """Run trials of the sweep until it is done, ``count`` trials ran, or too many failed in a row.
@@ -322,7 +322,7 @@ class _Agent:
 
     def _cancelled(self) -> bool:
         try:
-            return self.ledger.state().controls.state is SweepControl.CANCELLED
+            return self.ledger.state().controls.state is SweepPhase.CANCELLED
         except Exception as exc:  # noqa: BLE001  a missed check is retried next interval; never end the trial for it
             log.warning("could not read the sweep's state: %s", exc)
             return False

@@ -1,4 +1,4 @@
-"""Finalize math (SPEC §5): encode parameters, forest and permutation importance, correlations, best trial.
+"""Finalize math: encode parameters, forest and permutation importance, correlations, best trial.
 
 Pure: plain lists of ``Trial`` in, frozen results out. Heavy libraries are imported inside functions.
 """
@@ -9,14 +9,14 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from mlflow_sweep.trials import Trial, TrialState
+from mlflow_sweep.trials import Trial, TrialState, is_number
 
 if TYPE_CHECKING:
     import numpy
 
 LINEAR, LOG, CATEGORICAL = "linear", "log", "categorical"
 MIN_TRIALS = 3
-"""Completed trials needed for the importance table (issue 5: fewer than 3 gives a message)."""
+"""Completed trials needed for the importance table (fewer give a message instead of a table)."""
 
 _LOG_DISTRIBUTIONS = frozenset({
     "log_uniform", "log_uniform_values", "q_log_uniform", "q_log_uniform_values",
@@ -82,18 +82,13 @@ def param_scales(parameters: Mapping[str, Any]) -> dict[str, str]:
 
 
 def param_levels(parameters: Mapping[str, Any]) -> dict[str, tuple]:
-    """Map each categorical parameter to its configured values, in the sweep file's order (SPEC §5).
+    """Map each categorical parameter to its configured values, in the sweep file's order (plots keep it).
 
     Args:
         parameters: dotted name -> distribution (a categorical has ``values``).
     """
     return {name: tuple(dist.values) for name, dist in parameters.items()
             if getattr(dist, "name", "") == "categorical"}
-
-
-def is_number(value: Any) -> bool:
-    """True for a real, finite number that is not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def category_label(value: Any) -> str:
@@ -120,7 +115,7 @@ def usable_metric(trial: Trial) -> bool:
     """A completed trial whose metric is a finite number (NaN and missing are left out).
 
     Completed means FINISHED, or stopped early by hyperband: such a trial's metric follows the
-    same ``metric.summary`` rule as every other's (issue 6).
+    same ``metric.summary`` rule as every other's.
     """
     completed = trial.state is TrialState.FINISHED or trial.stopped_at is not None
     return completed and trial.metric is not None and is_number(trial.metric)

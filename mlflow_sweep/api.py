@@ -1,4 +1,4 @@
-"""The Python API (SPEC §8): sweeps and agents from a script or a notebook, the W&B way.
+"""The Python API: sweeps and agents from a script or a notebook, the W&B way.
 
     import mlflow, mlflow_sweep
 
@@ -21,13 +21,16 @@ import tempfile
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from mlflow_sweep.errors import SweepError, UsageError
+from mlflow_sweep.settings import MAX_FAILURES
+from mlflow_sweep.trials import check_count
 
 if TYPE_CHECKING:
     from mlflow_sweep.agent_loop import AgentResult
     from mlflow_sweep.config import SweepConfig
+    from mlflow_sweep.device_agents import DevicesResult
     from mlflow_sweep.progress import SweepStatus
     from mlflow_sweep.results import SweepReport
 
@@ -92,7 +95,7 @@ def create_sweep(config: Mapping[str, Any] | str | os.PathLike[str], experiment_
     """
     from mlflow_sweep import lifecycle
 
-    checked = _checked(config, experiment_name)  # every check before MLflow is touched (SPEC §2)
+    checked = _checked(config, experiment_name)  # every check before MLflow is touched: a bad config creates nothing
     if isinstance(config, Mapping):
         with tempfile.TemporaryDirectory(prefix="mlflow-sweep-") as tmp:
             path = Path(tmp) / CONFIG_ARTIFACT
@@ -134,7 +137,9 @@ def _as_json(config: Mapping[str, Any]) -> str:
 
 
 def agent(sweep_id: str | None = None, function: Callable[..., Any] | None = None, count: int | None = None,
-          max_failures: int = 5, *, project: str | None = None, entity: str | None = None) -> AgentResult:
+          max_failures: int = MAX_FAILURES, *, gpus: str | int | Sequence[int | str] | None = None,
+          gpus_per_trial: int = 1, project: str | None = None,
+          entity: str | None = None) -> AgentResult | DevicesResult:
     """Run trials of a sweep until it is done, ``count`` trials ran, or too many failed in a row.
 
     Any number of agents may run one sweep at once, from Python or ``mlflow sweep run``: together
@@ -146,17 +151,25 @@ def agent(sweep_id: str | None = None, function: Callable[..., Any] | None = Non
             (a dict; nested blocks as dicts). While it runs, the trial's child run is where
             ``mlflow.log_*`` and ``with mlflow.start_run():`` log. Without a function, each trial
             runs the sweep's command, as ``mlflow sweep run`` does.
-        count: stop after this many trials.
-        max_failures: stop after this many trials in a row failed.
+        count: stop after this many trials (with ``gpus``: each agent).
+        max_failures: stop after this many trials in a row failed (with ``gpus``: each agent).
+        gpus: run one agent per device (or group of ``gpus_per_trial``), as ``mlflow sweep run --gpus``:
+            ``"all"``, or devices such as ``"0,1,2,3"`` or ``[0, 1, 2, 3]``. Each agent is a process of its
+            own running the sweep's command, whose trials see only its devices through
+            ``CUDA_VISIBLE_DEVICES``. Not with ``function``: a function trial runs in this process.
+        gpus_per_trial: devices per trial (per agent) with ``gpus``.
         project: accepted as in ``wandb.agent`` and not needed: the sweep ID alone names the sweep.
         entity: likewise.
 
     Returns:
         What the agent did: ``ran``, ``failed``, ``reason``. Ctrl-C (KeyboardInterrupt, a notebook's
-        stop button) ends the running trial KILLED and returns here too.
+        stop button) ends the running trial KILLED and returns here too. With ``gpus``, a
+        ``DevicesResult``: each agent's ``devices``, ``exit_code`` and ``last_line``, and ``signum``
+        when a signal (Ctrl-C) stopped them.
 
     Raises:
         TooManyFailures: ``max_failures`` trials in a row failed (each one's output is on its run).
+        AgentsFailed: with ``gpus``, some agent exited non-zero; the message names each one and why.
         SweepError: no such sweep, or the tracking store or ledger cannot be used.
 
     A function's exception ends its trial FAILED, with the traceback shown and kept in the
@@ -164,6 +177,8 @@ def agent(sweep_id: str | None = None, function: Callable[..., Any] | None = Non
     """
     from mlflow_sweep.agent_loop import AgentStopped
 
+    if gpus is not None or gpus_per_trial != 1:
+        return _agents_on_devices(sweep_id, function, count, max_failures, gpus, gpus_per_trial)
     try:
         return run_trials(sweep_id, function=function, count=count, max_failures=max_failures)
     except AgentStopped as stopped:
@@ -173,7 +188,7 @@ def agent(sweep_id: str | None = None, function: Callable[..., Any] | None = Non
 
 
 def run_trials(sweep_id: str | None = None, *, function: Callable[..., Any] | None = None,
-               count: int | None = None, max_failures: int = 5, stream: Any = None) -> AgentResult:
+               count: int | None = None, max_failures: int = MAX_FAILURES, stream: Any = None) -> AgentResult:
     """``agent``, except that an interrupt raises AgentStopped (the CLI's ``run`` exits 128 + signal).
 
     Args:
@@ -188,8 +203,8 @@ def run_trials(sweep_id: str | None = None, *, function: Callable[..., Any] | No
 
     if function is not None:
         takes_params(function)  # a function of the wrong shape fails before any trial is claimed
-    count = None if count is None else _positive(count, "count")
-    max_failures = _positive(max_failures, "max_failures")
+    count = None if count is None else check_count(count, "count")
+    max_failures = check_count(max_failures, "max_failures")
     if function is None:
         sink = stream if stream is not None else _TextSink()
         make = lambda o: CommandRunner(o.sweep, o.config, sink)  # noqa: E731
@@ -197,6 +212,52 @@ def run_trials(sweep_id: str | None = None, *, function: Callable[..., Any] | No
         make = lambda o: FunctionRunner(o.sweep, o.config, function)  # noqa: E731
     return agent_loop.run_agent(None if sweep_id is None else str(sweep_id), count=count,
                                 max_failures=max_failures, say=_say, runner=make)
+
+
+def _agents_on_devices(sweep_id: str | None, function: Callable[..., Any] | None, count: int | None,
+                       max_failures: int, gpus: Any, gpus_per_trial: int) -> DevicesResult:
+    """``agent(..., gpus=...)``: command agents on device groups; an interrupt returns, a failed agent raises."""
+    from mlflow_sweep.device_agents import AgentsFailed
+
+    if function is not None:
+        raise UsageError(
+            "gpus= starts agents that run the sweep's command; a function trial runs in this process instead. "
+            "Pin this process's device before anything uses the GPU: os.environ['CUDA_VISIBLE_DEVICES'] = '1' "
+            "at the top of the notebook (before importing torch), or choose it in the function "
+            "(torch.device('cuda:1'))")
+    result = run_on_devices(sweep_id, gpus, gpus_per_trial=gpus_per_trial, count=count, max_failures=max_failures)
+    if result.signum is None and result.exit_code != 0:
+        raise AgentsFailed(result)
+    return result
+
+
+def run_on_devices(sweep_id: str | None, gpus: Any, *, gpus_per_trial: int = 1, count: int | None = None,
+                   max_failures: int = MAX_FAILURES, out: Any = None, err: Any = None) -> DevicesResult:
+    """One command agent per device group (``mlflow sweep run --gpus``); return how each ended.
+
+    Everything is checked before an agent starts: the counts, the devices (``all`` is looked up
+    now), and that they split into groups of ``gpus_per_trial``.
+
+    Args:
+        sweep_id: as ``agent``.
+        gpus: ``all``, or the devices (``0,1,2,3``, a sequence of ints).
+        gpus_per_trial: devices per agent.
+        count: trials per agent.
+        max_failures: failed trials in a row after which an agent stops.
+        out: where the agents' stdout lines go (bytes); default: ``sys.stdout`` as text.
+        err: where their stderr lines go; default: ``sys.stderr`` as text.
+    """
+    from mlflow_sweep import device_agents, devices
+
+    if gpus is None:
+        raise UsageError("--gpus-per-trial needs --gpus (e.g. --gpus all --gpus-per-trial 2)")
+    count = None if count is None else check_count(count, "count")
+    max_failures = check_count(max_failures, "max_failures")
+    plan = devices.plan(gpus, gpus_per_trial)
+    argv = device_agents.agent_argv(None if sweep_id is None else str(sweep_id), count, max_failures)
+    return device_agents.run_agents(plan.groups, argv, out=out if out is not None else _TextSink(),
+                                    err=err if err is not None else _TextSink("stderr"), say=_say,
+                                    source=plan.source)
 
 
 def params() -> dict[str, Any]:
@@ -268,12 +329,6 @@ def status(sweep_id: str | None = None) -> SweepStatus:
     return progress.sweep_status(None if sweep_id is None else str(sweep_id))
 
 
-def _positive(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{name} must be a whole number of at least 1, but got {value!r}")
-    return value
-
-
 def _say(message: str) -> None:
     """Agent progress, on stderr as the CLI's (read at each call: a notebook may swap the stream)."""
     stream = sys.stderr
@@ -282,23 +337,26 @@ def _say(message: str) -> None:
 
 
 class _TextSink:
-    """A command's output bytes, decoded and written to ``sys.stdout`` as it is at each write.
+    """A command's output bytes, decoded and written to ``sys.stdout`` (or ``sys.stderr``) as it is at each write.
 
     A notebook's ``sys.stdout`` is a text stream without ``.buffer``, so the CLI's byte stream will not do.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "stdout") -> None:
         import codecs
 
+        self._name = name
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def write(self, data: bytes) -> int:
         text = self._decoder.decode(data)
-        if text and sys.stdout is not None:
-            sys.stdout.write(text)
+        stream = getattr(sys, self._name)
+        if text and stream is not None:
+            stream.write(text)
         return len(data)
 
     def flush(self) -> None:
-        if sys.stdout is not None:
-            sys.stdout.flush()
+        stream = getattr(sys, self._name)
+        if stream is not None:
+            stream.flush()
 

@@ -1,14 +1,14 @@
 """Which sweeps a tracking store holds, read without opening MLflow's store where that is safe.
 
 Opening MLflow's SQLAlchemy store costs 1.2–2 s (SQLAlchemy, alembic, a schema check) before
-the first query, more than ``status`` may take in all (SPEC §6: ``import mlflow`` + 1 s; issue
-12). A sweep is found by three tables that have kept their shape since MLflow 1.x (``runs``,
-``tags``, ``experiments``), so for a local sqlite store this module reads them with the standard
-library, read-only. Anything unexpected (another schema, a locked or odd file) gives None, and
+the first query, more than ``status`` may take in all (its budget is ``import mlflow`` + 1 s on
+3,000 trials, docs/behaviour.md). A sweep is found by three tables that have kept their shape
+since MLflow 1.x (``runs``, ``tags``, ``experiments``), so for a local sqlite store this module
+reads them with the standard library, read-only. Anything unexpected (another schema, a locked or odd file) gives None, and
 ``tracking`` asks MlflowClient instead: this is a shortcut, never the only way.
 
 It also says where a local store would be, so that a command that needs an existing sweep can
-say "no sweep found" instead of creating an empty store (SPEC §4a). No mlflow import here.
+say "no sweep found" instead of creating an empty store. No mlflow import here.
 """
 from __future__ import annotations
 

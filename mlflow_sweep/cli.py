@@ -1,16 +1,19 @@
-"""The command line: one Fire class whose methods are the commands; it parses, calls and prints.
+"""The command line: one Fire class whose methods are the commands; they call the library and print.
 
-Every heavy import happens inside a method so that ``mlflow sweep --help`` stays fast (SPEC §6).
-Fire dispatches, ``helptext`` renders ``--help`` from each method's docstring (its format is in
-docs/design.md): a new command gets its help by its docstring alone.
+Every heavy import happens inside a method, so ``mlflow sweep --help`` costs no more than Python
+starting. ``commandline`` parses the arguments once against the command's signature (a usage
+error stops everything before a command runs), Fire calls the command, and ``helptext`` renders
+``--help`` from each method's docstring (its format is in docs/design.md): a new command or
+option needs nothing but its signature and docstring.
 """
 from __future__ import annotations
 
 import sys
 
+from mlflow_sweep import commandline
 from mlflow_sweep.errors import SweepError, UsageError
-
-_SWEEP_ID_FLAGS = ("--sweep-id", "--sweep_id")
+from mlflow_sweep.helptext import PROG
+from mlflow_sweep.settings import MAX_FAILURES
 
 
 class SweepCLI:
@@ -46,16 +49,28 @@ class SweepCLI:
         print(config.render_config(created.config))
         print(f"Sweep initialized with ID: {created.sweep_id}")
 
-    def run(self, sweep_id: str | None = None, count: int | None = None, max_failures: int = 5) -> None:
+    def run(self, sweep_id: str | None = None, count: int | None = None, max_failures: int = MAX_FAILURES, *,
+            gpus: str | None = None, gpus_per_trial: int = 1) -> None:
         """Run an agent: claim trials and run them until the sweep is done.
 
         Start as many agents as you like, on one machine or many; together they run exactly
         run_cap trials (or the whole grid).
 
+        With --gpus, one agent per device (or per group of --gpus-per-trial devices) runs in this
+        one command, and each trial sees only its devices through CUDA_VISIBLE_DEVICES (the child
+        run's tag sweep.devices names them). Ctrl-C stops every agent; the exit status is then
+        130 (143 for SIGTERM), else the highest of the agents'.
+
         Args:
             sweep_id (ID): the sweep's parent run ID; default: the most recently initialized sweep.
-            count (N): stop this agent after it has run N trials; default: run until the sweep is done.
-            max_failures (N): stop this agent (exit 1) after N trials in a row have failed.
+            count (N): stop this agent after it has run N trials (with --gpus: each agent); default: run
+                until the sweep is done.
+            max_failures (N): stop this agent (exit 1) after N trials in a row have failed (with --gpus:
+                each agent).
+            gpus (LIST): one agent per device: device numbers such as 0,1,2,3 (2 is device 2, not two
+                devices), or all: CUDA_VISIBLE_DEVICES if set, else SLURM's GPU variables, else every GPU
+                that nvidia-smi -L lists; default: one agent, on the devices it inherits.
+            gpus_per_trial (N): devices per trial with --gpus; they must split evenly; default: 1.
         Environment:
             MLFLOW_TRACKING_URI
             MLFLOW_SWEEP_LEDGER_DIR
@@ -63,13 +78,22 @@ class SweepCLI:
             MLFLOW_SWEEP_KILL_GRACE
             MLFLOW_SWEEP_POLL_INTERVAL
             MLFLOW_SWEEP_LOCK_TIMEOUT
-        Example:
+            CUDA_VISIBLE_DEVICES: the devices --gpus all uses when set (SLURM sets it for a job with GPUs).
+        Examples:
             mlflow sweep run --sweep-id 3f2a9c0d1e5b4a7f8c6d2e1f0a9b8c7d --count 5
+            mlflow sweep run --gpus all --gpus-per-trial 2
         """
         from mlflow_sweep import api
 
-        api.run_trials(_as_id(sweep_id), count=_as_count(count, "--count"),
-                       max_failures=_as_count(max_failures, "--max-failures"), stream=sys.stdout.buffer)
+        if gpus is None and gpus_per_trial == 1:
+            api.run_trials(sweep_id, count=count, max_failures=max_failures, stream=sys.stdout.buffer)
+            return
+        from mlflow_sweep.device_agents import AgentsFailed
+
+        result = api.run_on_devices(sweep_id, gpus, gpus_per_trial=gpus_per_trial, count=count,
+                                    max_failures=max_failures, out=sys.stdout.buffer, err=sys.stderr.buffer)
+        if result.exit_code != 0:
+            raise AgentsFailed(result)
 
     def finalize(self, sweep_id: str | None = None) -> None:
         """Analyse a sweep: importance table, best trial, PNG plots on the parent run.
@@ -87,7 +111,7 @@ class SweepCLI:
         """
         from mlflow_sweep import api
 
-        print(api.finalize(_as_id(sweep_id)))
+        print(api.finalize(sweep_id))
 
     def status(self, sweep_id: str | None = None) -> None:
         """Show a sweep's progress: trials by state, best so far, agents.
@@ -105,7 +129,7 @@ class SweepCLI:
         """
         from mlflow_sweep import api
 
-        print(api.status(_as_id(sweep_id)))
+        print(api.status(sweep_id))
 
     def validate(self, config_file: str) -> None:
         """Check a sweep file and create nothing.
@@ -159,7 +183,7 @@ class SweepCLI:
         """
         from mlflow_sweep import control
 
-        print(control.stop(_as_id(sweep_id)))
+        print(control.stop(sweep_id))
 
     def pause(self, sweep_id: str | None = None) -> None:
         """Pause a sweep: running trials finish, agents wait for 'resume'.
@@ -175,7 +199,7 @@ class SweepCLI:
         """
         from mlflow_sweep import control
 
-        print(control.pause(_as_id(sweep_id)))
+        print(control.pause(sweep_id))
 
     def resume(self, sweep_id: str | None = None) -> None:
         """Resume a paused, stopped or cancelled sweep.
@@ -192,7 +216,7 @@ class SweepCLI:
         """
         from mlflow_sweep import control
 
-        print(control.resume(_as_id(sweep_id)))
+        print(control.resume(sweep_id))
 
     def cancel(self, sweep_id: str | None = None) -> None:
         """Cancel a sweep: its running trials are stopped and end KILLED.
@@ -210,7 +234,7 @@ class SweepCLI:
         """
         from mlflow_sweep import control
 
-        print(control.cancel(_as_id(sweep_id)))
+        print(control.cancel(sweep_id))
 
     def retry(self, sweep_id: str | None = None) -> None:
         """Run the points of FAILED trials again, before new ones.
@@ -228,7 +252,7 @@ class SweepCLI:
         """
         from mlflow_sweep import control
 
-        print(control.retry(_as_id(sweep_id)))
+        print(control.retry(sweep_id))
 
     def update(self, sweep_id: str | None = None, run_cap: int | None = None) -> None:
         """Change a sweep's run_cap (a done sweep runs again).
@@ -248,42 +272,7 @@ class SweepCLI:
 
         if run_cap is None:
             raise UsageError("update needs --run-cap N, e.g. 'mlflow sweep update --run-cap 50'")
-        print(control.update(_as_id(sweep_id), run_cap=_as_count(run_cap, "--run-cap")))
-
-
-
-def _as_id(sweep_id: object) -> str | None:
-    """Sweep IDs are strings even when Fire parsed them as numbers."""
-    return None if sweep_id is None else str(sweep_id)
-
-
-def _as_count(value: object, flag: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        from mlflow_sweep.errors import UsageError
-
-        raise UsageError(f"{flag} must be a whole number of at least 1, but got {value!r}")
-    return value
-
-
-def _quote_sweep_ids(argv: list[str]) -> list[str]:
-    """Make Fire keep ``--sweep-id`` values as typed (``00123`` or ``1e5`` stay strings)."""
-    out: list[str] = []
-    quote_next = False
-    for arg in argv:
-        if quote_next:
-            out.append(repr(arg))
-            quote_next = False
-        elif arg in _SWEEP_ID_FLAGS:
-            out.append(arg)
-            quote_next = True
-        elif arg.startswith(tuple(f + "=" for f in _SWEEP_ID_FLAGS)):
-            flag, _, value = arg.partition("=")
-            out.append(f"{flag}={value!r}")
-        else:
-            out.append(arg)
-    return out
+        print(control.update(sweep_id, run_cap=run_cap))
 
 
 def _help(args: list[str]) -> bool:
@@ -299,86 +288,18 @@ def _help(args: list[str]) -> bool:
         return True
     table = helptext.commands(SweepCLI)
     if named[0] not in table:
-        _unknown_command(named[0])
+        raise commandline.unknown_command(named[0], table)
     print(helptext.render_command(named[0], table[named[0]]))
-    return True
-
-
-def _unknown_command(word: str) -> None:
-    from mlflow_sweep import helptext
-
-    hint = helptext.did_you_mean(word, list(helptext.commands(SweepCLI)))
-    raise UsageError(f"unknown command '{word}'{hint}; see 'mlflow sweep --help'")
-
-
-def _check_usage(args: list[str]) -> None:
-    """Reject unknown flags, missing values and extra arguments before Fire calls anything.
-
-    Fire calls the command first and complains about leftover arguments afterwards, so
-    ``init sweep.yaml --bogus 1`` would create a sweep and then exit 2.
-    """
-    if not args or "--" in args:
-        return
-    method = getattr(SweepCLI, args[0], None)
-    if args[0].startswith("_") or not callable(method):
-        _unknown_command(args[0])
-    import inspect
-
-    names = [n for n in inspect.signature(method).parameters if n != "self"]
-    free, rest, positional, i = list(names), args[1:], 0, 0
-    while i < len(rest):
-        arg = rest[i]
-        if arg.startswith("-") and not _is_number(arg):
-            flag, has_value = arg.split("=", 1)[0], "=" in arg
-            name = _flag_name(args[0], flag, names)
-            if name not in free:
-                raise UsageError(f"{flag} is given more than once")
-            free.remove(name)
-            if not has_value and (i + 1 == len(rest) or rest[i + 1].startswith("--")):
-                raise UsageError(f"{flag} needs a value")
-            i += 1 if has_value else 2
-        else:
-            positional, i = positional + 1, i + 1
-    if positional > len(free):
-        raise UsageError(f"too many arguments for {args[0]}; see 'mlflow sweep {args[0]} --help'")
-    required = [n for n in free if inspect.signature(method).parameters[n].default is inspect.Parameter.empty]
-    if positional < len(required):
-        from mlflow_sweep import helptext
-
-        raise UsageError(f"missing argument; {helptext.usage(args[0], method)}")
-
-
-def _flag_name(command: str, flag: str, names: list[str]) -> str:
-    """The parameter a flag names: ``--sweep-id``/``--sweep_id`` → sweep_id, ``-c`` → count."""
-    bare = flag.lstrip("-").replace("-", "_")
-    if flag.startswith("--") and bare in names:
-        return bare
-    short = [n for n in names if n[0] == bare] if not flag.startswith("--") and len(bare) == 1 else []
-    if len(short) == 1:
-        return short[0]
-    import difflib
-
-    close = difflib.get_close_matches(bare, names, n=1)
-    hint = f" (did you mean --{close[0].replace('_', '-')}?)" if close else ""
-    raise UsageError(f"unknown option {flag} for {command}{hint}; see 'mlflow sweep {command} --help'")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
     return True
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; our errors become one stderr message and an exit code, never a traceback."""
-    raw_args = list(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        if _help(raw_args):  # before Fire is even imported: help stays fast (SPEC §6)
+        if _help(args):  # before Fire is even imported: help stays fast
             return 0
-        _check_usage(raw_args)
-        return _dispatch(_quote_sweep_ids(raw_args))
+        return _dispatch(commandline.parse(SweepCLI, args))
     except SweepError as exc:
         print(f"{exc}", file=sys.stderr)
         return exc.exit_code
@@ -392,12 +313,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _dispatch(args: list[str]) -> int:
-    """Fire calls the command."""
+def _dispatch(call: commandline.Call) -> int:
+    """Fire calls the checked command, turning each text into a value by its parameter's annotation."""
     import fire
 
+    method = getattr(SweepCLI, call.command)
+    fire.decorators.SetParseFns(**commandline.parse_fns(method))(method)
     try:
-        fire.Fire(SweepCLI(), command=args, name="mlflow sweep")
+        fire.Fire(SweepCLI(), command=call.fire_argv(), name=PROG)
     except fire.core.FireExit as exc:
         return 0 if exc.code in (None, 0) else 2
     return 0

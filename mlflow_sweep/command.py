@@ -1,12 +1,12 @@
 """Build a trial's argv from the sweep's ``command`` and the trial's parameters (pure).
 
 A string command runs through ``/bin/sh -c`` with every substituted value shell-quoted where
-needed (SPEC §4a). W&B's list form runs without a shell; its macros follow W&B's agent
+needed, so ``&&``, pipes and ``export`` work and no value can inject a command. W&B's list form runs without a shell; its macros follow W&B's agent
 (``wandb/sdk/launch/sweeps/utils.py`` ``create_sweep_command_args``): ``${args}`` gives
 ``--name=value`` for every top-level parameter, its name as written (``--model.lr=0.01``),
 ``${args_no_boolean_flags}`` gives ``--name`` for True and nothing for False. A value is
 ``str()`` of it, as W&B writes it; a nested ``parameters:`` block is one top-level parameter
-passed whole as JSON (SPEC §4a; W&B would write Python's repr).
+passed whole as JSON, which any program can parse (W&B would write Python's repr).
 """
 from __future__ import annotations
 

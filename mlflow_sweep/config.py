@@ -1,4 +1,4 @@
-"""Read a sweep file, check it once, and return one frozen SweepConfig (SPEC §2, STYLE §3).
+"""Read a sweep file, check it once, and return one frozen SweepConfig.
 
 Steps: read YAML or JSON (syntax errors with line:col) → infer each parameter's distribution
 as W&B does → the JSON Schema → the checks a schema cannot express → W&B aliases and defaults.
@@ -17,10 +17,8 @@ from typing import Any, Iterator, Mapping, Sequence
 from mlflow_sweep import distributions, schema, sweepfile
 from mlflow_sweep.distributions import Distribution
 from mlflow_sweep.errors import ConfigError, Problem
+from mlflow_sweep.trials import is_number
 
-DEFAULT_RUN_CAP = 10
-DEFAULT_EXPERIMENT = "Default"
-DEFAULT_PROGRAM_COMMAND = ("${env}", "${interpreter}", "${program}", "${args}")
 MACROS = frozenset({"env", "interpreter", "program", "args", "args_no_hyphens",
                     "args_no_boolean_flags", "args_no_equals", "args_json", "args_json_file"})
 IGNORED_KEYS = ("controller", "entity", "job", "image_uri", "apiVersion", "kind")
@@ -38,17 +36,21 @@ NO_COMMAND = ("neither program nor command is set, so 'mlflow sweep run' cannot 
 
 @dataclass(frozen=True)
 class Metric:
-    """The metric a sweep optimizes; ``summary`` picks which logged value counts (SPEC §3)."""
+    """The metric a sweep optimizes, as the checked file gives it (the schema fills the defaults).
+
+    ``goal`` is ``minimize`` or ``maximize``; ``target`` None means none; ``impute`` is what
+    ``bayes`` assumes for a failed trial; ``summary`` picks which logged value counts.
+    """
 
     name: str
-    goal: str = "minimize"
-    target: float | None = None
-    impute: str = "worst"
-    summary: str = "best"
+    goal: str
+    target: float | None
+    impute: str
+    summary: str
 
     def summarize(self, values: Sequence[float]) -> float | None:
-        """A trial's single value: the best in the goal's direction, or the last (SPEC §3); NaN skipped."""
-        finite = [v for v in values if not math.isnan(v)]
+        """A trial's single value: the best in the goal's direction, or the last; NaN and ±inf skipped."""
+        finite = [v for v in values if is_number(v)]
         if not finite:
             return None
         if self.summary == "last":
@@ -56,7 +58,7 @@ class Metric:
         return max(finite) if self.goal == "maximize" else min(finite)
 
     def reached(self, value: float) -> bool:
-        """True when ``value`` meets ``target`` in the goal's direction (SPEC §4a)."""
+        """True when ``value`` meets ``target`` in the goal's direction: the sweep then claims no new trial."""
         if self.target is None:
             return False
         return value >= self.target if self.goal == "maximize" else value <= self.target
@@ -81,7 +83,7 @@ class SweepConfig:
     source: str
     warnings: tuple[str, ...] = ()
     paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    """Each parameter's key path in the file's tree (STYLE §6): ``("model.lr",)`` for a flat name
+    """Each parameter's key path in the file's tree: ``("model.lr",)`` for a flat name
     written with a dot, ``("optimizer", "lr")`` for a leaf of a nested ``parameters:`` block."""
 
     def nest(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -91,6 +93,11 @@ class SweepConfig:
             params: the trial's values under MLflow param names (the keys of ``parameters``).
         """
         return nest(params, self.paths)
+
+    def grid_size(self) -> int | None:
+        """How many points a grid over every parameter has; None when a parameter has no finite grid."""
+        sizes = [dist.grid_size() for dist in self.parameters.values()]
+        return None if None in sizes else math.prod(sizes)  # type: ignore[arg-type]
 
     def groups(self) -> dict[str, tuple[str, ...]]:
         """Every nested block (and block within a block) by its dotted name, with its key path."""
@@ -158,11 +165,12 @@ def config_from_dict(data: Any, source: str, *, notes: Sequence[str] = ()) -> Sw
     data, numbers = _numbers_from_text(data)
     data = _with_inferred_distributions(data)
     found = _sorted(schema.validate(data))
-    params = list(_leaves(data.get("parameters"), ("parameters",), ""))
+    filled = schema.with_defaults(_unaliased(data))
+    params = list(_leaves(filled.get("parameters"), ("parameters",), ""))
     dists, semantic = _check_semantics(data, params, found)
     if found or semantic:
         raise ConfigError(source, found + _sorted(semantic))
-    return _build(data, dists, params, source, (*notes, *numbers))
+    return _build(filled, dists, params, source, (*notes, *numbers, *_warnings(data, params)))
 
 
 def render_config(config: SweepConfig) -> str:
@@ -193,7 +201,7 @@ def _describe_command(command: str | tuple[str, ...] | None) -> str:
 
 
 def _numbers_from_text(data: dict) -> tuple[dict, list[str]]:
-    """``1e-4`` as a number wherever the schema wants one (SPEC §2), with a warning per key.
+    """``1e-4`` as a number wherever the schema wants one, with a warning per key.
 
     YAML 1.2 (and so W&B's server) reads ``1e-4`` as a number, PyYAML as text; sweepfile marks
     such scalars. Inference runs again after each pass: ``min: 1e-4`` decides the distribution.
@@ -290,7 +298,7 @@ def _under(path: str, prefix: str) -> bool:
 def _check_parameter(param: _Param, method: Any) -> tuple[Distribution | None, list[Problem]]:
     where = schema.format_path(param.path)
     spec = param.spec
-    infinite = [k for k in _NUMERIC_KEYS if isinstance(spec.get(k), float) and not math.isfinite(spec[k])]
+    infinite = [k for k in _NUMERIC_KEYS if isinstance(spec.get(k), float) and not is_number(spec[k])]
     if infinite:
         return None, [Problem(f"{where}.{k}", f"{spec[k]!r} is not a finite number") for k in infinite]
     dist = distributions.from_spec(_coerced(spec))
@@ -310,7 +318,7 @@ def _coerced(spec: dict) -> dict:
 def _grid_problems(where: str, dist: Distribution) -> list[Problem]:
     if dist.name == "categorical" and dist.grid_values() is None:
         return [Problem(where, "probabilities cannot be used with method grid, which tries every value once")]
-    size = _grid_size(dist)
+    size = dist.grid_size()
     if size is not None and size > _MAX_GRID_VALUES:
         return [Problem(where, f"{dist.describe()} has {size} values, too many for method grid "
                                f"(at most {_MAX_GRID_VALUES})")]
@@ -318,16 +326,6 @@ def _grid_problems(where: str, dist: Distribution) -> list[Problem]:
         return [Problem(where, f"{dist.describe()} is not finite, but method grid needs a finite set of values",
                         "use values, value, int_uniform or q_uniform")]
     return []
-
-
-def _grid_size(dist: Distribution) -> int | None:
-    """The number of grid values, computed without building them (int_uniform 0..1e9 is cheap)."""
-    spec = dist.spec()
-    if dist.name == "int_uniform":
-        return int(spec["max"]) - int(spec["min"]) + 1
-    if dist.name == "q_uniform":
-        return int(abs(spec["max"] - spec["min"]) / spec["q"]) + 1
-    return None
 
 
 def _foreign_values(node: Any, path: tuple) -> list[Problem]:
@@ -351,7 +349,7 @@ def _key_hint(key: Any) -> str:
 
 
 def _duplicate_names(params: list[_Param]) -> list[Problem]:
-    """A flat name and a nested leaf that render to one MLflow param name (PLAN decision 2)."""
+    """A flat name and a nested leaf that render to one MLflow param name, which holds one value."""
     first: dict[str, _Param] = {}
     out = []
     for param in params:
@@ -363,6 +361,15 @@ def _duplicate_names(params: list[_Param]) -> list[Problem]:
     return out
 
 
+def _unaliased(data: dict) -> dict:
+    """W&B's names (``project``, ``name``) under ours; ours wins when both are given (a conflict is a problem)."""
+    out = {k: v for k, v in data.items() if k not in dict(_ALIASES)}
+    for alias, key in _ALIASES:
+        if alias in data:
+            out.setdefault(key, data[alias])
+    return out
+
+
 def _alias_conflicts(data: dict) -> list[Problem]:
     return [Problem(alias, f"{data[alias]!r} conflicts with {key} {data[key]!r}", "give only one of them")
             for alias, key in _ALIASES if alias in data and key in data and data[alias] != data[key]]
@@ -371,7 +378,7 @@ def _alias_conflicts(data: dict) -> list[Problem]:
 def _command_problems(data: dict, params: list[_Param]) -> list[Problem]:
     command = data.get("command")
     if command is None:
-        return []  # W&B's default command with program; the function agent without (SPEC §2)
+        return []  # W&B's default command with program; without, the sweep is for the function agent
     if isinstance(command, str):
         pieces = [("command", command)]
     elif isinstance(command, list):
@@ -427,14 +434,15 @@ def _kind(value: Any) -> str:
 
 
 def _build(data: dict, dists: dict[str, Distribution], params: list[_Param], source: str,
-           notes: Sequence[str]) -> SweepConfig:
+           warnings: Sequence[str]) -> SweepConfig:
     raw = _normalized(data, dists)
     metric = raw.get("metric")
     command = raw.get("command")
     return SweepConfig(
         parameters=dists,
         method=raw["method"],
-        metric=None if metric is None else Metric(**{k: v for k, v in metric.items() if k in _METRIC_FIELDS}),
+        metric=None if metric is None else Metric(metric["name"], metric["goal"], metric.get("target"),
+                                                  metric["impute"], metric["summary"]),
         run_cap=raw.get("run_cap"),
         command=command if command is None or isinstance(command, str) else tuple(command),
         program=raw.get("program"),
@@ -445,40 +453,32 @@ def _build(data: dict, dists: dict[str, Distribution], params: list[_Param], sou
         description=raw.get("description"),
         raw=raw,
         source=source,
-        warnings=(*notes, *_warnings(data, params)),
+        warnings=tuple(warnings),
         paths={p.name: p.key_path for p in params},
     )
 
 
-_METRIC_FIELDS = ("name", "goal", "target", "impute", "summary")
 _RAW_ORDER = ("command", "program", "experiment_name", "sweep_name", "description", "method", "metric",
               "run_cap", "seed", "early_terminate", "parameters")
+_INTEGERS = ("run_cap", "seed")
+_HYPERBAND_INTEGERS = ("min_iter", "max_iter", "s")
 
 
 def _normalized(data: dict, dists: dict[str, Distribution]) -> dict:
-    """The config as plain JSON-able data: aliases resolved, defaults filled, specs normalized."""
-    raw = {k: v for k, v in data.items() if k not in dict(_ALIASES)}
-    for alias, key in _ALIASES:
-        if alias in data:
-            raw.setdefault(key, data[alias])
-    raw.setdefault("experiment_name", DEFAULT_EXPERIMENT)
-    raw.setdefault("method", "random")
-    if "program" in raw:
-        raw.setdefault("command", list(DEFAULT_PROGRAM_COMMAND))
+    """The config as plain JSON-able data (aliases resolved and defaults filled already), specs normalized.
+
+    JSON Schema counts 3.0 as an integer, Python does not: integers become ints here.
+    """
+    raw = dict(data)
     if isinstance(raw.get("command"), list):
         raw["command"] = [str(part) for part in raw["command"]]  # W&B allows [python, x.py, --epochs, 5]
-    if "run_cap" in raw or raw["method"] != "grid":
-        raw["run_cap"] = int(raw.get("run_cap", DEFAULT_RUN_CAP))
-    if "seed" in raw:
-        raw["seed"] = int(raw["seed"])
+    raw.update({k: int(raw[k]) for k in _INTEGERS if k in raw})
     if "metric" in raw:
-        metric = {"goal": "minimize", "impute": "worst", "summary": "best", **raw["metric"]}
+        metric = dict(raw["metric"])
         raw["metric"] = {"name": metric.pop("name"), **metric}
     if "early_terminate" in raw:
-        block = {"type": "hyperband", **raw["early_terminate"]}
-        block.setdefault("eta", 3)
-        block.setdefault("strict", True)
-        raw["early_terminate"] = {k: int(v) if k in ("min_iter", "max_iter", "s") else v for k, v in block.items()}
+        raw["early_terminate"] = {k: int(v) if k in _HYPERBAND_INTEGERS else v
+                                  for k, v in raw["early_terminate"].items()}
     raw["parameters"] = _normalized_specs(data["parameters"], "", dists)
     return {**{k: raw[k] for k in _RAW_ORDER if k in raw}, **raw}
 
@@ -510,7 +510,7 @@ def _warnings(data: dict, params: list[_Param]) -> tuple[str, ...]:
 
 
 def _unused(command: Any, params: list[_Param]) -> list[str]:
-    """Parameters a command never passes: no args macro, and neither ``${name}`` nor its block (#13)."""
+    """Parameters a command never passes: no args macro, and neither ``${name}`` nor its block."""
     if command is None:
         return []
     text = command if isinstance(command, str) else " ".join(str(part) for part in command)
@@ -529,8 +529,7 @@ def _describe_metric(metric: Metric) -> str:
 def _describe_run_cap(config: SweepConfig) -> str:
     if config.run_cap is not None:
         return str(config.run_cap)
-    size = math.prod(len(dist.grid_values() or ()) for dist in config.parameters.values())
-    return f"none (the whole grid, {size} points)"
+    return f"none (the whole grid, {config.grid_size()} points)"
 
 
 def _describe_block(block: Mapping) -> str:

@@ -1,4 +1,4 @@
-"""The sweep's lifecycle commands (SPEC §4b): stop, pause, resume, cancel, retry, update.
+"""The sweep's lifecycle commands: stop, pause, resume, cancel, retry, update.
 
 Each one opens the sweep, publishes its event in the ledger, decided on the freshest state (so
 every agent on every host sees it at its next claim), shows the new state on the parent run, and returns a
@@ -13,17 +13,20 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mlflow_sweep.trials import SweepPhase, check_count
+
 if TYPE_CHECKING:
     from mlflow_sweep.ledger import SweepState
     from mlflow_sweep.lifecycle import OpenSweep
 
 _VERB = {"stop": "stopped", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 _EFFECT = {
-    "stopped": "no new trial starts; running trials finish and agents exit",
-    "paused": "running trials finish; agents wait until 'mlflow sweep resume'",
-    "cancelled": "running trials are being stopped (KILLED) and agents exit",
-    "running": "agents claim trials again",
+    SweepPhase.STOPPED: "no new trial starts; running trials finish and agents exit",
+    SweepPhase.PAUSED: "running trials finish; agents wait until 'mlflow sweep resume'",
+    SweepPhase.CANCELLED: "running trials are being stopped (KILLED) and agents exit",
+    SweepPhase.RUNNING: "agents claim trials again",
 }
+_RESUMABLE = (SweepPhase.PAUSED, SweepPhase.STOPPED, SweepPhase.CANCELLED)  # what 'resume' goes on from
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class ControlResult:
     """
 
     sweep_id: str
-    state: str
+    state: SweepPhase
     changed: bool
     message: str
     trials: tuple[int, ...] = ()
@@ -107,7 +110,7 @@ def retry(sweep_id: str | None = None) -> ControlResult:
     shown = lifecycle.publish_state(opened)
     named = ", ".join(f"#{i}" for i in picked)
     message = f"{len(picked)} failed trial{'s' * (len(picked) != 1)} ({named}) will run again before new ones"
-    if shown in ("paused", "stopped", "cancelled"):
+    if shown in _RESUMABLE:
         message += f"; the sweep is {shown}: 'mlflow sweep resume' lets agents run them"
     return _result(opened, state, True, message, tuple(picked), shown)
 
@@ -120,11 +123,9 @@ def update(sweep_id: str | None = None, *, run_cap: int) -> ControlResult:
         run_cap: the most trials the sweep runs in all (interrupted and retried trials aside).
     """
     from mlflow_sweep import lifecycle, policy
-    from mlflow_sweep.errors import UsageError
     from mlflow_sweep.ledger import Decision
 
-    if isinstance(run_cap, bool) or not isinstance(run_cap, int) or run_cap < 1:
-        raise UsageError(f"run_cap must be a whole number of at least 1, but got {run_cap!r}")
+    check_count(run_cap, "run_cap")
     opened = lifecycle.open_sweep(sweep_id)
 
     def decide(state: SweepState) -> Decision[int | None]:
@@ -146,30 +147,29 @@ def _control(sweep_id: str | None, command: str) -> ControlResult:
     """Record the control state a command asks for, unless ``policy`` says it changes nothing."""
     from mlflow_sweep import lifecycle, policy
     from mlflow_sweep.ledger import Decision
-    from mlflow_sweep.trials import SweepControl
 
     opened = lifecycle.open_sweep(sweep_id)
 
-    def decide(state: SweepState) -> Decision[SweepControl | str]:
+    def decide(state: SweepState) -> Decision[SweepPhase | str]:
         change = policy.control_change(command, state.controls, lifecycle.state_of(opened, state))
-        # SweepControl is a str Enum: test for it, not for str
-        event = {"event": "control", "state": change.value, "by": _who()} if isinstance(change, SweepControl) else None
+        # SweepPhase is a str Enum: test for it, not for str
+        event = {"event": "control", "state": change.value, "by": _who()} if isinstance(change, SweepPhase) else None
         return Decision(change, event)
 
     committed = opened.ledger.commit(decide)
     change, state = committed.value, committed.state
-    if not isinstance(change, SweepControl):
+    if not isinstance(change, SweepPhase):
         return _result(opened, state, False, change)
     shown = lifecycle.publish_state(opened)
     running = len(state.running())
     message = f"{_VERB[command]}: {_EFFECT.get(shown, 'it is done: nothing is left to run')}"
-    if running and shown in ("stopped", "paused", "cancelled"):
+    if running and shown in _RESUMABLE:
         message += f" ({running} trial{'s' * (running != 1)} running now)"
     return _result(opened, state, True, message, shown=shown)
 
 
 def _result(opened: OpenSweep, state: SweepState, changed: bool, message: str, trials: tuple[int, ...] = (),
-            shown: str | None = None) -> ControlResult:
+            shown: SweepPhase | None = None) -> ControlResult:
     from mlflow_sweep import lifecycle
 
     name = shown or lifecycle.state_of(opened, state)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
+from mlflow_sweep.trials import is_number
+
 if TYPE_CHECKING:
     import numpy
 
@@ -23,10 +25,6 @@ _U_FLOOR = 1e-300
 def value_key(value: Any) -> str:
     """Canonical JSON text of a value, so 1, 1.0, True and "1" are four different values."""
     return json.dumps(value, sort_keys=True, default=str)
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _decimals(q: float) -> int:
@@ -82,6 +80,11 @@ class Distribution:
         """The finite support in grid order, or None when a grid cannot enumerate it."""
         return None
 
+    def grid_size(self) -> int | None:
+        """How many values ``grid_values`` gives, counted without building them; None when it gives none."""
+        values = self.grid_values()
+        return None if values is None else len(values)
+
     def problems(self) -> tuple[str, ...]:
         """Reasons this spec is unusable that a JSON Schema cannot express (empty when fine)."""
         return ()
@@ -103,7 +106,7 @@ class Distribution:
 
     @classmethod
     def from_spec(cls, spec: Mapping) -> Distribution:
-        """Build from a spec mapping, taking only this class's fields (missing ones default)."""
+        """Build from a checked spec with its defaults filled (``config`` does both), taking this class's fields."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in spec.items() if k in names})
 
@@ -113,7 +116,7 @@ class Constant(Distribution):
     """A single fixed value."""
 
     name: ClassVar[str] = "constant"
-    value: Any = None
+    value: Any
 
     def ppf(self, u: float) -> Any:
         return self.value
@@ -133,7 +136,7 @@ class Categorical(Distribution):
     """One of ``values``, uniformly or with ``probabilities``."""
 
     name: ClassVar[str] = "categorical"
-    values: tuple = ()
+    values: tuple
     probabilities: tuple | None = None
 
     def __post_init__(self) -> None:
@@ -175,7 +178,7 @@ class Categorical(Distribution):
         if len(self.probabilities) != len(self.values):
             n, m = len(self.probabilities), len(self.values)
             return (f"probabilities has {n} entries but values has {m}",)
-        if any(not _is_number(p) or p < 0 for p in self.probabilities):
+        if any(not is_number(p) or p < 0 for p in self.probabilities):
             return ("probabilities must be non-negative numbers",)
         if not math.isclose(sum(self.probabilities), 1.0, abs_tol=1e-6):
             return (f"probabilities must sum to 1, but sum to {sum(self.probabilities)!r}",)
@@ -187,8 +190,8 @@ class IntUniform(Distribution):
     """An integer in [min, max], both ends included."""
 
     name: ClassVar[str] = "int_uniform"
-    min: int = 0
-    max: int = 0
+    min: int
+    max: int
 
     def ppf(self, u: float) -> int:
         return min(int(self.min + math.floor(u * (self.max - self.min + 1))), int(self.max))
@@ -199,12 +202,15 @@ class IntUniform(Distribution):
     def grid_values(self) -> tuple:
         return tuple(range(int(self.min), int(self.max) + 1))
 
+    def grid_size(self) -> int:
+        return int(self.max) - int(self.min) + 1  # int_uniform 0..1e9 is counted, not built
+
     def problems(self) -> tuple[str, ...]:
         return _check_range(self.min, self.max)
 
 
 def _check_range(lo: Any, hi: Any, positive: bool = False) -> tuple[str, ...]:
-    if not (_is_number(lo) and _is_number(hi)):
+    if not (is_number(lo) and is_number(hi)):
         return ()  # the schema reports non-numbers
     if positive and lo <= 0:
         return (f"min {lo!r} must be greater than 0",)
@@ -233,7 +239,7 @@ class _Real(Distribution):
 
     def contains(self, x: Any) -> bool:
         q = self._q()
-        if not _is_number(x):
+        if not is_number(x):
             return False
         lo, hi = self._bounds()
         if q is None:
@@ -251,8 +257,8 @@ class _Real(Distribution):
 class _Ranged(_Real):
     """Base of the min/max distributions; ``_positive``: the bounds are values that must be > 0."""
 
-    min: float = 0.0
-    max: float = 1.0
+    min: float
+    max: float
     _positive: ClassVar[bool] = False
 
     def problems(self) -> tuple[str, ...]:
@@ -277,13 +283,21 @@ class QUniform(Uniform):
     """``uniform`` rounded to a multiple of ``q``."""
 
     name: ClassVar[str] = "q_uniform"
-    q: float = 1.0
+    q: float
 
     def grid_values(self) -> tuple:
         # Every multiple of q that sampling can produce (W&B's grid uses arange(min, max, q),
         # which drops max and ignores the rounding; we enumerate exactly what ppf returns).
-        first, last = round(self.min / self.q), round(self.max / self.q)
+        first, last = self._steps()
         return tuple(quantize(k * self.q, self.q) for k in range(first, last + 1))
+
+    def grid_size(self) -> int:
+        first, last = self._steps()
+        return last - first + 1
+
+    def _steps(self) -> tuple[int, int]:
+        """The multiples of q, as ``k`` in ``k * q``, that the rounded bounds reach."""
+        return round(self.min / self.q), round(self.max / self.q)
 
 
 @dataclass(frozen=True)
@@ -304,7 +318,7 @@ class QLogUniform(LogUniform):
     """``log_uniform`` rounded to a multiple of ``q``."""
 
     name: ClassVar[str] = "q_log_uniform"
-    q: float = 1.0
+    q: float
 
 
 @dataclass(frozen=True)
@@ -327,7 +341,7 @@ class QLogUniformValues(LogUniformValues):
     """``log_uniform_values`` rounded to a multiple of ``q``."""
 
     name: ClassVar[str] = "q_log_uniform_values"
-    q: float = 1.0
+    q: float
 
 
 @dataclass(frozen=True)
@@ -363,8 +377,8 @@ class Normal(_Real):
     """Normal with mean ``mu`` and standard deviation ``sigma``."""
 
     name: ClassVar[str] = "normal"
-    mu: float = 0.0
-    sigma: float = 1.0
+    mu: float
+    sigma: float
 
     def _raw(self, u: float) -> float:
         return self.mu + self.sigma * _std_normal(u) if self.sigma > 0 else self.mu
@@ -375,7 +389,7 @@ class QNormal(Normal):
     """``normal`` rounded to a multiple of ``q``."""
 
     name: ClassVar[str] = "q_normal"
-    q: float = 1.0
+    q: float
 
 
 @dataclass(frozen=True)
@@ -383,8 +397,8 @@ class LogNormal(_Real):
     """``exp(normal(mu, sigma))``."""
 
     name: ClassVar[str] = "log_normal"
-    mu: float = 0.0
-    sigma: float = 1.0
+    mu: float
+    sigma: float
 
     def _raw(self, u: float) -> float:
         z = _std_normal(u) if self.sigma > 0 else 0.0
@@ -399,7 +413,7 @@ class QLogNormal(LogNormal):
     """``log_normal`` rounded to a multiple of ``q``."""
 
     name: ClassVar[str] = "q_log_normal"
-    q: float = 1.0
+    q: float
 
 
 @dataclass(frozen=True)
@@ -407,12 +421,14 @@ class Beta(_Real):
     """Beta(``a``, ``b``) on [0, 1], as W&B's ``beta``; a = b = 1 is uniform."""
 
     name: ClassVar[str] = "beta"
-    a: float = 1.0
-    b: float = 1.0
+    a: float
+    b: float
 
     def _raw(self, u: float) -> float:
         from scipy.stats import beta  # only a sweep with a beta parameter pays for scipy
 
+        # scipy's root finder returns NaN for u within ~1e-300 of 0 or 1; so close, the bound is the answer
+        u = min(max(u, 1e-12), 1.0 - 1e-12)
         return float(beta.ppf(u, self.a, self.b))
 
     def _bounds(self) -> tuple[float, float]:
@@ -424,7 +440,7 @@ class QBeta(Beta):
     """``beta`` rounded to a multiple of ``q``."""
 
     name: ClassVar[str] = "q_beta"
-    q: float = 1.0
+    q: float
 
 
 REGISTRY: dict[str, type[Distribution]] = {
@@ -441,7 +457,10 @@ _ALIASES = {"categorical_w_probabilities": "categorical"}
 
 
 def from_spec(spec: Mapping) -> Distribution:
-    """Build the distribution a parameter spec describes; ``spec["distribution"]`` must be set."""
+    """Build the distribution a checked parameter spec describes, its defaults filled by the schema.
+
+    ``spec["distribution"]`` must be set; ``config`` infers it where W&B does.
+    """
     name = _ALIASES.get(spec["distribution"], spec["distribution"])
     if name not in REGISTRY:
         raise ValueError(f"unknown distribution {name!r} (known: {', '.join(REGISTRY)})")

@@ -2,6 +2,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
+
+
+def closest(word: object, choices: Iterable[str]) -> str | None:
+    """The choice a mistyped word most likely meant, for a "did you mean" (pypa/build's ``_find_typo``).
+
+    Args:
+        word: what the user wrote (anything but text has no near miss).
+        choices: the words that would have been right.
+    """
+    import difflib
+
+    if not isinstance(word, str):
+        return None
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return close[0] if close else None
 
 
 class SweepError(Exception):

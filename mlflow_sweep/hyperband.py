@@ -6,8 +6,8 @@ Pure: metric histories in, trial indices out; no mlflow, no filesystem, no clock
 ``mlflow.log_metric(metric.name, ...)`` call of a trial is its iteration n (counted from 1).
 The ``step`` argument is ignored, as in W&B, where users found this confusing: a script that
 logs the metric once per epoch has one iteration per epoch, one that logs it every 100
-batches has one iteration per 100 batches. Values that are not numbers (NaN) are dropped
-before counting, as W&B's ``filter_invalid`` does.
+batches has one iteration per 100 batches. Values that are not finite numbers (NaN, ±inf) are
+dropped before counting, as W&B's ``filter_invalid`` does.
 
 **Bands** (W&B calls them brackets) are the iterations at which a trial may be stopped:
 
@@ -29,16 +29,17 @@ with ``strict: true`` (the default, as in W&B since 2024) and its best value so 
 ``strict: false`` (W&B's older, gentler rule). A trial that has not reached the first band is
 never stopped, and neither is a trial alone at its band.
 
-Defaults applied here: ``eta`` 3, ``strict`` true. ``max_iter`` needs ``s`` (W&B's schema).
-The rules are those of W&B's current ``sweeps`` engine (``hyperband_stopping.py``), which
+The block comes checked from ``config``, with the schema's defaults (``eta`` 3, ``strict`` true)
+filled in; ``max_iter`` needs ``s`` there, as in W&B's schema. The rules are those of W&B's current ``sweeps`` engine (``hyperband_stopping.py``), which
 reads band ``b`` as the ``b``-th value since fixing the off-by-one of wandb/wandb#1237.
 """
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping, Sequence
+
+from mlflow_sweep.trials import is_number
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import Metric
@@ -46,8 +47,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ETA = 3
-DEFAULT_STRICT = True
 _MIN_ITER_BANDS = 100  # W&B's count of min_iter bands; far beyond any real run
 _LAST_BAND = 1e15  # stop listing min_iter bands here, long before floats overflow
 
@@ -156,49 +155,27 @@ def _cuts(settings: _Settings, histories: Iterable[list[float]]) -> dict[int, fl
 
 
 def _clean(values: Sequence[Any], sign: int) -> list[float]:
-    """Numbers only (NaN and non-numbers dropped), multiplied by ``sign`` so lower is better."""
-    return [sign * float(v) for v in values if _is_number(v)]
-
-
-def _is_number(value: Any) -> bool:
-    """True for a real number that is not NaN (bools are not numbers here)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return not math.isnan(value)
+    """Finite numbers only (NaN, ±inf and non-numbers dropped), multiplied by ``sign`` so lower is better."""
+    return [sign * float(v) for v in values if is_number(v)]
 
 
 def _sign(metric: Metric) -> int:
     """+1 when lower is better, -1 when higher is better."""
-    if metric is None:
-        raise ValueError("early_terminate needs a metric to compare trials by")
-    goal = getattr(metric, "goal", "minimize")
-    if goal not in ("minimize", "maximize"):
-        raise ValueError(f"metric.goal must be minimize or maximize, not {goal!r}")
-    return 1 if goal == "minimize" else -1
+    return 1 if metric.goal == "minimize" else -1
 
 
 def _settings(early_terminate: Mapping[str, Any]) -> _Settings:
-    """Check the block and work out its bands."""
-    kind = early_terminate.get("type", "hyperband")
-    if kind != "hyperband":
-        raise ValueError(f"early_terminate.type must be hyperband, not {kind!r}")
-    eta = early_terminate.get("eta", DEFAULT_ETA)
-    if not eta > 1:
-        raise ValueError(f"early_terminate.eta must be greater than 1, not {eta!r}")
-    strict = bool(early_terminate.get("strict", DEFAULT_STRICT))
-    return _Settings(bands=_band_list(early_terminate, eta), eta=eta, strict=strict)
+    """The bands, eta and strictness of a checked block."""
+    eta = early_terminate["eta"]
+    return _Settings(bands=_band_list(early_terminate, eta), eta=eta, strict=bool(early_terminate["strict"]))
 
 
 def _band_list(early_terminate: Mapping[str, Any], eta: float) -> tuple[int, ...]:
     """Bands from ``max_iter`` and ``s``, else from ``min_iter``, sorted and distinct."""
     if "max_iter" in early_terminate:
-        if "s" not in early_terminate:
-            raise ValueError("early_terminate.max_iter needs early_terminate.s")
         found = _divided(early_terminate["max_iter"], eta, int(early_terminate["s"]))
-    elif "min_iter" in early_terminate:
-        found = _multiplied(early_terminate["min_iter"], eta)
     else:
-        raise ValueError("early_terminate needs min_iter, or max_iter and s")
+        found = _multiplied(early_terminate["min_iter"], eta)
     found = [band for band in found if band >= 1]
     if not found:
         logger.debug("early_terminate %s has no band: nothing will be stopped", dict(early_terminate))

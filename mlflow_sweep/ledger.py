@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Generic, Iterator, Mapping, Sequence, TypeVar
 
 from mlflow_sweep.errors import LedgerError
-from mlflow_sweep.journal import LEDGER_NAME, Journal, Record, event_name
+from mlflow_sweep.journal import LEDGER_NAME, Journal, Record, discard, event_name
 from mlflow_sweep.mounts import check_mount
 from mlflow_sweep.replay import (FORMAT_VERSION, LIFECYCLE_EVENTS, BadEvent, Conflict, Fold, SweepState,
                                  replay)
@@ -241,11 +241,8 @@ class Ledger:
             index: the trial index returned by ``claim``.
             run_id: the child run's id.
         """
-        def make(state: SweepState, now: float) -> tuple[None, dict[str, Any]]:
-            self._check_index(state, index)
-            return None, {"event": "start", "trial": index, "run_id": run_id, "time": now}
-
-        self._commit(make)
+        event = {"event": "start", "trial": index, "run_id": run_id, "time": self.clock()}
+        self._append(event, lambda state: bool(self._check_index(state, index)))
 
     def complete(self, index: int, state: TrialState, metric: float | None, *,
                  stopped_at: int | None = None, history: Sequence[float] | None = None,
@@ -266,18 +263,14 @@ class Ledger:
         if not ended.is_terminal:
             raise ValueError(f"state must be terminal, but got {ended.value!r}")
 
-        def make(current: SweepState, now: float) -> tuple[None, dict[str, Any] | None]:
-            if self._check_index(current, index).state.is_terminal:
-                return None, None  # first terminal event wins; losing to the reaper is tolerated
-            event = {"event": "end", "trial": index, "state": ended.value, "metric": metric,
-                     "stopped_at": stopped_at, "time": now}
-            if history is not None:
-                event["history"] = [float(v) for v in history]
-            if requeue is not None:
-                event["requeue"] = requeue
-            return None, event
-
-        return self._commit(make).event is not None
+        event = {"event": "end", "trial": index, "state": ended.value, "metric": metric,
+                 "stopped_at": stopped_at, "time": self.clock()}
+        if history is not None:
+            event["history"] = [float(v) for v in history]
+        if requeue is not None:
+            event["requeue"] = requeue
+        # the first terminal event wins; losing to the reaper is tolerated
+        return self._append(event, lambda state: not self._check_index(state, index).state.is_terminal)
 
     def heartbeat(self, agent_id: str, info: Mapping[str, Any]) -> None:
         """Atomically rewrite agents/<agent_id>.json with ``info`` plus the agent id and the time.
@@ -316,15 +309,10 @@ class Ledger:
             self._checked_mount = timeout
         reaped = []
         for trial, last in self._stale(self.state(), timeout):  # usually none: one read, no write
-            def make(state: SweepState, now: float, index: int = trial.index, last: float = last
-                     ) -> tuple[None, dict[str, Any] | None]:
-                if state.trials[index].state.is_terminal:
-                    return None, None  # it ended, or another agent reaped it first
-                return None, {"event": "dead", "trial": index, "last_beat": last, "time": now}
-
-            done = self._commit(make).trial
-            if done is not None:
-                reaped.append(done)
+            event = {"event": "dead", "trial": trial.index, "last_beat": last, "time": self.clock()}
+            # unless it ended meanwhile, or another agent reaped it first
+            if self._append(event, lambda state, index=trial.index: not state.trials[index].state.is_terminal):
+                reaped.append(self.state().trials[trial.index])
         return reaped
 
     def export(self, path: str | os.PathLike[str]) -> Path:
@@ -373,30 +361,60 @@ class Ledger:
                 self._journal.write_checkpoint(end, self._tail)
             self._tail = []
 
-    def _commit(self, make: Callable[[SweepState, float], tuple[T, dict[str, Any] | None]]) -> Committed[T]:
+    def _append(self, event: Mapping[str, Any], valid: Callable[[SweepState], bool]) -> bool:
+        """Publish ``event``, whose bytes do not depend on the state, if ``valid(state)``; whether it was.
+
+        Its file is written and synced before the claim lock is taken, so the lock is held only
+        for the read and the link.
+        """
+        data = _encode(event)
+        temp = self._journal.prepare(data)
+        try:
+            committed = self._commit(lambda state, now: (None, event if valid(state) else None), (data, temp))
+        finally:
+            discard(temp)
+        return committed.event is not None
+
+    def _commit(self, make: Callable[[SweepState, float], tuple[T, Mapping[str, Any] | None]],
+                prepared: tuple[bytes, Path] | None = None) -> Committed[T]:
         """Publish the event ``make(state, now)`` returns as the next one, deciding again after every lost race.
 
-        ``now`` is taken once, so an event that does not depend on the state (start, end) keeps
-        its time from one attempt to the next.
+        Read, decide and link happen under the claim lock; the directory is synced after it is
+        released (other agents already see the new event). ``prepared`` is an event's bytes and
+        the temporary file already holding them.
         """
         now = self.clock()
-        with self._mutex, (self._lock.held() if self._lock else contextlib.nullcontext()):
-            for lost in itertools.count(1):
-                self._catch_up()
-                state = self._snapshot()
-                value, event = make(state, now)
-                if event is None:
-                    return Committed(value, state)
-                data = _encode(event)  # before touching the file: an unencodable event writes nothing
-                number = self._fold.applied
-                if self._journal.publish(number, data):
-                    written = json.loads(data)
-                    self._fold_in([Record(number, str(self._journal.events / event_name(number)), data, written)])
-                    return Committed(value, self._snapshot(), written)
-                self.races_lost += 1
-                log.debug("%s: another agent published event %d first; deciding again", self.directory, number)
-                # spread a herd of agents that all lost to the same winner (a job array starting)
-                time.sleep(random.uniform(0, min(0.1, 0.001 * 2 ** min(lost, 10))))
+        with self._mutex:
+            with self._lock.held() if self._lock else contextlib.nullcontext():
+                committed = self._decide_and_link(make, now, prepared)
+            if committed.event is not None:
+                self._journal.sync()
+            return committed
+
+    def _decide_and_link(self, make: Callable[[SweepState, float], tuple[T, Mapping[str, Any] | None]], now: float,
+                         prepared: tuple[bytes, Path] | None) -> Committed[T]:
+        for lost in itertools.count(1):
+            self._catch_up()
+            state = self._snapshot()
+            value, event = make(state, now)
+            if event is None:
+                return Committed(value, state)
+            data = _encode(event)  # before touching the files: an unencodable event writes nothing
+            temp = prepared[1] if prepared and prepared[0] == data else self._journal.prepare(data)
+            number = self._fold.applied
+            try:
+                won = self._journal.link(number, temp, data)
+            finally:
+                if not prepared or temp != prepared[1]:
+                    discard(temp)
+            if won:
+                written = json.loads(data)
+                self._fold_in([Record(number, str(self._journal.events / event_name(number)), data, written)])
+                return Committed(value, self._snapshot(), written)
+            self.races_lost += 1
+            log.debug("%s: another agent published event %d first; deciding again", self.directory, number)
+            # spread a herd of agents that all lost to the same winner (a job array starting)
+            time.sleep(random.uniform(0, min(0.1, 0.001 * 2 ** min(lost, 10))))
         raise AssertionError("unreachable")
 
     @staticmethod

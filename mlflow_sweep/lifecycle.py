@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from mlflow_sweep import policy, settings, tracking
 from mlflow_sweep.ledger import Ledger
-from mlflow_sweep.trials import Trial, TrialState
+from mlflow_sweep.trials import SweepPhase, Trial, TrialState
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
@@ -44,7 +44,8 @@ def open_sweep(sweep_id: str | None) -> OpenSweep:
     from mlflow_sweep.config import config_from_dict
 
     sweep = tracking.find_sweep(sweep_id)
-    ledger = Ledger(sweep.ledger_dir, lock_timeout=settings.lock_timeout())
+    lock_timeout = settings.lock_timeout()
+    ledger = Ledger(sweep.ledger_dir, lock=lock_timeout > 0, lock_timeout=lock_timeout)
     header = ledger.state().header
     config = config_from_dict(header["config"], f"sweep {sweep.run_id}")
     return OpenSweep(sweep, ledger, config, int(header["seed"]))
@@ -63,7 +64,7 @@ def reap_dead(ledger: Ledger) -> list[Trial]:
     return reaped
 
 
-def state_of(opened: OpenSweep, state: SweepState | None = None) -> str:
+def state_of(opened: OpenSweep, state: SweepState | None = None) -> SweepPhase:
     """The sweep's state (running, paused, stopped, cancelled, done) from its ledger (SPEC §4b).
 
     Args:
@@ -74,7 +75,7 @@ def state_of(opened: OpenSweep, state: SweepState | None = None) -> str:
     return policy.sweep_state(opened.config, state.trials, opened.seed, state.controls)
 
 
-def publish_state(opened: OpenSweep, *, only_ended: bool = False) -> str:
+def publish_state(opened: OpenSweep, *, only_ended: bool = False) -> SweepPhase:
     """Show the sweep's state on its parent run (tag ``sweep.state`` and the run's status); return it.
 
     The state is read again after writing and written again if it changed meanwhile (another
@@ -88,7 +89,7 @@ def publish_state(opened: OpenSweep, *, only_ended: bool = False) -> str:
     shown = None
     for _ in range(3):
         current = state_of(opened)
-        if current == shown or (only_ended and current in ("running", "paused")):
+        if current == shown or (only_ended and current.runs_trials):
             break
         tracking.set_sweep_state(opened.sweep.run_id, current)
         shown = current

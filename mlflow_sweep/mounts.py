@@ -5,7 +5,7 @@ new name with ``link()`` is decided by the file server. Heartbeats are different
 another agent's heartbeat file, and a client that caches file attributes or data can show it an
 old beat. If that cache can be older than the heartbeat timeout allows, a live agent's trial would
 be reaped and its point run twice, which is corruption discovered late. ``check_mount`` refuses
-such a mount at start, naming the option to change (issue 11):
+such a mount at start, naming the option to change:
 
 - NFS keeps attributes up to ``acregmax``/``acdirmax`` seconds (``actimeo`` sets both, default
   60; ``noac`` means none). A beat can then look up to that much older than it is, so the

@@ -1,12 +1,12 @@
-"""What an agent does next, decided from the ledger's state alone (pure; STYLE §6).
+"""What an agent does next, decided from the ledger's state alone (pure: testable with plain lists).
 
 ``next_step`` runs inside the ledger lock when an agent claims: it returns the Proposal to
 record, a ``Wait`` (nothing to hand out now, but running trials may free some, or the sweep is
 paused), or a ``Done`` with the reason the sweep hands out no more trials. Every stopping rule
-lives here, once: the user's lifecycle commands (SPEC §4b), ``run_cap`` (or the value set by
-``update --run-cap``), ``metric.target``, and a grid whose points are all taken (SPEC §4, §4a).
+lives here, once: the user's lifecycle commands, ``run_cap`` (or the value set by
+``update --run-cap``), ``metric.target``, and a grid whose points are all taken.
 
-Requeued points (SPEC §4b, issue 10). A trial whose agent was interrupted, or a FAILED trial
+Requeued points. A trial whose agent was interrupted, or a FAILED trial
 that ``retry`` named, is *requeued*: it no longer counts toward run_cap and its point waits in
 the queue, which is handed out (in trial order) before any new point, with exactly the trial's
 params. Samplers see the sweep as if the requeued trial were still pending until its point is
@@ -21,13 +21,12 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Sequence, Union
 
 from mlflow_sweep import samplers
-from mlflow_sweep.trials import DONE, Controls, Proposal, SweepControl, TrialState
+from mlflow_sweep.trials import DONE, Controls, Proposal, SweepPhase, TrialState
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
     from mlflow_sweep.trials import Trial
 
-_ENDED = (SweepControl.STOPPED, SweepControl.CANCELLED)
 _DEFAULT = Controls()
 
 
@@ -54,7 +53,7 @@ def run_cap(config: SweepConfig, controls: Controls = _DEFAULT) -> int | None:
 
 
 def counted(trials: Sequence[Trial]) -> list[Trial]:
-    """The trials that count toward run_cap: all but the requeued ones (SPEC §4b)."""
+    """The trials that count toward run_cap: all but the requeued ones, whose points run again."""
     return [t for t in trials if t.requeued is None]
 
 
@@ -77,7 +76,7 @@ def sampler_view(trials: Sequence[Trial]) -> tuple[list[Trial], int]:
 
 
 def target_reached(config: SweepConfig, trials: Sequence[Trial]) -> bool:
-    """True once a finished trial's metric reaches ``metric.target`` (SPEC §4a)."""
+    """True once a finished trial's metric reaches ``metric.target``."""
     metric = config.metric
     if metric is None or metric.target is None:
         return False
@@ -103,8 +102,8 @@ def _grid_left(config: SweepConfig, trials: Sequence[Trial], seed: int) -> bool:
     return samplers.propose(config, history, seed, draws) is not DONE
 
 
-def sweep_state(config: SweepConfig, trials: Sequence[Trial], seed: int, controls: Controls = _DEFAULT) -> str:
-    """The sweep's state, as status, list and the parent run's ``sweep.state`` tag show it (SPEC §4b).
+def sweep_state(config: SweepConfig, trials: Sequence[Trial], seed: int, controls: Controls = _DEFAULT) -> SweepPhase:
+    """The sweep's phase, as status, list and the parent run's ``sweep.state`` tag show it.
 
     ``stopped`` and ``cancelled`` are what the user asked; ``done`` means no trial runs and
     none will be handed out (run_cap or target reached, grid exhausted, no point queued);
@@ -116,13 +115,13 @@ def sweep_state(config: SweepConfig, trials: Sequence[Trial], seed: int, control
         seed: the sweep's effective seed.
         controls: the ledger's lifecycle settings (``SweepState.controls``).
     """
-    if controls.state in _ENDED:
-        return controls.state.value
+    if not controls.state.runs_trials:
+        return controls.state
     running = any(t.state is TrialState.RUNNING for t in trials)
     if not running and (_capped(config, trials, controls)
                         or not (queue(trials) or _grid_left(_with_cap(config, controls), trials, seed))):
-        return "done"
-    return controls.state.value
+        return SweepPhase.DONE
+    return controls.state
 
 
 def _with_cap(config: SweepConfig, controls: Controls) -> SweepConfig:
@@ -133,7 +132,7 @@ def next_step(config: SweepConfig, trials: Sequence[Trial], seed: int, controls:
     """The next trial to claim, a Wait, or Done with its reason.
 
     A grid point held by a running trial comes back if that trial's agent dies or is
-    interrupted (SPEC §4, §4b), so an exhausted grid with trials still running is a Wait, not
+    interrupted, so an exhausted grid with trials still running is a Wait, not
     Done. A paused sweep is a Wait too; a stopped or cancelled one is Done.
 
     Args:
@@ -142,12 +141,12 @@ def next_step(config: SweepConfig, trials: Sequence[Trial], seed: int, controls:
         seed: the sweep's effective seed.
         controls: the ledger's lifecycle settings (``SweepState.controls``).
     """
-    if controls.state in _ENDED:
-        return Done(f"the sweep is {controls.state.value}")
+    if not controls.state.runs_trials:
+        return Done(f"the sweep is {controls.state}")
     capped = _capped(config, trials, controls)
     if capped:
         return Done(capped)
-    if controls.state is SweepControl.PAUSED:
+    if controls.state is SweepPhase.PAUSED:
         return Wait("the sweep is paused (mlflow sweep resume goes on)")
     waiting = queue(trials)
     if waiting:
@@ -163,7 +162,7 @@ def next_step(config: SweepConfig, trials: Sequence[Trial], seed: int, controls:
 
 
 def retry_candidates(config: SweepConfig, trials: Sequence[Trial]) -> list[int]:
-    """The FAILED trials whose points ``retry`` hands out again (SPEC §4b).
+    """The FAILED trials whose points ``retry`` hands out again.
 
     A trial already requeued is not named twice. A grid trial reaped as dead is left out: the
     grid already handed its point out again.
@@ -176,10 +175,10 @@ def retry_candidates(config: SweepConfig, trials: Sequence[Trial]) -> list[int]:
             and not (t.dead and config.method == "grid")]
 
 
-def control_change(command: str, controls: Controls, state: str) -> SweepControl | str:
-    """The control a lifecycle command records, or why it records nothing (SPEC §4b).
+def control_change(command: str, controls: Controls, state: SweepPhase) -> SweepPhase | str:
+    """The phase a lifecycle command records, or why it records nothing.
 
-    (SweepControl is a str Enum: tell the two apart with ``isinstance(x, SweepControl)``.)
+    (SweepPhase is a str Enum: tell the two apart with ``isinstance(x, SweepPhase)``.)
 
     ``resume`` goes on from paused, stopped or cancelled; ``stop`` and ``pause`` act on a sweep
     that can still run trials; ``cancel`` on one that is not done.
@@ -191,15 +190,15 @@ def control_change(command: str, controls: Controls, state: str) -> SweepControl
     """
     asked = controls.state
     if command == "resume":
-        if asked is SweepControl.RUNNING:
+        if asked is SweepPhase.RUNNING:
             return ("the sweep is done; 'mlflow sweep update --run-cap N' or 'mlflow sweep retry' gives it more "
-                    "trials") if state == "done" else "the sweep is already running"
-        return SweepControl.RUNNING
-    wanted = {"stop": SweepControl.STOPPED, "pause": SweepControl.PAUSED, "cancel": SweepControl.CANCELLED}[command]
+                    "trials") if state is SweepPhase.DONE else "the sweep is already running"
+        return SweepPhase.RUNNING
+    wanted = {"stop": SweepPhase.STOPPED, "pause": SweepPhase.PAUSED, "cancel": SweepPhase.CANCELLED}[command]
     if asked is wanted:
-        return f"the sweep is already {wanted.value}"
-    if asked is SweepControl.CANCELLED or (asked is SweepControl.STOPPED and wanted is SweepControl.PAUSED):
-        return f"the sweep is {asked.value}; 'mlflow sweep resume' starts it again"
-    if state == "done":
+        return f"the sweep is already {wanted}"
+    if asked is SweepPhase.CANCELLED or (asked is SweepPhase.STOPPED and wanted is SweepPhase.PAUSED):
+        return f"the sweep is {asked}; 'mlflow sweep resume' starts it again"
+    if state is SweepPhase.DONE:
         return f"the sweep is done; nothing to {command}"
     return wanted

@@ -5,7 +5,6 @@ and returns a ``SweepStatus`` (what ``mlflow_sweep.status`` gives a script, and 
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 from mlflow_sweep.analysis import best_trial, count_states
 from mlflow_sweep.policy import counted, queue
 from mlflow_sweep.report import format_value, render_counts
-from mlflow_sweep.trials import Trial, TrialState
+from mlflow_sweep.trials import SweepPhase, Trial, TrialState
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
@@ -27,8 +26,8 @@ class SweepStatus:
     """A sweep's state and trials by state, as ``mlflow_sweep.status`` returns it; ``str()`` is the CLI's text."""
 
     sweep_id: str
-    state: str
-    """From ``policy.sweep_state``: ``running``, ``done`` (and the lifecycle states, SPEC §4b)."""
+    state: SweepPhase
+    """From ``policy.sweep_state``: ``running``, ``paused``, ``stopped``, ``cancelled`` or ``done``."""
     finished: int
     failed: int
     killed: int
@@ -62,7 +61,7 @@ def sweep_status(sweep_id: str | None) -> SweepStatus:
 
     opened = lifecycle.open_sweep(sweep_id)
     sweep, ledger, config = opened.sweep, opened.ledger, opened.config
-    lifecycle.reap_dead(ledger)  # SPEC §4a: status reaps dead trials too
+    lifecycle.reap_dead(ledger)  # status reaps dead trials too, so it never shows a dead agent's trial running
     agents, state = ledger.agents(), ledger.state()
     trials = state.trials
     now, timeout, exited = time.time(), settings.heartbeat_timeout(), _exited_here(agents)
@@ -85,7 +84,7 @@ def _live(record: Mapping[str, Any], now: float, timeout: float, exited: Collect
 
 
 def _kind(record: Mapping[str, Any], now: float, timeout: float, exited: Collection[str]) -> str:
-    """``live``; ``exited`` when its last heartbeat says it stopped; else ``died`` (gone or silent, issue 12)."""
+    """``live``; ``exited`` when its last heartbeat says it stopped; else ``died`` (gone or silent)."""
     if record.get("stopped"):
         return "exited"
     beat = record.get("beat")
@@ -132,7 +131,7 @@ def _list_row(sweep: Any, run: Any) -> tuple[str, ...]:
     trials = state.trials
     done = sum(1 for t in counted(trials) if t.state is not TrialState.RUNNING)  # requeued ones do not count
     cap = policy.run_cap(config, state.controls)
-    cap = cap if cap is not None else _grid_size(config)
+    cap = cap if cap is not None else config.grid_size()
     return (*head, config.method, policy.sweep_state(config, trials, seed, state.controls),
             f"{done}/{cap if cap is not None else '-'}", _best_cell(config, trials))
 
@@ -164,16 +163,17 @@ def _exited_here(agents: Sequence[Mapping[str, Any]]) -> set[str]:
 
 
 _STATE_HINTS = {
-    "paused": "running trials finish, agents wait; 'mlflow sweep resume' goes on",
-    "stopped": "no new trials; 'mlflow sweep resume' starts it again",
-    "cancelled": "'mlflow sweep resume' starts it again",
-    "done": "'mlflow sweep update --run-cap N' or 'mlflow sweep retry' runs more",
+    SweepPhase.PAUSED: "running trials finish, agents wait; 'mlflow sweep resume' goes on",
+    SweepPhase.STOPPED: "no new trials; 'mlflow sweep resume' starts it again",
+    SweepPhase.CANCELLED: "'mlflow sweep resume' starts it again",
+    SweepPhase.DONE: "'mlflow sweep update --run-cap N' or 'mlflow sweep retry' runs more",
 }
 
 
 def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agents: Sequence[Mapping[str, Any]],
                   *, now: float, timeout: float, exited: Collection[str] = (),
-                  conflicts: Sequence[Conflict] = (), state: str = "running", run_cap: int | None = None) -> str:
+                  conflicts: Sequence[Conflict] = (), state: SweepPhase = SweepPhase.RUNNING,
+                  run_cap: int | None = None) -> str:
     """Format the status (pure).
 
     Args:
@@ -186,7 +186,7 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
         timeout: seconds of silence after which an agent counts as gone.
         exited: ids of agents whose process is known to be gone although their last beat is recent.
         conflicts: claims the ledger dropped because an earlier claim had their trial number.
-        state: the sweep's state (``policy.sweep_state``, SPEC §4b).
+        state: the sweep's phase (``policy.sweep_state``).
         run_cap: the run_cap in effect (after ``update --run-cap``); None: the config's.
     """
     metric = config.metric
@@ -203,9 +203,9 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
 
 
 def _progress(config: SweepConfig, trials: Sequence[Trial], run_cap: int | None) -> str:
-    """Claimed trials against run_cap or the grid; requeued trials do not count (SPEC §4b)."""
+    """Claimed trials against run_cap or the grid; requeued trials do not count (their points run again)."""
     claimed, cap = len(counted(trials)), run_cap if run_cap is not None else config.run_cap
-    size = _grid_size(config)
+    size = config.grid_size()
     if cap is not None:
         text = f"{claimed} of run_cap {cap} trials claimed ({100 * min(claimed, cap) // cap}%)"
     elif size:
@@ -220,11 +220,6 @@ def _progress(config: SweepConfig, trials: Sequence[Trial], run_cap: int | None)
     return text
 
 
-def _grid_size(config: SweepConfig) -> int | None:
-    sizes = [getattr(d, "grid_values", lambda: None)() for d in config.parameters.values()]
-    return math.prod(len(s) for s in sizes) if sizes and all(s is not None for s in sizes) else None
-
-
 def _by_state(trials: Sequence[Trial]) -> str:
     text = render_counts(count_states(trials)).split(": ", 1)[1]
     dead = sum(1 for t in trials if t.dead)
@@ -232,7 +227,8 @@ def _by_state(trials: Sequence[Trial]) -> str:
 
 
 def _conflicts(conflicts: Sequence[Conflict]) -> list[str]:
-    """One line when two claims of one trial number reached the ledger (issue 11): it says it was resolved."""
+    """One line when two claims of one trial number reached the ledger (old v1 ledgers written without a
+    common lock): it says the replay resolved them."""
     if not conflicts:
         return []
     numbers = ", ".join(f"#{c.trial}" for c in conflicts[:10]) + (", …" if len(conflicts) > 10 else "")
@@ -263,7 +259,7 @@ def _agents(agents: Sequence[Mapping[str, Any]], now: float, timeout: float, exi
     """A table of live agents, newest beat first, then how many exited cleanly and how many died.
 
     An agent that exits writes a last heartbeat saying so (``stopped``); one whose process is gone
-    without it, or that has been silent for ``timeout`` seconds, died (issue 12). An agent's trial
+    without it, or that has been silent for ``timeout`` seconds, died. An agent's trial
     comes from the ledger (current) before its heartbeat (up to a beat old).
     """
     kinds = [_kind(a, now, timeout, exited) for a in agents]

@@ -1,15 +1,16 @@
-"""Plain-text finalize output (SPEC §5): the importance table, the best trial and notes; pure strings."""
+"""Plain-text finalize output: the importance table, the best trial and notes; pure strings."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from mlflow_sweep.analysis import CATEGORICAL, Analysis, ParameterResult, category_label, is_number
+from mlflow_sweep.analysis import CATEGORICAL, Analysis, ParameterResult, category_label
+from mlflow_sweep.trials import is_number
 
 _COLUMNS = ("Importance", "Permutation Importance", "Pearson", "Spearman")
 
 
 def render_table(analysis: Analysis) -> str:
-    """The SPEC §5 table: a title, a header, one row per parameter sorted by importance.
+    """The importance table: a title, a header, one row per parameter sorted by importance.
 
     Args:
         analysis: the result of ``analysis.analyse``; empty rows give an empty string.

@@ -1,4 +1,4 @@
-"""Finalize a sweep (SPEC §5): reap dead trials, analyse the ledger, draw, record on the parent run.
+"""Finalize a sweep: reap dead trials, analyse the ledger, draw, record on the parent run.
 
 ``finalize_sweep`` returns a ``SweepReport``: the values a script reads (best run, params, value,
 the importance rows) and the text ``mlflow sweep finalize`` prints. It prints nothing itself.
@@ -58,7 +58,7 @@ def finalize_sweep(sweep_id: str | None) -> SweepReport:
 
     opened = lifecycle.open_sweep(sweep_id)
     sweep, ledger, config, seed = opened.sweep, opened.ledger, opened.config, opened.seed
-    lifecycle.reap_dead(ledger)  # SPEC §4a: finalize reaps too, so a dead agent's trial shows as failed
+    lifecycle.reap_dead(ledger)  # finalize reaps too, so a dead agent's trial shows as failed
     trials = ledger.state().trials
     metric = config.metric
     result = analysis.analyse(trials, metric=metric.name if metric else None,
@@ -74,7 +74,7 @@ def finalize_sweep(sweep_id: str | None) -> SweepReport:
         copy = ledger.export(Path(copy_dir) / "ledger.jsonl")  # events/ holds one file per event
         tracking.record_outcome(sweep, best=result.best, metric_name=metric.name if metric else None,
                                 table=text + "\n", plot_dir=Path(tmp), ledger_path=ledger.path, ledger_copy=copy)
-    lifecycle.publish_state(opened)  # the parent ends only when the sweep does (SPEC §4b), not at finalize
+    lifecycle.publish_state(opened)  # the parent ends only when the sweep does, not at finalize
     best = result.best
     return SweepReport(
         sweep_id=sweep.run_id, metric=result.metric, goal=result.goal,

@@ -1,18 +1,18 @@
 """The sweep file's JSON Schema (package data ``mlflow_sweep.schemas``) and its errors as Problems.
 
-The schema is the single source of truth for the file's shape (SPEC §2). jsonschema's messages
-are rewritten here so that each names the offending key as a dotted path, the value and the
-rule (STYLE §3).
+The schema is the single source of truth for the file's shape and its defaults. jsonschema's
+messages are rewritten here so that each names the offending key as a dotted path, the value and
+the rule, as a user needs them to fix the file.
 """
 from __future__ import annotations
 
-import difflib
+import copy
 import functools
 import json
 import re
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from mlflow_sweep.errors import Problem
+from mlflow_sweep.errors import Problem, closest
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError
@@ -50,6 +50,46 @@ def _validator() -> Any:
     from jsonschema import Draft202012Validator
 
     return Draft202012Validator(load_schema())
+
+
+def with_defaults(data: Any, definition: str | None = None) -> Any:
+    """A copy of ``data`` with the schema's ``default`` values filled in: the schema owns every default.
+
+    Defaults are filled as W&B's sweeps engine fills them: wherever a ``properties`` keyword holds
+    for an object (no error among its properties), each absent property that has a ``default`` gets
+    it. So a default inside an ``if``/``then`` branch applies only where the branch does (``run_cap``
+    10 unless the method is grid), and an object with a problem gets none (its problem is reported).
+
+    Args:
+        data: a parsed sweep file, or a part of one when ``definition`` is given.
+        definition: the name of a ``$defs`` entry (``hyperband``, ``normal``, ...) that ``data`` is
+            an instance of; None for a whole sweep file.
+    """
+    filled = copy.deepcopy(data)
+    filler = _filler()
+    if definition is not None:
+        filler = filler.evolve(schema=load_schema()["$defs"][definition])
+    for _ in filler.iter_errors(filled):
+        pass  # the errors are validate()'s to report; here only the filling matters
+    return filled
+
+
+@functools.lru_cache(maxsize=None)
+def _filler() -> Any:
+    """The schema's validator, whose ``properties`` keyword also sets defaults (jsonschema's FAQ recipe)."""
+    from jsonschema import Draft202012Validator, validators
+
+    check_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def properties(validator: Any, properties: dict, instance: Any, schema: dict) -> Iterator[Any]:
+        errors = list(check_properties(validator, properties, instance, schema))
+        yield from errors
+        if not errors and isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+
+    return validators.extend(Draft202012Validator, {"properties": properties})(load_schema())
 
 
 def validate(data: Any) -> list[Problem]:
@@ -102,11 +142,9 @@ def format_path(parts: Iterable[Any]) -> str:
 
 
 def suggest(word: object, choices: Iterable[str]) -> str | None:
-    """A "did you mean" hint when ``word`` is close to one of ``choices`` (pypa/build ``_find_typo``)."""
-    if not isinstance(word, str):
-        return None
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else None
+    """A "did you mean" hint when ``word`` is close to one of ``choices``."""
+    close = closest(word, choices)
+    return f"did you mean {close!r}?" if close else None
 
 
 def number_text_hint(value: object) -> str | None:
@@ -194,7 +232,7 @@ def _unknown_key(key: str, value: Any, known: list[str], subschema: dict, path: 
 
 
 def _misplaced_hint(value: Any, path: list) -> str | None:
-    """Two mistakes seen in public W&B files (#13): a whole config under a key, a parameter indented too deep."""
+    """Two mistakes seen in public W&B files: a whole config under a key, a parameter indented too deep."""
     if not isinstance(value, dict):
         return None
     if not path and {"parameters", "method"} & set(value):

@@ -1,4 +1,4 @@
-"""Read a sweep file's text into plain data, keeping what PyYAML alone would lose (SPEC §2).
+"""Read a sweep file's text into plain data, keeping what PyYAML alone would lose.
 
 Two things real W&B files rely on that PyYAML (YAML 1.1) reads differently from W&B's server
 (YAML 1.2, which reads the file again after ``wandb sweep`` has dumped it):

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, SupportsIndex, TypeVar
 
 from mlflow_sweep import catalog
+from mlflow_sweep.devices import DEVICES_ENV
 from mlflow_sweep.errors import TrackingError
-from mlflow_sweep.trials import Trial, TrialState
+from mlflow_sweep.trials import SweepPhase, Trial, TrialState
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -50,9 +51,7 @@ _BATCH = 100  # MLflow's log_batch takes at most 100 params (and 1000 entries in
 STATE_TAG = "sweep.state"
 KILLED_BY_TAG = "sweep.killed_by"  # SIGINT/SIGTERM (the agent was interrupted) or cancel (SPEC §4b)
 RETRY_OF_TAG = "sweep.retry_of"  # the index of the trial whose point this trial runs again
-# The parent run's status for each sweep state: RUNNING while it can run trials (SPEC §4b).
-_PARENT_STATUS = {"running": "RUNNING", "paused": "RUNNING", "stopped": "FINISHED", "done": "FINISHED",
-                  "cancelled": "KILLED"}
+DEVICES_TAG = "sweep.devices"  # the trial's GPUs under 'run --gpus' (its agent's MLFLOW_SWEEP_DEVICES)
 
 T = TypeVar("T")
 
@@ -191,7 +190,7 @@ def create_sweep(config: SweepConfig, config_path: str) -> Sweep:
     client = _client()
     experiment_id = _experiment_id(client, config.experiment_name)
     ledger_root = _ledger_root(client, experiment_id)
-    tags = {SWEEP_TAG: "True", "sweep.method": config.method, STATE_TAG: "running"}
+    tags = {SWEEP_TAG: "True", "sweep.method": config.method, STATE_TAG: SweepPhase.RUNNING.value}
     run = client.create_run(experiment_id, run_name=config.sweep_name, tags=tags)
     run_id = run.info.run_id
     ledger_dir = _ledger_dir(ledger_root, run.info.artifact_uri, run_id)
@@ -354,6 +353,8 @@ def start_trial(sweep: Sweep, trial: Trial) -> tuple[str, Path | None]:
             "sweep.agent": trial.agent_id or "", PARAMS_TAG: json.dumps(dict(trial.params), default=str)}
     if trial.retry_of is not None:
         tags[RETRY_OF_TAG] = str(trial.retry_of)
+    if os.environ.get(DEVICES_ENV):
+        tags[DEVICES_TAG] = os.environ[DEVICES_ENV]
     run = _client().create_run(sweep.experiment_id, run_name=f"{sweep.name}-{trial.index}", tags=tags)
     return run.info.run_id, _local_path(run.info.artifact_uri)
 
@@ -433,13 +434,13 @@ def end_run(run_id: str, state: TrialState) -> None:
 
 
 @_store_errors
-def set_sweep_state(run_id: str, state: str) -> None:
+def set_sweep_state(run_id: str, state: SweepPhase) -> None:
     """Show a sweep's state on its parent run: tag ``sweep.state`` and the run's status (SPEC §4b)."""
     client = _client()
     run = client.get_run(run_id)
-    if run.data.tags.get(STATE_TAG) != state:
-        client.set_tag(run_id, STATE_TAG, state)
-    status = _PARENT_STATUS[state]
+    if run.data.tags.get(STATE_TAG) != state.value:
+        client.set_tag(run_id, STATE_TAG, state.value)
+    status = state.parent_status.value
     if run.info.status == status:
         return
     if status == "RUNNING":

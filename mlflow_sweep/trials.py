@@ -1,9 +1,41 @@
-"""Shared vocabulary: trial states, the trial record, a sampler's proposal and DONE."""
+"""Shared vocabulary: trial states, the trial record, a sampler's proposal and DONE, the sweep's
+phase, and what counts as a number and as a count."""
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Mapping
+
+from mlflow_sweep.errors import UsageError
+
+
+def is_number(value: Any) -> bool:
+    """True for a real, finite number; a bool is not one.
+
+    The one rule for a metric value, a numeric bound and an analysed parameter: NaN and ±inf are
+    no value (a diverged trial's ``inf`` loss neither reaches a target nor counts as an iteration
+    of hyperband), as in W&B's sweeps engine, whose ``is_number`` and ``filter_invalid`` drop both.
+    """
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_count(value: Any) -> bool:
+    """True for a whole number of at least 1 (a bool is not one): run_cap, ``--count``, ``--max-failures``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_count(value: Any, name: str) -> int:
+    """``value`` when it is a count (``is_count``), else a UsageError that names it.
+
+    Args:
+        value: what the user gave.
+        name: how the user wrote its name (``--count``, ``count``, ``run_cap``).
+    """
+    if not is_count(value):
+        raise UsageError(f"{name} must be a whole number of at least 1, but got {value!r}")
+    return value
 
 
 class TrialState(str, Enum):
@@ -24,14 +56,14 @@ class Trial:
     """One trial of a sweep as the ledger knows it.
 
     ``params`` uses flat dotted names (``outer.inner``). ``metric`` is the trial's single
-    value under ``metric.summary`` (SPEC §3), or None when it logged none. ``point`` is the
+    value under ``metric.summary``, or None when it logged none. ``point`` is the
     grid point index for grid sweeps. ``dead`` marks a trial reaped because its agent
-    went silent (SPEC §4); ``stopped_at`` is the hyperband iteration that stopped it.
+    went silent; ``stopped_at`` is the hyperband iteration that stopped it.
     ``history`` is every value the trial logged under ``metric.name``, in logging order; the
-    ledger keeps it only for sweeps with ``early_terminate`` (hyperband cuts, issue 6).
+    ledger keeps it only for sweeps with ``early_terminate`` (it sets hyperband's cuts).
     ``requeued`` says why the trial's point was handed out again (``interrupted``: its agent got
     SIGINT/SIGTERM; ``retry``: ``mlflow sweep retry``); such a trial does not count toward
-    run_cap (SPEC §4b). ``retry_of`` is the index of the trial whose point this one runs again.
+    run_cap. ``retry_of`` is the index of the trial whose point this one runs again.
     """
 
     index: int
@@ -63,23 +95,47 @@ class Proposal:
     retry_of: int | None = None
 
 
-class SweepControl(str, Enum):
-    """What the user last asked of the sweep (SPEC §4b); ``running`` until a command says otherwise."""
+class SweepPhase(str, Enum):
+    """Where a sweep is in its life, as ``status``, ``list`` and the parent run's ``sweep.state`` tag show it.
+
+    ``running``, ``paused``, ``stopped`` and ``cancelled`` are what the user last asked (the
+    ledger's control events hold them, and ``Controls.state`` is never ``done``); ``done`` is
+    derived from the trials: run_cap or the metric target reached, or the grid exhausted.
+    ``str()`` and f-strings give the value, the word users read.
+    """
 
     RUNNING = "running"
     PAUSED = "paused"
     STOPPED = "stopped"
     CANCELLED = "cancelled"
+    DONE = "done"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def runs_trials(self) -> bool:
+        """True while agents may still run trials (a paused sweep waits for ``resume``)."""
+        return self in (SweepPhase.RUNNING, SweepPhase.PAUSED)
+
+    @property
+    def parent_status(self) -> TrialState:
+        """The parent run's MLflow status: RUNNING while the sweep runs trials, KILLED once cancelled,
+        FINISHED once stopped or done."""
+        if self.runs_trials:
+            return TrialState.RUNNING
+        return TrialState.KILLED if self is SweepPhase.CANCELLED else TrialState.FINISHED
 
 
 @dataclass(frozen=True)
 class Controls:
-    """The sweep's lifecycle settings from the ledger: the requested state and a run_cap override.
+    """The sweep's lifecycle settings from the ledger: the requested phase and a run_cap override.
 
-    ``run_cap`` is the value set by ``mlflow sweep update --run-cap``; None keeps the config's.
+    ``state`` is the phase the last lifecycle command asked for (never ``done``). ``run_cap`` is
+    the value set by ``mlflow sweep update --run-cap``; None keeps the config's.
     """
 
-    state: SweepControl = SweepControl.RUNNING
+    state: SweepPhase = SweepPhase.RUNNING
     run_cap: int | None = None
 
 

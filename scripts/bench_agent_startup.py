@@ -1,4 +1,4 @@
-"""Agent start-up (SPEC §6): command typed -> first trial launched, against ``import mlflow``.
+"""Agent start-up: command typed -> first trial launched, against ``import mlflow`` (target: ≤ +1 s).
 
 On a fresh sqlite store in a temp directory, starts ``mlflow sweep run --count 1`` on a sweep
 whose command records the moment it starts, and subtracts the moment the agent was launched.

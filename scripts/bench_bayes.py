@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark ``bayes`` against ``random`` and Optuna's TPE, and time one ``bayes`` proposal (issue #3).
+"""Benchmark ``bayes`` against ``random`` and Optuna's TPE, and time one ``bayes`` proposal (target: ≤ 1 s).
 
 Problems: Branin (2-d), Hartmann6 (6-d), a mixed space (log-real, int, 3-way categorical) and
 a real task (3-fold CV accuracy of scikit-learn's GradientBoostingClassifier on the bundled
@@ -12,7 +12,7 @@ best accuracy any method found. Optuna is a benchmark-only extra: pip install -e
 
 Besides medians and quartiles, the table gives P(bayes < other): the share of (bayes seed, other
 seed) pairs in which bayes ended with the lower regret (ties count half), a summary that does not
-flip with one seed the way a median comparison can (issue 12). ``--load FILE`` re-prints a saved
+flip with one seed the way a median comparison can. ``--load FILE`` re-prints a saved
 run, ``--first K`` restricted to its first K seeds.
 """
 from __future__ import annotations

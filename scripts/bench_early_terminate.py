@@ -1,4 +1,4 @@
-"""Wall-clock saved by hyperband ``early_terminate`` (issue 6), and the best metric kept.
+"""Wall-clock saved by hyperband ``early_terminate``, and the best metric kept.
 
 Runs the same sweep twice on fresh sqlite stores in temp directories — once without and once
 with ``early_terminate: {type: hyperband, min_iter: 3, eta: 3}`` — each by N agents in parallel

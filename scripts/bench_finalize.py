@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Time ``mlflow sweep finalize`` on a sweep of 1,000 completed trials (SPEC §6: ≤ 30 s median).
+"""Time ``mlflow sweep finalize`` on a sweep of 1,000 completed trials (target: ≤ 30 s median).
 
 The sweep has 5 parameters, one of them categorical, and lives in a fresh sqlite store in a
 temporary directory: the real ``init``, then finished trials written into its ledger with the

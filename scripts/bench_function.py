@@ -1,4 +1,5 @@
-"""Function trials (SPEC §6, §8): the agent's overhead per in-process trial, against command trials.
+"""Function trials (Python API): the agent's overhead per in-process trial (target: ≤ 20 ms), against
+command trials.
 
 Each measurement runs in a fresh Python process on a fresh sqlite store in a temp directory:
   1. a no-op function, 1 agent, N trials (default 1,000): the overhead per trial is the gap

@@ -1,4 +1,4 @@
-"""Agent overhead per trial (SPEC §6): everything but the command itself, on a sqlite store.
+"""Agent overhead per trial: everything but the command itself, on a sqlite store (target: ≤ 50 ms).
 
 Runs the real CLI in subprocesses on a fresh store in a temp directory:
   1. one agent, N trials (default 1,000) of a no-op command: median overhead per trial, and

@@ -1,4 +1,4 @@
-"""Start-up cost of the CLI (SPEC §6): ``mlflow sweep --help`` must be no slower than 1.5x ``mlflow --help``.
+"""Start-up cost of the CLI: ``mlflow sweep --help`` must be no slower than 1.5x ``mlflow --help``.
 
 Times, through the installed ``mlflow`` launcher next to this Python, the median of N runs of
 ``mlflow --help`` and ``mlflow sweep --help``, and ``python -c 'import mlflow'`` for scale; prints

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Time ``mlflow sweep status`` on a 3,000-trial sweep against ``python -c 'import mlflow'`` (SPEC §6).
+"""Time ``mlflow sweep status`` on a 3,000-trial sweep against ``python -c 'import mlflow'``.
 
 Target: status ≤ import mlflow + 1 s (medians). The sweep lives in a fresh sqlite store in a
 temporary directory: the real ``init``, then trials written into its ledger with the Ledger API

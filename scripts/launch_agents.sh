@@ -6,6 +6,12 @@
 #   scripts/launch_agents.sh 4                          # the most recently initialized sweep
 #   scripts/launch_agents.sh 4 3f2a9c0d1e... --count 5  # extra args go to every agent
 #
+# A machine with several GPUs needs no N: 'mlflow sweep run --gpus all' starts one agent per GPU,
+# each trial seeing only its own device. Passed through here, it runs N agents per GPU (small
+# trials sharing a device):
+#   scripts/launch_agents.sh 2 3f2a9c0d1e... --gpus all   # two agents on each GPU
+#   scripts/launch_agents.sh 1 3f2a9c0d1e... --gpus all --gpus-per-trial 2   # trials of 2 GPUs each
+#
 # Together the agents run exactly run_cap trials (or the whole grid, each point once).
 # Exit status: 0 when every agent exited 0; 1 when any agent failed; 130/143 when interrupted.
 # Ctrl-C or SIGTERM is forwarded to the agents as SIGTERM: each stops its trial (the child run

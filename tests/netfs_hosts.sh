@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Several "hosts" on one machine that share a directory over a real network filesystem, for the
-# multi-host ledger tests (issue 11). Run as root.
+# multi-host ledger tests. Run as root.
 #
 #   tests/netfs_hosts.sh start DIR             start an sshd on a free loopback port whose SFTP
 #                                              server exports DIR/export; keys, config and pid in DIR/ssh

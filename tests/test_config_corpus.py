@@ -19,7 +19,7 @@ BAD = sorted(p for p in (CONFIGS / "bad").iterdir() if p.suffix in (".yaml", ".j
 GOOD = sorted(p for p in (CONFIGS / "good").iterdir() if p.suffix in (".yaml", ".json"))
 EXAMPLES = sorted((CONFIGS.parent.parent / "examples").glob("*.yaml"))
 # One of each kind: schema + semantic problems, YAML syntax, empty file, JSON syntax, nested path.
-BAD_THROUGH_CLI = ["style_example.yaml", "yaml_syntax.yaml", "empty.yaml", "broken.json",
+BAD_THROUGH_CLI = ["six_problems.yaml", "yaml_syntax.yaml", "empty.yaml", "broken.json",
                    "nested_problem_path.yaml"]
 GOOD_THROUGH_CLI = ["program_only.yaml", "wandb_docs.json", "nested_parameters.yaml"]
 

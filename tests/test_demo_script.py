@@ -1,4 +1,4 @@
-"""scripts/demo.sh (the README's first command) says what it does while it installs (issue 12).
+"""scripts/demo.sh (the README's first command) says what it does while it installs.
 
 The whole demo (a venv, ~100 packages, a real sweep) was run by hand from a fresh clone; here the
 part that turns pip's output into progress lines runs on canned pip output.

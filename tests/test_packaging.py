@@ -1,4 +1,5 @@
-"""The wheel ships the schema as package data, and the installed package finds it (STYLE §1).
+"""The wheel ships the schema as package data, and the installed package finds it (never
+through a path relative to the repository).
 
 The wheel is built from a copy of the sources (so the shared working tree gets no build/ dir)
 and installed with --no-deps into a fresh venv that sees the running environment's packages,

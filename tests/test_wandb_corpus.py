@@ -1,4 +1,4 @@
-"""Sweep files in the patterns of public W&B files run as W&B's agent runs them (issue 13, SPEC §2).
+"""Sweep files in the patterns of public W&B files run as W&B's agent runs them.
 
 Each ``configs/wandb/NAME.yaml`` has ``NAME.argv``: one trial's parameters in W&B's run-config
 shape and the argv W&B's agent gives for them, written by hand from W&B's code (see
@@ -107,7 +107,7 @@ def _flat(cfg: config.SweepConfig, tree: dict) -> dict[str, Any]:
 
 
 def _same(ours: list[str], theirs: list[str]) -> bool:
-    """Equal, except that a nested block is JSON in ours and Python's repr in W&B's (SPEC §4a)."""
+    """Equal, except that a nested block is JSON in ours and Python's repr in W&B's (any program parses JSON)."""
     return len(ours) == len(theirs) and all(a == b or _same_block(a, b) for a, b in zip(ours, theirs))
 
 

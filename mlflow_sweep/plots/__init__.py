@@ -1,8 +1,8 @@
-"""Finalize plots (SPEC §5): PNGs written to a directory, drawn with matplotlib's Agg canvas; no mlflow.
+"""Finalize plots: PNGs written to a directory, drawn with matplotlib's Agg canvas; no mlflow.
 
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot), so nothing needs a display and no
 global figure state leaks between calls. Every plot stays legible with 20 parameters or 1,000 trials,
-and a plot with nothing to show is left out with the reason (issue 12). The plots live in
+and a plot with nothing to show is left out with the reason, never drawn empty. The plots live in
 ``summary`` (importance, correlation), ``history`` (metric over time, timeline) and
 ``parameters`` (parallel coordinates, metric against each parameter); ``common`` holds what they share.
 """
@@ -54,7 +54,7 @@ def draw_plots(analysis: Analysis, trials: Sequence[Trial], directory: Path) -> 
                 draw_figure(name, analysis, trials).savefig(path, dpi=DPI)
                 paths.append(path)
                 continue
-            except Exception as exc:  # one odd plot must not cost the user the table (SPEC §5)
+            except Exception as exc:  # one odd plot must not cost the user the table
                 log.warning("could not draw %s: %s: %s", path.name, type(exc).__name__, exc)
                 why = f"could not be drawn ({type(exc).__name__}: {exc})"
         skipped.append((path.name, why))
@@ -62,7 +62,7 @@ def draw_plots(analysis: Analysis, trials: Sequence[Trial], directory: Path) -> 
 
 
 def plan_plots(analysis: Analysis, trials: Sequence[Trial]) -> list[tuple[str, str | None]]:
-    """Each plot's name and why it is left out, or None when it has something to show (SPEC §5).
+    """Each plot's name and why it is left out, or None when it has something to show.
 
     Args:
         analysis: the result of ``analysis.analyse`` for these trials.

@@ -2,7 +2,7 @@
 
 A parameter becomes an ``_Axis``: numbers stay numbers (log when configured so, whole numbers when
 every value is an int), categoricals become slots in the sweep file's order, never-sampled values
-included (issue 12).
+included, so a plot reads as the sweep file does.
 """
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from mlflow_sweep.analysis import CATEGORICAL, LOG, Analysis, category_label, effective_scale, is_number
+from mlflow_sweep.analysis import CATEGORICAL, LOG, Analysis, category_label, effective_scale
 from mlflow_sweep.plots.common import (STATE_COLOURS, count_trials, figure, jitter, ordered_names, short,
                                        thin_ticks, whole_numbers)
-from mlflow_sweep.trials import Trial
+from mlflow_sweep.trials import Trial, is_number
 
 if TYPE_CHECKING:
     import numpy

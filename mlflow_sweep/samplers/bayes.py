@@ -1,7 +1,7 @@
 """Bayesian search: a Latin-hypercube design, then a scikit-optimize Gaussian process with EI.
 
-Pure (SPEC §7): a proposal depends only on (config, history, seed, index). Issue #3.
-Settings below were chosen by measurement with ``scripts/bench_bayes.py``.
+Pure: a proposal depends only on (config, history, seed, index), so every agent that rebuilds it
+from the ledger gets the same one. Settings below were chosen by measurement with ``scripts/bench_bayes.py``.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from mlflow_sweep.distributions import quantize, value_key
-from mlflow_sweep.trials import Proposal, TrialState
+from mlflow_sweep.trials import Proposal, TrialState, is_number
 
 if TYPE_CHECKING:
     import numpy
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 # Measured with scripts/bench_bayes.py (30 trials, 10 seeds, median regret Branin / Hartmann6):
 # 5 design rows 0.0007 / 1.22, 6 rows 0.004 / 0.26, 8 rows 0.007 / 0.37; without the local
 # candidates Hartmann6 went from 0.43 to 1.22. TRAIN_CAP keeps a proposal at 200 trials ~0.3 s.
-N_DESIGN = 6          # Latin-hypercube rows before the GP (issue #3: 5-8 beat skopt's 10 random)
+N_DESIGN = 6          # Latin-hypercube rows before the GP (5-8 beat skopt's 10 random points)
 TRAIN_CAP = 80        # most observations one GP fit sees (the fit is cubic in this)
 TRAIN_BEST = 30       # of which the best ones always kept; the rest is a seeded sample
 N_RANDOM = 2000       # uniform candidates scored by EI
@@ -182,7 +182,7 @@ def _rng(seed: int, *keys: int) -> numpy.random.Generator:
 
 def _own_value(trial: Trial, sign: float) -> float | None:
     """The trial's metric in minimization form, or None when it has no finite value."""
-    if trial.metric is None or not math.isfinite(trial.metric):
+    if not is_number(trial.metric):
         return None
     return sign * float(trial.metric)
 
@@ -230,7 +230,7 @@ def _value(t: Trial, own: float | None, impute: str,
 
 
 def _transform_y(y: numpy.ndarray) -> numpy.ndarray:
-    """Yeo-Johnson when y is skewed (|skew| > 1): a wide-ranging objective hurts a GP (issue #3).
+    """Yeo-Johnson when y is skewed (|skew| > 1): a wide-ranging objective hurts a GP.
 
     Measured (30 trials, 20 seeds): on Rosenbrock-4 it cut the median regret from 34 to 8.9;
     applied always it cost 10x on Branin; log1p and rank (copula) transforms did worse.

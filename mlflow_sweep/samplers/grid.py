@@ -3,11 +3,10 @@
 Point ``i`` is the ``i``-th element of the cartesian product of every parameter's
 ``grid_values()`` in the config's parameter order, the last parameter varying fastest
 (``itertools.product`` order). A trial holds its point unless it is ``dead`` (its agent
-went silent, SPEC §4), so failed trials are not retried but a dead agent's point comes back.
+went silent), so failed trials are not retried but a dead agent's point comes back.
 """
 from __future__ import annotations
 
-from math import prod
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from mlflow_sweep.distributions import value_key
@@ -26,11 +25,6 @@ def axes(config: Any) -> list[tuple[str, tuple]]:
             raise ValueError(f"parameter {name!r} ({dist.describe()}) has no finite grid")
         out.append((name, tuple(values)))
     return out
-
-
-def size(config: Any) -> int:
-    """How many points the grid has."""
-    return prod(len(values) for _, values in axes(config))
 
 
 def point_params(config: Any, point: int) -> dict[str, Any]:
@@ -76,8 +70,8 @@ def _held(grid: list[tuple[str, tuple]], history: Sequence[Trial]) -> set[int]:
 def propose(config: Any, history: Sequence[Trial], seed: int, index: int) -> Proposal | _Done:
     """The lowest point no live trial holds, or DONE; ``seed`` and ``index`` are unused."""
     grid = axes(config)
-    held, total = _held(grid, history), prod(len(values) for _, values in grid)
-    point = next((p for p in range(total) if p not in held), None)
+    held = _held(grid, history)
+    point = next((p for p in range(config.grid_size()) if p not in held), None)
     if point is None:
         return DONE
     return Proposal(params=_decode(grid, point), point=point)

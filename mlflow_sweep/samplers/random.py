@@ -24,6 +24,6 @@ def trial_rng(seed: int, index: int) -> numpy.random.Generator:
 
 
 def propose(config: Any, history: Sequence[Trial], seed: int, index: int) -> Proposal:
-    """Sample every parameter for trial ``index``; history is ignored, so agents agree (SPEC §4a)."""
+    """Sample every parameter for trial ``index``; history is ignored, so every agent draws the same trial."""
     rng = trial_rng(seed, index)
     return Proposal(params={name: dist.sample(rng) for name, dist in config.parameters.items()})

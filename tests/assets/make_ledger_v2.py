@@ -1,6 +1,6 @@
 """Write tests/assets/ledger-v2/: a format-v2 ledger directory using every event kind, on a fixed clock.
 
-Run from the repository root with the release that introduced format v2 (issue 11)::
+Run from the repository root with the release that introduced format v2 (the event-per-file log)::
 
     python tests/assets/make_ledger_v2.py
 

@@ -153,7 +153,7 @@ def test_failing_trials_are_recorded_and_stop_the_agent_after_max_failures(store
     assert "agent stopped after 2 failed trials in a row" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert [r.info.status for r in runs] == ["FAILED", "FAILED"]
-    [beat] = ledger_of(store, sweep_id).agents()  # its last beat says it exited (issue 12)
+    [beat] = ledger_of(store, sweep_id).agents()  # its last beat says it exited, so status counts it exited, not died
     assert beat.get("stopped") is True
 
 

@@ -1,4 +1,4 @@
-"""The Python API (SPEC §8) in this test process against a real sqlite store: function trials in-process.
+"""The Python API in this test process against a real sqlite store: function trials in-process.
 
 One sweep, run once by a function agent, serves the tests that only inspect it. Its trials
 behave by their grid point: log with the fluent API alone, open their own ``mlflow.start_run()``

@@ -1,4 +1,5 @@
-"""Reading sweeps straight from a local sqlite store gives what MlflowClient gives (issue 12, SPEC §6).
+"""Reading sweeps straight from a local sqlite store gives what MlflowClient gives, without its
+1-2 s of SQLAlchemy start-up that status cannot afford.
 
 ``catalog`` is a shortcut for speed; ``tracking`` falls back to MlflowClient whenever it answers None.
 """

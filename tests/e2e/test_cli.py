@@ -42,7 +42,8 @@ def test_help_lists_every_command_and_the_sweep_id_flag(capsys: pytest.CaptureFi
     run = capsys.readouterr().out
     listed = [line.split()[0] for line in top.split("commands:\n")[1].split("\n\n")[0].splitlines()]
     assert listed == COMMANDS
-    assert run.startswith("usage: mlflow sweep run [--sweep-id ID] [--count N] [--max-failures N]\n")
+    assert run.startswith("usage: mlflow sweep run [--sweep-id ID] [--count N] [--max-failures N] [--gpus LIST]\n"
+                          "                       [--gpus-per-trial N]\n")
 
 
 def test_help_through_python_dash_m(store):

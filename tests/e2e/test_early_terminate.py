@@ -1,4 +1,4 @@
-"""Hyperband early termination end to end: two real agents stop the diverging trials (issue 6).
+"""Hyperband early termination end to end: two real agents stop the diverging trials.
 
 The sweep is a grid over examples/train_steps.py's learning rate, in an order that makes every
 outcome certain even though the agents run side by side and a cut pools only trials that have

@@ -1,4 +1,4 @@
-"""``mlflow sweep finalize`` end to end on a real sqlite store (SPEC §5, issue 5).
+"""``mlflow sweep finalize`` end to end on a real sqlite store.
 
 Most sweeps are built fast: the real ``init``, then trials written straight into the ledger with
 the Ledger API and matching child runs made with MlflowClient. One slow test runs real agents.
@@ -97,7 +97,7 @@ def test_finalize_prints_the_table_and_records_best_plots_and_status(store):
 
     client = store.client()
     parent = client.get_run(sweep_id)
-    # 26 trials of run_cap 30: the sweep can still run trials, so finalize leaves it RUNNING (SPEC §4b)
+    # 26 trials of run_cap 30: the sweep can still run trials, so finalize leaves it RUNNING
     assert (parent.info.status, parent.data.tags["sweep.state"]) == ("RUNNING", "running")
     assert parent.data.tags["sweep.best_run_id"] == run_ids[best]
     assert json.loads(parent.data.tags["sweep.best_params"]) == specs[best][0]
@@ -139,9 +139,9 @@ def test_no_metric_gives_a_message_the_timeline_and_a_ledger_copy(store, tmp_pat
     assert "note: no metric configured" in out and "Parameter importance" not in out
     assert "Best trial: none (no metric configured)" in out
     parent = store.client().get_run(sweep_id)
-    assert parent.info.status == "RUNNING" and "sweep.best_run_id" not in parent.data.tags  # not done (SPEC §4b)
+    assert parent.info.status == "RUNNING" and "sweep.best_run_id" not in parent.data.tags  # not done: the parent stays RUNNING
     assert {"timeline.png", "parallel_coordinates.png"} <= set(artifacts(store, sweep_id, "plots"))
-    assert "ledger.jsonl" in artifacts(store, sweep_id, "sweep")  # SPEC §4: stored at finalize
+    assert "ledger.jsonl" in artifacts(store, sweep_id, "sweep")  # a copy of the ledger, stored at finalize
 
 
 def test_too_few_trials_failures_and_nan_metrics_give_notes_not_errors(store):
@@ -193,7 +193,7 @@ def test_finalize_reaps_trials_of_silent_agents(store):
     assert store.client().get_run(run_ids[0]).info.status == "FAILED"
     assert ("Left out importance.png, correlation.png, metric_over_time.png, parallel_coordinates.png, "
             "metric_vs_parameters.png: no finished trial has a value for 'loss' yet") in out
-    assert set(artifacts(store, sweep_id, "plots")) == {"timeline.png"}  # no empty frame (issue 12)
+    assert set(artifacts(store, sweep_id, "plots")) == {"timeline.png"}  # no empty frame
     assert f"Recorded on run {sweep_id}: sweep_summary.txt, 1 plot under plots/ (timeline.png)" in out
 
 

@@ -1,4 +1,4 @@
-"""Function agents (SPEC §8) on their own sweeps: config errors, interrupts, failures, early termination,
+"""Function agents on their own sweeps: config errors, interrupts, failures, early termination,
 a command agent from Python, and stores switched in one process. In this test process, except where
 a real signal or a second agent process is the point (test_function_agent_processes.py)."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Function agents in their own Python processes (SPEC §8): a real Ctrl-C, a function agent beside
+"""Function agents in their own Python processes: a real Ctrl-C, a function agent beside
 a CLI agent on one grid (one ledger: each point exactly once), and examples/python_api.py."""
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import pytest
 
 pytestmark = [pytest.mark.e2e]
 
-SPEC_EXAMPLE = """\
+EXAMPLE = """\
 command: python train.py --learning-rate ${learning_rate} --batch-size ${batch_size} --optimizer ${optimizer}
 experiment_name: spec-example
 sweep_name: spec-sweep
@@ -36,7 +36,7 @@ def _write(tmp_path: Path, text: str, name: str = "sweep_config.yaml") -> Path:
 
 
 def test_init_creates_the_parent_run_and_prints_the_normalized_config(store, tmp_path: Path):
-    path = _write(tmp_path, SPEC_EXAMPLE)
+    path = _write(tmp_path, EXAMPLE)
     proc = store.main("init", str(path), check=True)
     *config_lines, last = proc.stdout.strip().splitlines()
     assert last.startswith("Sweep initialized with ID: ")

@@ -1,4 +1,4 @@
-"""The sweep's lifecycle end to end (SPEC §4b, issue 10): real agent processes, the real CLI, a real sqlite store.
+"""The sweep's lifecycle end to end: real agent processes, the real CLI, a real sqlite store.
 
 Trials that must still be running when a command lands wait for a release file, so no test
 depends on how fast this machine is; every wait polls a condition with a generous timeout.

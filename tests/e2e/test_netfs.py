@@ -1,4 +1,4 @@
-"""Several hosts on a network filesystem (issue 11): the ledger stays exact and never wedges.
+"""Several hosts on a network filesystem: the ledger stays exact and never wedges.
 
 Two "hosts" (tests/netfs_hosts.sh: own hostname, own PIDs, own sshfs client mount of one export)
 run agents on sweeps whose ledger lives on the shared mount, with a real ``mlflow server`` on

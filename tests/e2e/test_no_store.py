@@ -1,4 +1,4 @@
-"""A command that needs an existing sweep creates no store on its way (SPEC §4a, issue 12).
+"""A command that needs an existing sweep creates no store on its way (no stray mlflow.db).
 
 ``run``/``status``/``finalize`` in a directory without a store used to create ``mlflow.db`` (and
 print MLflow's migration chatter) before saying "no sweep found".

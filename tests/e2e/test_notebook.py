@@ -1,4 +1,4 @@
-"""The Python API in a real Jupyter kernel (issue 9): ``examples/notebook.ipynb`` cell by cell, and
+"""The Python API in a real Jupyter kernel: ``examples/notebook.ipynb`` cell by cell, and
 the stop button (a kernel interrupt) while a function trial runs."""
 from __future__ import annotations
 

@@ -33,7 +33,8 @@ def _run(store, config: dict, script: str, *extra: str):
 
 @pytest.mark.timeout(300)
 def test_argparse_floats_and_log_params_of_vars_args(store):
-    """Issue 13 item 7: before, 3 of these 4 trials FAILED on "Changing param values is not allowed"."""
+    """argparse's float 1.0 for the sweep's 1 must not fail the script's log_params ("Changing param values is
+    not allowed"): all 4 trials finish."""
     proc, runs = _run(store, {"method": "grid", "metric": {"name": "loss"},
                               "parameters": {"lr": {"values": [0.01, 1]}, "wd": {"values": [0, 0.0001]}}},
                       "argparse_train.py")
@@ -73,7 +74,7 @@ def test_sklearn_autolog_with_a_swept_estimator_param(store):
 
 @pytest.mark.timeout(240)
 def test_hugging_face_trainer_logging_every_argument(store):
-    """Issue 13 item 9: the callback logs num_train_epochs as 3.0 where the sweep says 3."""
+    """Hugging Face's callback logs num_train_epochs as 3.0 where the sweep says 3: its text stands, no failure."""
     proc, runs = _run(store, {"method": "grid", "metric": {"name": "eval_loss"},
                               "parameters": {"num_train_epochs": {"value": 3},
                                              "learning_rate": {"values": [5e-05, 0.0001]}}},
@@ -86,7 +87,7 @@ def test_hugging_face_trainer_logging_every_argument(store):
 
 @pytest.mark.timeout(240)
 def test_lightning_logger_without_run_id_gets_one_hint(store):
-    """Issue 13 item 9: MLFlowLogger logs into its own run unless given MLFLOW_RUN_ID; say so once."""
+    """Lightning's MLFlowLogger logs into its own run unless given MLFLOW_RUN_ID; the agent says so once."""
     proc, runs = _run(store, {"method": "grid", "metric": {"name": "val_loss"},
                               "parameters": {"pass_run_id": {"values": [False, False, True]}, "lr": {"value": 0.5}}},
                       "lightning_like_train.py")

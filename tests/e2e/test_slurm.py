@@ -176,7 +176,7 @@ def test_array_job_runs_every_grid_point_exactly_once(slurm: Cluster, store, tmp
 
 @pytest.mark.timeout(400)
 def test_a_task_signalled_mid_trial_has_its_point_run_by_another_task(slurm: Cluster, store, tmp_path: Path) -> None:
-    """SPEC §4b: SIGTERM (a time limit's --signal=B:TERM, preemption, scancel) requeues the trial's point."""
+    """SIGTERM (a time limit's --signal=B:TERM, preemption, scancel) requeues the trial's point."""
     sweep_id = init_sweep(store, {
         "method": "grid",
         # The first trial hangs, so its task is surely signalled mid-trial; the re-run of its point does not.

@@ -1,4 +1,4 @@
-"""``mlflow sweep status``: trials by state, run_cap progress, best so far, live agents (issue 5)."""
+"""``mlflow sweep status``: trials by state, run_cap progress, best so far, live agents."""
 from __future__ import annotations
 
 import socket
@@ -9,7 +9,7 @@ import pytest
 
 from mlflow_sweep.config import config_from_dict
 from mlflow_sweep.progress import render_status
-from mlflow_sweep.trials import Trial, TrialState
+from mlflow_sweep.trials import SweepPhase, Trial, TrialState
 from tests.e2e.agents import init_sweep
 from tests.e2e.test_finalize import CONFIG, add_trials, ledger_of, lr_only_trials
 
@@ -101,7 +101,7 @@ def test_render_shows_the_lifecycle_state_and_leaves_requeued_trials_out_of_run_
     trials = [Trial(0, {"a": 1, "b": "x"}, TrialState.KILLED, requeued="interrupted"),
               Trial(1, {"a": 2, "b": "x"}, TrialState.FAILED, requeued="retry"),
               Trial(2, {"a": 1, "b": "x"}, TrialState.FINISHED, retry_of=0)]
-    text = render_status("g (id)", grid_config(run_cap=4), trials, [], now=0.0, timeout=1.0, state="paused",
+    text = render_status("g (id)", grid_config(run_cap=4), trials, [], now=0.0, timeout=1.0, state=SweepPhase.PAUSED,
                          run_cap=6)
     assert text.splitlines()[1:3] == [
         "State: paused (running trials finish, agents wait; 'mlflow sweep resume' goes on)",

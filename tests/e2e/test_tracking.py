@@ -28,7 +28,7 @@ def _sweep(tmp_path: Path) -> tuple[config.SweepConfig, str]:
 
 
 def test_a_lock_error_after_create_run_retries_that_call_only(fresh_client, tmp_path, monkeypatch):
-    """Issue 13 item 10: retrying the whole create_sweep made a second parent run."""
+    """A retry is per client call: retrying the whole create_sweep would make a second parent run."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -61,7 +61,7 @@ def test_a_store_that_stays_locked_is_one_clear_error(fresh_client, tmp_path, mo
 
 
 def test_settle_trial_fills_in_the_params_the_trial_did_not_log(fresh_client):
-    """PLAN decision 3: the trial's own text stands (argparse's 1.0 for the sweep's 1), the rest is filled in."""
+    """MLflow refuses to change a logged param, so the trial's own text stands (argparse's 1.0 for the sweep's 1), the rest is filled in."""
     client = fresh_client.client()
     run_id = client.create_run("0").info.run_id
     client.log_param(run_id, "lr", "1.0")  # what log_params(vars(args)) does with type=float
@@ -85,7 +85,7 @@ def test_settle_trial_logs_more_params_than_one_batch_holds(fresh_client):
 
 @pytest.mark.parametrize("logged", [None, "1", "1.0"])
 def test_settle_trial_without_reading_the_run_keeps_the_trials_own_text(fresh_client, logged):
-    """issue 9: one store call where the trial logged no param or the same text; its own text still stands."""
+    """One store call where the trial logged no param or the same text; its own text still stands."""
     client = fresh_client.client()
     run_id = client.create_run("0").info.run_id
     if logged is not None:

@@ -1,4 +1,4 @@
-"""``mlflow sweep validate FILE`` and ``mlflow sweep list`` (SPEC §1, issue 12)."""
+"""``mlflow sweep validate FILE`` and ``mlflow sweep list``."""
 from __future__ import annotations
 
 import json

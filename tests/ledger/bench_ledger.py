@@ -1,6 +1,6 @@
 """Micro-benchmark: ledger claim and complete cost at trial 1 vs trial 1000 (should be flat).
 
-Not a test (speed lives in benchmarks, STYLE §4). Run::
+Not a test (speed is measured by benchmarks, never asserted by a timed test). Run::
 
     python tests/ledger/bench_ledger.py [--trials 1000] [--dir DIR] [--no-fsync]
 

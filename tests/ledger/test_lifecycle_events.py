@@ -1,4 +1,4 @@
-"""Lifecycle events in the ledger (SPEC §4b, issue 10): control, run_cap, requeue, and claims that re-run a point."""
+"""Lifecycle events in the ledger: control, run_cap, requeue, and claims that re-run a point."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 from mlflow_sweep.errors import LedgerError
 from mlflow_sweep.journal import Journal
 from mlflow_sweep.ledger import Decision, Ledger, replay
-from mlflow_sweep.trials import Controls, Proposal, SweepControl, TrialState
+from mlflow_sweep.trials import Controls, Proposal, SweepPhase, TrialState
 from tests.ledger.test_replay import HEAD, claim, end
 
 pytestmark = pytest.mark.timeout(30)
@@ -26,7 +26,7 @@ def test_the_last_control_and_run_cap_count() -> None:
     assert replay([HEAD]).controls == Controls()
     state = replay([HEAD, control("paused"), {"event": "run_cap", "run_cap": 4, "time": 1.0},
                     control("running"), control("stopped"), {"event": "run_cap", "run_cap": 7, "time": 2.0}])
-    assert state.controls == Controls(SweepControl.STOPPED, 7)
+    assert state.controls == Controls(SweepPhase.STOPPED, 7)
 
 
 def test_an_interrupted_end_requeues_once_and_a_claim_carries_retry_of() -> None:
@@ -46,11 +46,12 @@ def test_a_requeue_on_an_end_that_lost_to_the_reaper_is_ignored() -> None:
 
 
 @pytest.mark.parametrize(("events", "message"), [
-    ([HEAD, control("finished")], "bad 'control' event \\(ValueError: 'finished' is not a valid SweepControl\\)"),
+    ([HEAD, control("finished")], "bad 'control' event \\(ValueError: 'finished' is not a valid SweepPhase\\)"),
+    ([HEAD, control("done")], "a control event cannot ask for 'done'"),
     ([HEAD, {"event": "run_cap", "run_cap": 0, "time": 1.0}], "'run_cap' must be an integer of at least 1, but got 0"),
     ([HEAD, {"event": "run_cap", "run_cap": True, "time": 1.0}], "'run_cap' must be an integer of at least 1"),
     ([HEAD, requeue(0)], "trial 0 was never claimed"),
-], ids=["unknown-control", "zero-run-cap", "bool-run-cap", "unclaimed-requeue"])
+], ids=["unknown-control", "done-control", "zero-run-cap", "bool-run-cap", "unclaimed-requeue"])
 def test_refusals(events: list, message: str) -> None:
     with pytest.raises(LedgerError, match=message):
         replay(events)
@@ -64,7 +65,7 @@ def test_commit_publishes_one_lifecycle_event_or_nothing(ledger_dir: Path) -> No
     ledger = Ledger(ledger_dir)
     paused = ledger.commit(lambda s: Decision("asked", {"event": "control", "state": "paused", "by": "me"}))
     assert (paused.value, paused.state.controls.state, written(ledger)[-1]["time"] > 0) == \
-        ("asked", SweepControl.PAUSED, True)
+        ("asked", SweepPhase.PAUSED, True)
     before = written(ledger)
     nothing = ledger.commit(lambda s: Decision(len(s.trials)))
     assert (nothing.value, nothing.event, nothing.state is ledger.state()) == (0, None, True)

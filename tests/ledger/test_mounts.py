@@ -1,4 +1,4 @@
-"""The mount table: filesystem detection, and refusing mounts that would show heartbeats too old (issue 11)."""
+"""The mount table: filesystem detection, and refusing mounts that would show heartbeats too old."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""Finalize math (SPEC §5, issue 5): rankings, categorical alignment, seeding, best trial, edge cases."""
+"""Finalize math: rankings, categorical alignment, seeding, best trial, edge cases."""
 from __future__ import annotations
 
 import math
@@ -181,7 +181,7 @@ def test_param_levels_keep_the_files_order_for_categoricals_only():
 
 
 def test_rows_are_named_by_the_mlflow_param_names_flat_and_nested():
-    """Issue 13: a flat dotted name and a nested block's leaf are rows as named, never re-nested."""
+    """A flat dotted name and a nested block's leaf are rows as named, never re-nested."""
     from tests.unit.helpers import make_config
 
     config = make_config({"model.lr": {"min": 0.0, "max": 1.0}, "mixmethod": {"values": ["a", "b"]},

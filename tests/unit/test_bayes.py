@@ -1,4 +1,4 @@
-"""Bayes sampler: the distribution→skopt table, imputation, pending trials, convergence (issue #3)."""
+"""Bayes sampler: the distribution→skopt table, imputation, pending trials, convergence."""
 from __future__ import annotations
 
 import json

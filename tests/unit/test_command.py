@@ -119,7 +119,7 @@ def test_program_macro_without_program_is_an_error() -> None:
         argv(DEFAULT, program=None)
 
 
-# --- issue 13: a parameter's name is its name ------------------------------------------------
+# --- a parameter's name is its name ----------------------------------------------------------
 
 DOTTED = {"model.lr": {"values": [0.01]}, "data.variant": {"value": 0}, "mixmethod": {"value": "cutmix"},
           "mixmethod.conf_prob": {"value": 0.5}, "opt": {"parameters": {"init_args.lr": {"value": 1e-05}}}}
@@ -143,7 +143,7 @@ def dotted(command) -> list[str]:
                       '"opt": {"init_args.lr": 1e-05}}']),
 ])
 def test_flat_dotted_names_are_passed_as_written(macro: str, expected: list[str]) -> None:
-    """Issue 13 items 1-2: W&B passes --model.lr=0.01 (LightningCLI, Hydra); before, --model={...} or a TypeError."""
+    """W&B passes --model.lr=0.01 (LightningCLI, Hydra), never --model={...}: a dotted name is not a block."""
     assert dotted(["fit", macro]) == ["fit", *expected]
 
 

@@ -51,6 +51,43 @@ def test_a_history_of_nothing_but_nan_counts_no_value():
     assert _cfg(metric={"name": "loss", "summary": "last"}).metric.summarize([float("nan")]) is None
 
 
+def test_defaults_inside_blocks_come_from_the_schema_as_wandb_fills_them():
+    cfg = _cfg(metric={"name": "loss", "target": 0.1}, early_terminate={"type": "hyperband", "min_iter": 3},
+               parameters={"n": {"distribution": "q_normal"}, "u": {"distribution": "q_uniform", "min": 0, "max": 4}})
+    assert cfg.early_terminate == {"type": "hyperband", "min_iter": 3, "eta": 3, "strict": True}
+    assert (cfg.parameters["n"].spec(), cfg.parameters["u"].spec()) == (
+        {"distribution": "q_normal", "mu": 0.0, "sigma": 1.0, "q": 1.0},
+        {"distribution": "q_uniform", "min": 0, "max": 4, "q": 1.0})
+    assert cfg.metric == config.Metric("loss", "minimize", 0.1, "worst", "best")
+
+
+def test_the_schema_alone_owns_the_defaults(monkeypatch: pytest.MonkeyPatch):
+    """Change a default in the schema and the config follows: no other module restates it."""
+    changed = json.loads(json.dumps(schema.load_schema()))
+    changed["properties"]["method"]["default"] = "grid"
+    changed["properties"]["experiment_name"]["default"] = "Elsewhere"
+    changed["$defs"]["metric"]["properties"]["summary"]["default"] = "last"
+    changed["$defs"]["hyperband"]["properties"]["eta"]["default"] = 4
+    changed["$defs"]["normal"]["properties"]["sigma"]["default"] = 2.0
+    changed["allOf"][1]["else"]["properties"]["run_cap"]["default"] = 7
+    for cached in (schema._filler, schema._validator):
+        cached.cache_clear()
+    monkeypatch.setattr(schema, "load_schema", lambda: changed)
+    try:
+        grid = _cfg(metric={"name": "loss"}, early_terminate={"type": "hyperband", "min_iter": 3})
+        rand = _cfg(method="random", parameters={"n": {"distribution": "normal"}})
+    finally:
+        for cached in (schema._filler, schema._validator):
+            cached.cache_clear()
+    assert (grid.method, grid.run_cap, grid.experiment_name, grid.metric.summary, grid.early_terminate["eta"]) == (
+        "grid", None, "Elsewhere", "last", 4)
+    assert (rand.run_cap, rand.parameters["n"].spec()["sigma"]) == (7, 2.0)
+
+
+def test_an_alias_is_not_overridden_by_the_default_of_its_key():
+    assert (_cfg(project="p").experiment_name, _cfg().experiment_name) == ("p", "Default")
+
+
 def test_no_metric_is_none():
     assert _cfg().metric is None
 
@@ -155,7 +192,7 @@ def test_a_parameter_the_string_command_never_uses_is_a_warning():
 
 
 def test_a_list_command_that_passes_no_parameter_gets_the_same_warning():
-    """Issue 13 item 6: W&B files whose program reads wandb.config pass nothing on the command line."""
+    """W&B files whose program reads wandb.config pass nothing on the command line: a warning, not an error."""
     cfg = _cfg(command=["${env}", "${interpreter}", "${program}", "--epochs=3"], program="t.py",
                parameters={"lr": {"value": 1}, "g": {"parameters": {"h": {"value": 2}}}})
     assert cfg.warnings == (f"parameters lr, g.h are not used in command; the command will not see them {_HOW}",)
@@ -271,7 +308,7 @@ def test_schema_is_valid_and_knows_every_registered_distribution():
 
 
 def test_parameter_shapes_are_discriminated_without_anyof_or_oneof():
-    """STYLE §3: anyOf/oneOf make jsonschema blame the wrong branch."""
+    """anyOf/oneOf make jsonschema blame the wrong branch ('min' is required for ``{values: []}``)."""
     text = json.dumps(schema.load_schema()["$defs"]["parameter"])
     assert ('"anyOf"' in text.replace('"if": {"anyOf"', ""), '"oneOf"' in text) == (False, False)
 
@@ -305,7 +342,7 @@ def test_normal_sigma_zero_is_allowed_as_in_wandb():
     assert _cfg(parameters={"n": {"distribution": "normal", "sigma": 0}}).parameters["n"].ppf(0.3) == 0.0
 
 
-# --- issue 13: real W&B files ------------------------------------------------------------------
+# --- real W&B files, as people write them -------------------------------------------------------
 
 
 def _load(tmp_path: Path, text: str) -> config.SweepConfig:
@@ -324,7 +361,7 @@ def test_flat_dotted_names_stay_flat_and_nested_blocks_nest():
 
 
 def test_a_name_and_a_dotted_name_with_its_prefix_may_both_exist():
-    """Issue 13 item 2: ``mixmethod`` and ``mixmethod.conf_prob`` are two flat parameters."""
+    """``mixmethod`` and ``mixmethod.conf_prob`` are two flat parameters: a name with a dot is still a name."""
     cfg = _cfg(parameters={"mixmethod": {"values": ["cutmix"]}, "mixmethod.conf_prob": {"value": 0.5}})
     assert cfg.nest({"mixmethod": "cutmix", "mixmethod.conf_prob": 0.5}) == {
         "mixmethod": "cutmix", "mixmethod.conf_prob": 0.5}

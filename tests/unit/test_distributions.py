@@ -69,6 +69,13 @@ INT_SPECS = st.tuples(st.integers(-1000, 1000), st.integers(1, 50)).map(
 U = st.floats(0.0, 1.0, exclude_max=True)
 
 
+def checked(spec: dict):
+    """The distribution of a spec as a sweep file gives it: the schema fills its defaults (q, mu, sigma, ...)."""
+    from mlflow_sweep import schema
+
+    return from_spec(schema.with_defaults(spec, spec["distribution"]))
+
+
 def test_registry_has_every_wandb_distribution() -> None:
     assert set(REGISTRY) == W_AND_B_NAMES
     assert all(cls.name == name for name, cls in REGISTRY.items())
@@ -110,6 +117,12 @@ def test_ppf_is_monotone(spec: dict, u1: float, u2: float) -> None:
     d = from_spec(spec)
     lo, hi = sorted((u1, u2))
     assert d.ppf(lo) <= d.ppf(hi)
+
+
+@pytest.mark.parametrize("u", [1.938579240858085e-296, 1e-20, 1.0 - 1e-15])
+def test_beta_is_finite_next_to_its_bounds(u: float) -> None:
+    values = [from_spec({"distribution": "beta", "a": 3.0, "b": 3.0}).ppf(v) for v in sorted((0.0, u, 0.5))]
+    assert values == sorted(values) and all(0.0 <= v <= 1.0 for v in values), values
 
 
 @QUICK
@@ -165,8 +178,8 @@ def test_infer_distribution_follows_wandb(spec: dict, expected: str | None) -> N
     ({"distribution": "categorical", "values": ["a", 1, True]}, 'categorical(values=["a", 1, true])'),
     ({"distribution": "constant", "value": "x"}, 'constant(value="x")'),
 ])
-def test_describe_and_spec_fill_wandb_defaults(spec: dict, expected: str) -> None:
-    d = from_spec(spec)
+def test_describe_and_spec_with_the_schemas_defaults(spec: dict, expected: str) -> None:
+    d = checked(spec)
     assert d.describe() == expected
     assert from_spec(json.loads(json.dumps(d.spec()))) == d
 
@@ -184,7 +197,18 @@ def test_describe_and_spec_fill_wandb_defaults(spec: dict, expected: str) -> Non
     ({"distribution": "q_normal"}, None),
 ])
 def test_grid_values_are_what_wandb_grid_accepts(spec: dict, expected) -> None:
-    assert from_spec(spec).grid_values() == expected
+    d = checked(spec)
+    assert (d.grid_values(), d.grid_size()) == (expected, None if expected is None else len(expected))
+
+
+@pytest.mark.parametrize("spec", [
+    {"distribution": "q_uniform", "min": 0.05, "max": 1, "q": 0.1},  # 0.0 .. 1.0 once rounded: 11 values
+    {"distribution": "q_uniform", "min": -0.26, "max": 0.26, "q": 0.25},
+    {"distribution": "int_uniform", "min": -5, "max": 5},
+], ids=str)
+def test_grid_size_counts_exactly_the_grid_values(spec: dict) -> None:
+    d = checked(spec)
+    assert d.grid_size() == len(d.grid_values())
 
 
 @QUICK
@@ -192,7 +216,7 @@ def test_grid_values_are_what_wandb_grid_accepts(spec: dict, expected) -> None:
 def test_q_uniform_grid_holds_every_sample(bounds, q, u) -> None:
     d = from_spec({"distribution": "q_uniform", "min": bounds[0], "max": bounds[1], "q": q})
     grid = d.grid_values()
-    assert len(grid) < 2e6
+    assert len(grid) < 2e6 and d.grid_size() == len(grid)
     assert d.ppf(u) in grid and all(d.contains(x) for x in grid[:50])
 
 

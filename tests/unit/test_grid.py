@@ -32,7 +32,7 @@ def test_enumeration_until_done_is_the_cartesian_product_in_parameter_order() ->
     want = list(itertools.product([0.1, 0.01], [1, 2, 3], ["relu"], [False, True, 0], [0.0, 0.5, 1.0]))
     assert [tuple(map(repr, g)) for g in got] == [tuple(map(repr, w)) for w in want]
     assert list(config.parameters) == ["lr", "model.depth", "model.act", "flag", "step"]
-    assert grid.size(config) == len(want) == 54
+    assert config.grid_size() == len(want) == 54
 
 
 def test_points_are_indices_and_round_trip() -> None:

@@ -1,5 +1,5 @@
-"""Finalize plots (SPEC §5): which PNGs each kind of sweep gets, that they are real images, and
-that they read as a person expects (issue 12): whole-number ticks for integers and trial numbers,
+"""Finalize plots: which PNGs each kind of sweep gets, that they are real images, and
+that they read as a person expects: whole-number ticks for integers and trial numbers,
 categories in the sweep file's order, no empty chart, the two importances on their own axes."""
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def test_only_categoricals_constants_and_nan(tmp_path):
     assert all(png_size(p)[0] > 0 for p in paths.values())
 
 
-# --- how the plots read (issue 12) -------------------------------------------------------------
+# --- how the plots read ------------------------------------------------------------------------
 
 LEVELS = {"opt": ("sgd", "adam", "rmsprop", "adagrad")}  # the file's order; adagrad is never sampled
 SCALES = {"lr": LOG, "layers": LINEAR, "batch": LOG, "opt": CATEGORICAL}

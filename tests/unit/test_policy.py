@@ -7,7 +7,7 @@ from mlflow_sweep.config import config_from_dict
 from mlflow_sweep.policy import (
     Done, Wait, control_change, counted, next_step, queue, retry_candidates, run_cap, sampler_view, sweep_state,
 )
-from mlflow_sweep.trials import Controls, Proposal, SweepControl, Trial, TrialState
+from mlflow_sweep.trials import Controls, Proposal, SweepPhase, Trial, TrialState
 
 
 def _config(method: str = "grid", **extra):
@@ -50,10 +50,10 @@ def test_sweep_state_is_done_only_when_nothing_runs_and_nothing_is_left() -> Non
     assert sweep_state(capped, [_trial(0, 1), _trial(1, 2, TrialState.KILLED)], seed=0) == "done"
 
 
-# -- lifecycle (SPEC §4b, issue 10) ------------------------------------------------------------
+# -- lifecycle: stop, pause, cancel, update, requeue ---------------------------------------------
 
-PAUSED, STOPPED, CANCELLED = (Controls(SweepControl.PAUSED), Controls(SweepControl.STOPPED),
-                              Controls(SweepControl.CANCELLED))
+PAUSED, STOPPED, CANCELLED = (Controls(SweepPhase.PAUSED), Controls(SweepPhase.STOPPED),
+                              Controls(SweepPhase.CANCELLED))
 
 
 def test_stopped_and_cancelled_sweeps_hand_out_nothing_and_say_so() -> None:
@@ -135,17 +135,18 @@ def test_retry_names_failed_trials_once_and_not_a_dead_grid_trial() -> None:
 
 def test_control_changes_and_refusals() -> None:
     running, stopped = Controls(), STOPPED
-    assert control_change("stop", running, "running") is SweepControl.STOPPED
-    assert control_change("stop", running, "done") == "the sweep is done; nothing to stop"
-    assert control_change("stop", stopped, "stopped") == "the sweep is already stopped"
-    assert control_change("pause", stopped, "stopped") == "the sweep is stopped; 'mlflow sweep resume' starts it again"
-    assert control_change("cancel", stopped, "stopped") is SweepControl.CANCELLED
-    assert control_change("stop", CANCELLED, "cancelled") == \
+    assert control_change("stop", running, SweepPhase.RUNNING) is SweepPhase.STOPPED
+    assert control_change("stop", running, SweepPhase.DONE) == "the sweep is done; nothing to stop"
+    assert control_change("stop", stopped, SweepPhase.STOPPED) == "the sweep is already stopped"
+    assert control_change("pause", stopped, SweepPhase.STOPPED) == \
+        "the sweep is stopped; 'mlflow sweep resume' starts it again"
+    assert control_change("cancel", stopped, SweepPhase.STOPPED) is SweepPhase.CANCELLED
+    assert control_change("stop", CANCELLED, SweepPhase.CANCELLED) == \
         "the sweep is cancelled; 'mlflow sweep resume' starts it again"
-    assert control_change("resume", PAUSED, "paused") is SweepControl.RUNNING
-    assert control_change("resume", CANCELLED, "cancelled") is SweepControl.RUNNING
-    assert control_change("resume", running, "running") == "the sweep is already running"
-    assert control_change("resume", running, "done").startswith("the sweep is done; 'mlflow sweep update")
+    assert control_change("resume", PAUSED, SweepPhase.PAUSED) is SweepPhase.RUNNING
+    assert control_change("resume", CANCELLED, SweepPhase.CANCELLED) is SweepPhase.RUNNING
+    assert control_change("resume", running, SweepPhase.RUNNING) == "the sweep is already running"
+    assert control_change("resume", running, SweepPhase.DONE).startswith("the sweep is done; 'mlflow sweep update")
 
 
 def test_bayes_never_skips_a_design_row_for_an_interrupted_trial() -> None:
@@ -158,3 +159,4 @@ def test_bayes_never_skips_a_design_row_for_an_interrupted_trial() -> None:
     step = next_step(config, interrupted, seed=4)
     assert step == samplers.propose(config, [interrupted[1]], 4, 1)  # design row 1, not row 2
     assert step.params != row0.params and step.retry_of is None
+

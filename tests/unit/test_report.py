@@ -1,11 +1,11 @@
-"""The finalize text (SPEC §5): the table exactly in the SPEC's layout, the best trial, the notes."""
+"""The finalize text: the table exactly in its documented layout (docs/behaviour.md), the best trial, the notes."""
 from __future__ import annotations
 
 from mlflow_sweep.analysis import CATEGORICAL, LINEAR, Analysis, ParameterResult, analyse
 from mlflow_sweep.report import format_value, render_best, render_counts, render_report, render_table
 from mlflow_sweep.trials import Trial, TrialState
 
-SPEC_TABLE = """\
+TABLE = """\
 Parameter importance for metric1 (maximize), 10 trials
 Parameter      | Importance | Permutation Importance | Pearson | Spearman
 learning_rate  |     0.7913 |                 0.9954 |  0.1822 |   0.1636
@@ -14,7 +14,7 @@ batch_size     |     0.2087 |                 0.1476 |  0.1912 |   0.1729"""
 COUNTS = {"running": 0, "finished": 10, "failed": 0, "killed": 0}
 
 
-def spec_analysis(**changes) -> Analysis:
+def documented_analysis(**changes) -> Analysis:
     rows = (ParameterResult("learning_rate", LINEAR, 0.7913, 0.9954, 0.1822, 0.1636),
             ParameterResult("batch_size", LINEAR, 0.2087, 0.1476, 0.1912, 0.1729))
     best = Trial(4, {"learning_rate": 0.01, "batch_size": 32}, TrialState.FINISHED, 0.93, run_id="abc123")
@@ -23,14 +23,14 @@ def spec_analysis(**changes) -> Analysis:
     return Analysis(**{**fields, **changes})
 
 
-def test_table_matches_the_spec_layout_exactly():
-    assert render_table(spec_analysis()) == SPEC_TABLE
+def test_table_matches_the_documented_layout_exactly():
+    assert render_table(documented_analysis()) == TABLE
 
 
 def test_undefined_and_negative_values_keep_the_columns_aligned():
     rows = (ParameterResult("a_much_longer_parameter_name", LINEAR, 1.0, 0.5, -0.25, -1.0),
             ParameterResult("fixed", LINEAR, 0.0, 0.0, None, None, varies=False))
-    lines = render_table(spec_analysis(rows=rows, used=1)).splitlines()
+    lines = render_table(documented_analysis(rows=rows, used=1)).splitlines()
     assert lines[0].endswith(", 1 trial")
     assert len({line.index("|") for line in lines[1:]}) == 1
     assert lines[2].split(" | ")[1:] == ["    1.0000", "                0.5000", "-0.2500", " -1.0000"]
@@ -38,7 +38,7 @@ def test_undefined_and_negative_values_keep_the_columns_aligned():
 
 
 def test_best_trial_text_names_run_metric_and_parameters():
-    assert render_best(spec_analysis()) == (
+    assert render_best(documented_analysis()) == (
         "Best trial: #4 (run abc123)\n  metric1 = 0.93 (maximize)\n  learning_rate = 0.01\n  batch_size = 32")
 
 

@@ -83,7 +83,7 @@ class TestSamplerContract:
     def test_running_trials_are_not_proposed_again(self, config, method: str) -> None:
         running = _history(config, 6, TrialState.RUNNING)
         seen = {json.dumps(dict(t.params)) for t in running}
-        if method != "random":  # random ignores history by design (SPEC §4a); bayes: pending
+        if method != "random":  # random ignores history by design (agents agree); bayes: pending
             assert len(seen) == len(running)
             assert json.dumps(dict(propose(config, running, 0, 6).params)) not in seen
 
