@@ -4,9 +4,9 @@ It imports mlflow once and forks each agent from that process (real processes wi
 PIDs and their own store connections, running ``cli.main(["run", ...])``), so an agent costs a
 fork instead of a 3-second ``import mlflow``::
 
-    python tests/e2e/forked_agents.py PLAN OUT [--hosts N]
+    python tests/e2e/forked_agents.py plan.json OUT [--hosts N]
 
-PLAN is a JSON list of repetitions ``{"sweep_id": ..., "agents": 3, "kill": false}``. Before each
+plan.json holds a JSON list of repetitions ``{"sweep_id": ..., "agents": 3, "kill": false}``. Before each
 repetition every host waits at a barrier (files in OUT/barrier) so that all agents of all hosts
 start together; the multi-host test runs one driver per host inside ``tests/netfs_hosts.sh host``,
 the store-load test one on this machine (``--hosts 1``). With ``"kill": true`` the first agent is
