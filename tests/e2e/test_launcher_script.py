@@ -45,7 +45,10 @@ def _trial_output(run) -> str:
 def _launch(store, *args: str, **kw) -> subprocess.Popen:
     # MLFLOW_SWEEP_PYTHON: the agents run on this interpreter even though no venv is activated.
     env = {**store.env, "MLFLOW_SWEEP_PYTHON": sys.executable}
-    return subprocess.Popen(["bash", str(LAUNCHER), *args], cwd=store.root, env=env, text=True,
+    # SIGINT as a terminal's shell leaves it: pytest may run as a background job, whose children
+    # start with SIGINT ignored, and bash cannot trap a signal ignored at its start.
+    return subprocess.Popen(["env", "--default-signal=INT", "bash", str(LAUNCHER), *args], cwd=store.root, env=env,
+                            text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
 
