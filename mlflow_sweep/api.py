@@ -207,9 +207,9 @@ def run_trials(sweep_id: str | None = None, *, function: Callable[..., Any] | No
     max_failures = check_count(max_failures, "max_failures")
     if function is None:
         sink = stream if stream is not None else _TextSink()
-        make = lambda o: CommandRunner(o.sweep, o.config, sink)  # noqa: E731
+        make = lambda o: CommandRunner(o.sweep, o.config, sink, versions=o.config_at)  # noqa: E731
     else:
-        make = lambda o: FunctionRunner(o.sweep, o.config, function, o.tracker)  # noqa: E731
+        make = lambda o: FunctionRunner(o.sweep, o.config, function, o.tracker, versions=o.config_at)  # noqa: E731
     return agent_loop.run_agent(None if sweep_id is None else str(sweep_id), count=count,
                                 max_failures=max_failures, say=_say, runner=make)
 
