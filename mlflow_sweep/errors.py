@@ -45,10 +45,12 @@ class ConfigError(SweepError):
     exit_code = 2
     what = "sweep configuration"
 
-    def __init__(self, file: str, problems: list[Problem] | tuple[Problem, ...]) -> None:
+    def __init__(self, file: str, problems: list[Problem] | tuple[Problem, ...], what: str | None = None) -> None:
         self.file = file
         self.problems = tuple(problems)
-        super().__init__(file, self.problems)
+        if what is not None:
+            self.what = what
+        super().__init__(file, self.problems, what)
 
     def __str__(self) -> str:
         if len(self.problems) == 1 and not self.problems[0].path:

@@ -45,7 +45,9 @@ def render_best(analysis: Analysis) -> str:
         return "Best trial: none (no metric configured)"
     if best is None:
         return f"Best trial: none (no finished trial logged a value for {analysis.metric!r})"
-    lines = [f"Best trial: #{best.index} (run {best.run_id or 'unknown'})",
+    which = f"prior run {best.run_id} (not run by this sweep)" if best.prior else \
+        f"#{best.index} (run {best.run_id or 'unknown'})"
+    lines = [f"Best trial: {which}",
              f"  {analysis.metric} = {format_value(best.metric)} ({analysis.goal})"]
     lines += [f"  {name} = {format_value(value)}" for name, value in best.params.items()]
     return "\n".join(lines)

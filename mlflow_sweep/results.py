@@ -40,6 +40,10 @@ class SweepReport:
     plots: tuple[str, ...]
     """File names of the PNGs logged under ``plots/`` on the parent run."""
     text: str
+    prior_runs: int = 0
+    """Prior runs the sweep started from; the table ranks them with the trials."""
+    best_is_prior: bool = False
+    """The best is a prior run (``best_run_id`` is that run), not a trial of this sweep."""
 
     def __str__(self) -> str:
         return self.text
@@ -56,23 +60,27 @@ def finalize_sweep(sweep_id: str | None, *, tracker: Tracker | None = None) -> S
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
         tracker: the tracking store; default: MLflow.
     """
-    from mlflow_sweep import analysis, lifecycle, plots, report
+    from mlflow_sweep import analysis, lifecycle, plots, policy, report
 
     opened = lifecycle.open_sweep(sweep_id, tracker=tracker)
-    sweep, ledger, config, seed = opened.sweep, opened.ledger, opened.config, opened.seed
+    sweep, ledger, seed = opened.sweep, opened.ledger, opened.seed
     lifecycle.reap_dead(opened)  # finalize reaps too, so a dead agent's trial shows as failed
-    trials = ledger.state().trials
+    state = ledger.state()
+    trials, priors, config = state.trials, state.controls.priors, opened.config_in(state)
+    # the table and the parameter plots show what fits the space in effect (the config may have changed)
+    ranked = [t for t in (policy.in_space(config, t, state.controls.version) for t in [*priors, *trials])
+              if t is not None]
     metric = config.metric
     result = analysis.analyse(trials, metric=metric.name if metric else None,
                               goal=metric.goal if metric else "minimize",
                               scales=analysis.param_scales(config.parameters), seed=seed,
-                              levels=analysis.param_levels(config.parameters))
+                              levels=analysis.param_levels(config.parameters), priors=priors, ranked=ranked)
     text = f"Sweep {sweep.name} ({sweep.run_id})\n\n{report.render_report(result)}"
     if metric and result.best is None:
         text += _metric_hint(trials, metric.name, opened.tracker)
     with tempfile.TemporaryDirectory(prefix="mlflow-sweep-plots-") as tmp, \
             tempfile.TemporaryDirectory(prefix="mlflow-sweep-ledger-") as copy_dir:
-        drawn = plots.draw_plots(result, trials, Path(tmp))
+        drawn = plots.draw_plots(result, trials, Path(tmp), ranked)
         copy = ledger.export(Path(copy_dir) / "ledger.jsonl")  # events/ holds one file per event
         opened.tracker.record_outcome(sweep, best=result.best, metric_name=metric.name if metric else None,
                                       table=text + "\n", plot_dir=Path(tmp), ledger_path=ledger.path,
@@ -85,7 +93,8 @@ def finalize_sweep(sweep_id: str | None, *, tracker: Tracker | None = None) -> S
         best_params=config.nest(best.params) if best else None,
         best_value=float(best.metric) if best and best.metric is not None else None,
         importance=tuple(result.rows), counts=dict(result.counts), plots=tuple(p.name for p in drawn.paths),
-        text=f"{text}\n\n{_recorded(sweep.run_id, drawn, result.counts.get('running', 0))}")
+        text=f"{text}\n\n{_recorded(sweep.run_id, drawn, result.counts.get('running', 0))}",
+        prior_runs=len(priors), best_is_prior=bool(best and best.prior))
 
 
 def _metric_hint(trials: Sequence[Trial], name: str, tracker: Tracker) -> str:

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
+from mlflow_sweep.errors import Problem
+
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
 
@@ -33,7 +35,7 @@ class Comparison:
     """What a new config version changes (lines for people) and why it cannot apply (empty: it can)."""
 
     changes: tuple[str, ...]
-    refused: tuple[str, ...]
+    refused: tuple[Problem, ...]
 
 
 def compare(old: SweepConfig, new: SweepConfig, seed: int) -> Comparison:
@@ -46,27 +48,30 @@ def compare(old: SweepConfig, new: SweepConfig, seed: int) -> Comparison:
     """
     refused = [*_names(old, new), *_seed(new, seed), *_metric(old.raw, new.raw)]
     if dict(old.early_terminate or {}) != dict(new.early_terminate or {}):
-        refused.append("early_terminate cannot change: running agents judge their trials by the bands they "
-                       "started with; start a new sweep from this one's runs (--prior-experiment) instead")
+        refused.append(Problem("early_terminate", "cannot change: running agents judge their trials by the bands "
+                               "they started with", _NEW_SWEEP))
     return Comparison(tuple(_changes(old, new)), tuple(refused))
 
 
-def _names(old: SweepConfig, new: SweepConfig) -> list[str]:
+_NEW_SWEEP = "start a new sweep from this one's runs instead: mlflow sweep init FILE --prior-experiment NAME"
+
+
+def _names(old: SweepConfig, new: SweepConfig) -> list[Problem]:
     out = []
     if new.experiment_name != old.experiment_name:
-        out.append(f"experiment_name cannot change ({old.experiment_name!r} -> {new.experiment_name!r}): the "
-                   f"sweep and its runs are in experiment {old.experiment_name!r}")
+        out.append(Problem("experiment_name", f"cannot change ({old.experiment_name!r} -> {new.experiment_name!r}): "
+                                              f"the sweep and its runs are in experiment {old.experiment_name!r}"))
     if new.sweep_name != old.sweep_name:
-        out.append(f"sweep_name cannot change ({old.sweep_name!r} -> {new.sweep_name!r}): it names the sweep's "
-                   "parent run; leave it as it was")
+        out.append(Problem("sweep_name", f"cannot change ({old.sweep_name!r} -> {new.sweep_name!r}): it names the "
+                                         "sweep's parent run", "leave it as it was"))
     return out
 
 
-def _seed(new: SweepConfig, seed: int) -> list[str]:
+def _seed(new: SweepConfig, seed: int) -> list[Problem]:
     if new.seed is None or new.seed == seed:
         return []
-    return [f"seed cannot change ({seed} -> {new.seed}): the sweep's draws so far came from seed {seed}; "
-            f"leave seed out or keep {seed}"]
+    return [Problem("seed", f"cannot change ({seed} -> {new.seed}): the sweep's draws so far came from seed {seed}",
+                    f"leave seed out or keep {seed}")]
 
 
 def _objectives(raw: Mapping[str, Any]) -> list[tuple]:
@@ -75,14 +80,14 @@ def _objectives(raw: Mapping[str, Any]) -> list[tuple]:
     return [tuple(entry.get(k) for k in _FIXED_METRIC) for entry in entries]
 
 
-def _metric(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+def _metric(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Problem]:
     before, after = _objectives(old), _objectives(new)
     if before == after:
         return []
-    return [f"the metric cannot change ({_described(before)} -> {_described(after)}): every trial's value was "
-            "counted by its name, goal and summary, and old trials would be ranked with new ones on another "
-            "scale (target and impute may change); start a new sweep from this one's runs "
-            "(--prior-experiment) instead"]
+    key = "metrics" if "metrics" in new or "metrics" in old else "metric"
+    return [Problem(key, f"cannot change ({_described(before)} -> {_described(after)}): every trial's value was "
+                         "counted by its name, goal and summary, and old trials would be ranked with new ones on "
+                         "another scale (target and impute may change)", _NEW_SWEEP)]
 
 
 def _described(objectives: list[tuple]) -> str:
@@ -124,4 +129,4 @@ def _single(dist: Any) -> str:
 def _shown(value: Any) -> str:
     if value is None:
         return "none"
-    return " ".join(value) if isinstance(value, list) else repr(value) if isinstance(value, str) else str(value)
+    return " ".join(str(part) for part in value) if isinstance(value, list) else str(value)
