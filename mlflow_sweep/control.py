@@ -316,18 +316,20 @@ def _points(points: Any) -> tuple[list[Any], str]:
     return list(points), source
 
 
-def add_points(opened: OpenSweep, points: Sequence[Any], source: str = "points") -> ControlResult:
+def add_points(opened: OpenSweep, points: Sequence[Any] | Mapping[str, Any], source: str = "points") -> ControlResult:
     """``enqueue`` on an opened sweep.
 
     Args:
         opened: the sweep.
-        points: the points, as given.
+        points: a point or a list of points, as given.
         source: how to name them in messages (a file's path).
     """
     from mlflow_sweep import lifecycle, policy
     from mlflow_sweep.errors import PointError
     from mlflow_sweep.ledger import Decision
     from mlflow_sweep.points import check_points
+
+    points = [points] if isinstance(points, Mapping) else list(points)
 
     def decide(state: SweepState) -> Decision[Any]:
         checked, problems = check_points(opened.config_in(state), points)

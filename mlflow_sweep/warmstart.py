@@ -36,7 +36,8 @@ class LeftOut:
     names: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        return f"{self.count} {self.reason}" + (f" ({', '.join(self.names)})" if self.names else "")
+        reason = self.reason.replace("{s}", "s" * (self.count != 1))
+        return f"{self.count} {reason}" + (f" ({', '.join(self.names)})" if self.names else "")
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def choose(config: SweepConfig, records: Sequence[RunRecord]) -> PriorChoice:
     return PriorChoice(tuple(used), tuple(sorted(left, key=lambda g: _rank(g.reason))))
 
 
-_SWEEP_RUN, _NOT_FINISHED, _OUTSIDE, _MISSING = ("sweep parent runs", "not finished", "outside the space",
+_SWEEP_RUN, _NOT_FINISHED, _OUTSIDE, _MISSING = ("sweep parent run{s}", "not finished", "outside the space",
                                                 "missing a parameter")
 
 
@@ -107,7 +108,7 @@ def _placed(config: SweepConfig, record: RunRecord) -> tuple[dict[str, Any] | No
     return prior, "", None
 
 
-_ORDER = [_OUTSIDE, _MISSING, "without", _NOT_FINISHED, _SWEEP_RUN]
+_ORDER = [_OUTSIDE, _MISSING, "without", _NOT_FINISHED, "sweep"]
 
 
 def _rank(reason: str) -> int:
