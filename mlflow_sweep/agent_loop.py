@@ -104,6 +104,8 @@ class _Done:
     code: int
     metric: float | None
     history: list[float] | None
+    values: dict[str, float] | None = None
+    """A sweep with several objectives: each one's counted value (``SweepConfig.count``)."""
 
 
 
@@ -279,12 +281,12 @@ class Agent:
             kept = done.history if self.config.early_terminate else None
             accepted = self.ledger.complete(trial.index, done.outcome.state, done.metric,
                                             stopped_at=done.outcome.stopped_at, history=kept,
-                                            requeue=done.outcome.requeue)
+                                            requeue=done.outcome.requeue, metrics=done.values)
         except BaseException:
             self._abandon(trial.index, run_id)
             raise
         ended = done.outcome if accepted else self._reaped_meanwhile(trial.index, run_id)
-        self._report(trial.index, ended, done.code, done.metric, started)
+        self._report(trial.index, ended, done.code, done.metric, started, done.values)
         return ended
 
     def _carry(self, trial: Trial, run_id: str, directory: Path, keep_output: bool, started: float) -> _Done:
@@ -306,13 +308,14 @@ class Agent:
         history = self._history(run_id)
         metric = None if history is None else self.config.metric.summarize(history)  # type: ignore[union-attr]
         counted = None if metric is None else (self.config.metric.name, metric)  # type: ignore[union-attr]
+        values = self._values(run_id)  # several objectives: each one's counted value, logged and in the ledger
         hint = ended.state is TrialState.FINISHED and history == []  # the hint lists the run's metrics
-        settled = self.tracker.settle_trial(run_id, trial.params, counted, read=hint)
+        settled = self.tracker.settle_trial(run_id, trial.params, values or counted, read=hint)
         if hint:
             self._hint_missing_metric(trial.index, settled.metrics)
         kept = output if keep_output and output.exists() else None  # a trial stopped before it started has none
         self.tracker.end_trial(run_id, ended.state, kept, ended.tags)
-        return _Done(ended, code, metric, history)
+        return _Done(ended, code, metric, history, values)
 
     def _execute(self, trial: Trial, run_id: str, output: Path, stop: StopRequest, started: float
                  ) -> tuple[int, Verdict]:
@@ -329,6 +332,12 @@ class Agent:
         finally:
             verdict = watch.finish()
         return code, verdict
+
+    def _values(self, run_id: str) -> dict[str, float] | None:
+        """Each objective's counted value for a sweep with several (``metrics:``); None for one or none."""
+        if not self.config.metrics:
+            return None
+        return self.config.count({m.name: self.tracker.metric_history(run_id, m.name) for m in self.config.metrics})
 
     def _history(self, run_id: str) -> list[float] | None:
         """The trial's values of the sweep's metric in logging order; None without a metric."""
@@ -356,8 +365,10 @@ class Agent:
         self.say(f"trial {index} was {why}; recorded FAILED, as the ledger counts it")
         return Outcome(TrialState.FAILED, tags={REAPED_TAG: why})
 
-    def _report(self, index: int, ended: Outcome, code: int, metric: float | None, started: float) -> None:
+    def _report(self, index: int, ended: Outcome, code: int, metric: float | None, started: float,
+                values: dict[str, float] | None = None) -> None:
         shown = "" if metric is None else f", {self.config.metric.name}={metric:g}"  # type: ignore[union-attr]
+        shown += "".join(f", {name}={value:g}" for name, value in (values or {}).items())
         early = "" if ended.stopped_at is None else f", stopped early at iteration {ended.stopped_at}"
         self.say(f"trial {index} {ended.state.value} (exit code {code}{shown}{early}) "
                  f"in {self.clock.monotonic() - started:.1f} s")

@@ -322,3 +322,61 @@ def _correlations(column: _Column, y: numpy.ndarray) -> tuple[float | None, floa
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+# --- several objectives ------------------------------------------------------------------------
+
+
+def scored(trials: Iterable[Trial], objectives: Sequence[Any]) -> list[Trial]:
+    """The completed trials with a finite value for every objective, in the order given.
+
+    Args:
+        trials: any trials.
+        objectives: the config's ``objectives`` (``name``, ``goal``).
+    """
+    names = [m.name for m in objectives]
+    completed = (t for t in trials if t.state is TrialState.FINISHED or t.stopped_at is not None)
+    return [t for t in completed if all(v is not None and is_number(v) for v in t.values(names))]
+
+
+def pareto_front(trials: Iterable[Trial], objectives: Sequence[Any]) -> list[Trial]:
+    """The non-dominated trials, in index order: no other trial is at least as good on every objective
+    and better on one (each in its own ``goal``'s direction). Trials with equal values are all kept.
+
+    Args:
+        trials: any trials; only those ``scored`` compete.
+        objectives: the config's ``objectives``.
+    """
+    import numpy as np
+
+    candidates = sorted(scored(trials, objectives), key=lambda t: t.index)
+    if not candidates:
+        return []
+    names = [m.name for m in objectives]
+    y = np.array([[m.sign * float(v) for m, v in zip(objectives, t.values(names))] for t in candidates])
+    no_worse = np.all(y[:, None, :] <= y[None, :, :], axis=2)  # [i, j]: i is nowhere worse than j
+    better = np.any(y[:, None, :] < y[None, :, :], axis=2)
+    dominated = np.any(no_worse & better, axis=0)
+    return [t for t, out in zip(candidates, dominated) if not out]
+
+
+def analyse_each(trials: Sequence[Trial], objectives: Sequence[Any], *, scales: Mapping[str, str] | None = None,
+                 seed: int = 0, levels: Mapping[str, Sequence[Any]] | None = None) -> dict[str, Analysis]:
+    """``analyse`` once per objective, each trial counted by that objective's value: a table per objective.
+
+    Args:
+        trials: every trial of the sweep, in any state.
+        objectives: the config's ``objectives``.
+        scales: parameter -> scale (see ``param_scales``).
+        seed: seeds the forests and permutations.
+        levels: categorical parameter -> its values in file order.
+    """
+    from dataclasses import replace
+
+    out = {}
+    for objective in objectives:
+        own = [replace(t, metric=t.values([objective.name])[0] if t.metrics is not None else t.metric)
+               for t in trials]
+        out[objective.name] = analyse(own, metric=objective.name, goal=objective.goal, scales=scales,
+                                      seed=seed, levels=levels)
+    return out

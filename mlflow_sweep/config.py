@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from mlflow_sweep import distributions, points, schema, sweepfile
+from mlflow_sweep import distributions, methods, points, schema, sweepfile
 from mlflow_sweep.distributions import Distribution
 from mlflow_sweep.errors import ConfigError, Problem
 from mlflow_sweep.trials import is_number
@@ -63,6 +63,11 @@ class Metric:
             return False
         return value >= self.target if self.goal == "maximize" else value <= self.target
 
+    @property
+    def sign(self) -> float:
+        """1 to minimize, -1 to maximize: ``sign * value`` is always to be minimized."""
+        return -1.0 if self.goal == "maximize" else 1.0
+
 
 @dataclass(frozen=True)
 class SweepConfig:
@@ -88,6 +93,25 @@ class SweepConfig:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     """Each parameter's ``default:`` (mlflow-sweep's own key), typed as declared: the value of runs
     that did not set it (trials of an earlier config version, prior runs)."""
+    metrics: tuple[Metric, ...] = ()
+    """The objectives of a sweep with several (``metrics:``); empty when it has ``metric`` or none."""
+
+    @property
+    def objectives(self) -> tuple[Metric, ...]:
+        """What the sweep optimizes: ``(metric,)``, the ``metrics`` list, or nothing."""
+        return self.metrics or ((self.metric,) if self.metric is not None else ())
+
+    def count(self, histories: Mapping[str, Sequence[float]]) -> dict[str, float]:
+        """Each objective's counted value from the values a trial logged (``Metric.summarize``).
+
+        Pure, so the agent and tests compute a trial's values the same way; an objective the
+        trial logged no finite value for is left out.
+
+        Args:
+            histories: objective name -> the values the trial logged under it, in logging order.
+        """
+        values = {m.name: m.summarize(histories.get(m.name, ())) for m in self.objectives}
+        return {name: value for name, value in values.items() if value is not None}
 
     def nest(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """A trial's params in W&B's run-config shape: nested blocks as dicts, flat names kept flat.
@@ -156,6 +180,9 @@ def load_config(path: str | Path) -> SweepConfig:
 def config_from_dict(data: Any, source: str, *, notes: Sequence[str] = ()) -> SweepConfig:
     """Check a parsed sweep file and build its SweepConfig; raises ConfigError listing every problem.
 
+    The packages the method needs (Optuna's extra) must be installed, or that is a problem too;
+    ``stored_config`` (an existing sweep, for ``status`` and ``finalize``) does not ask.
+
     Args:
         data: the parsed file (or a config's ``raw``).
         source: the file name used in messages.
@@ -171,6 +198,8 @@ def config_from_dict(data: Any, source: str, *, notes: Sequence[str] = ()) -> Sw
     filled = schema.with_defaults(_unaliased(data))
     params = list(_leaves(filled.get("parameters"), ("parameters",), ""))
     dists, semantic = _check_semantics(data, params, found)
+    if not found:
+        semantic += _install_problems(data)
     if found or semantic:
         raise ConfigError(source, found + _sorted(semantic))
     return _build(filled, dists, params, source, (*notes, *numbers, *_warnings(data, params)))
@@ -202,11 +231,15 @@ def stored_config(raw: Mapping[str, Any], source: str) -> SweepConfig:
 
 def render_config(config: SweepConfig) -> str:
     """The normalized config as plain text, incl. each parameter's inferred distribution."""
+    sampler = methods.METHODS[config.method].optuna
     lines = [f"sweep_name: {config.sweep_name or '(generated)'}",
              f"experiment_name: {config.experiment_name}",
-             f"method: {config.method}"]
+             f"method: {config.method}" + (f" (Optuna's {sampler})" if sampler else "")]
     if config.metric is not None:
         lines.append(f"metric: {_describe_metric(config.metric)}")
+    if config.metrics:
+        lines.append("metrics:")
+        lines += [f"  {_describe_metric(m)}" for m in config.metrics]
     lines.append(f"run_cap: {_describe_run_cap(config)}")
     lines += [f"{key}: {value}" for key, value in (
         ("seed", config.seed), ("program", config.program), ("description", config.description))
@@ -307,13 +340,13 @@ def _check_semantics(data: dict, params: list[_Param], found: list[Problem]) -> 
     """Checks a schema cannot express; returns the distributions built and the problems."""
     problems = _foreign_values(data, ())
     problems += _duplicate_names(params) + _alias_conflicts(data)
-    problems += _command_problems(data, params) + _metric_problems(data)
+    problems += _command_problems(data, params) + _metric_problems(data) + _scheduler_problems(data)
     bad = {p.path for p in found}
     dists: dict[str, Distribution] = {}
     for param in params:
         if any(_under(path, schema.format_path(param.path)) for path in bad):
             continue
-        dist, param_problems = _check_parameter(param, data.get("method"))
+        dist, param_problems = _check_parameter(param, effective_method(data))
         problems += param_problems
         if dist is not None:
             dists[param.name] = dist
@@ -451,13 +484,85 @@ def _unknown_hint(name: str, known: set[str]) -> str:
     return f"known: {', '.join(sorted(known))}" if known else "no parameters are defined"
 
 
+def effective_method(data: Mapping) -> str:
+    """The method a (checked) file runs: W&B's ``method: custom`` with the optuna engine is Optuna's default."""
+    method = data.get("method", "random")
+    scheduler = data.get("scheduler")
+    if method == methods.CUSTOM and isinstance(scheduler, dict) and scheduler.get("engine") == "optuna":
+        return methods.ENGINE_DEFAULT
+    return method
+
+
 def _metric_problems(data: dict) -> list[Problem]:
+    """``metric`` or ``metrics`` where the method or hyperband needs one, and what several objectives allow."""
+    method = effective_method(data)
+    entry = methods.METHODS.get(method) if isinstance(method, str) else None
+    single, several = "metric" in data, "metrics" in data
     out = []
-    if data.get("method") == "bayes" and "metric" not in data:
-        out.append(Problem("metric", "missing (required for method bayes)"))
-    if "early_terminate" in data and "metric" not in data:
-        out.append(Problem("metric", "missing (required for early_terminate)"))
+    if single and several:
+        out.append(Problem("metrics", "cannot be given together with metric: use metric for one objective, "
+                                      "metrics for several"))
+    if entry is not None and entry.needs_metric and not (single or several):
+        out.append(Problem("metric", f"missing (required for method {method})"))
+    if entry is not None and several and not single and not entry.several:
+        out.append(Problem("method", f"{method} optimizes one metric, but metrics has several; for several "
+                                     f"objectives use method {', '.join(methods.SEVERAL)} (or grid, random)"))
+    if "early_terminate" in data and not single:
+        out.append(Problem("early_terminate", "hyperband ranks trials by one metric, so it cannot be used with "
+                                              "metrics (several objectives)") if several
+                   else Problem("metric", "missing (required for early_terminate)"))
+    return out + _duplicate_objectives(data.get("metrics"))
+
+
+def _duplicate_objectives(entries: Any) -> list[Problem]:
+    if not isinstance(entries, list):
+        return []
+    first: dict[str, int] = {}
+    out = []
+    for i, entry in enumerate(entries):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            out.append(Problem(f"metrics[{i}].name", f"{name!r} is already metrics[{first[name]}].name"))
+        first.setdefault(name, i)
     return out
+
+
+_WANDB_METHODS = ("grid", "random", "bayes")
+
+
+def _scheduler_problems(data: dict) -> list[Problem]:
+    """W&B's ``scheduler`` block: what its engines mean here, and what cannot be rebuilt by every agent."""
+    method, scheduler = data.get("method"), data.get("scheduler")
+    if not isinstance(scheduler, dict):
+        if method == methods.CUSTOM:
+            return [Problem("method", "custom needs a scheduler block that names the engine",
+                            "scheduler: {engine: optuna}; or name Optuna's sampler: method tpe, gp, cmaes or nsga2")]
+        return []
+    engine, out = scheduler.get("engine"), []
+    if engine == "ax":
+        out.append(Problem("scheduler.engine", "'ax' is not supported (supported: optuna, wandb)"))
+    elif engine == "wandb" and method not in _WANDB_METHODS:
+        out.append(Problem("method", f"{method!r} cannot run on scheduler engine wandb, which runs grid, random "
+                                     "or bayes (W&B's rule)"))
+    elif engine == "optuna" and method in _WANDB_METHODS:
+        out.append(Problem("method", f"{method!r} cannot run on scheduler engine optuna: write method custom "
+                                     "(Optuna's default sampler, TPE) or name one: tpe, gp, cmaes, nsga2"))
+    out += [Problem(f"scheduler.{key}", "not supported: every agent rebuilds the search from the sweep's "
+                                        "history, so the sampler is named by method (tpe, gp, cmaes, nsga2), "
+                                        "not built by a function in a file")
+            for key in ("source", "optimizer", "search_space") if key in scheduler]
+    if "early_terminate" in data:
+        out.append(Problem("early_terminate", "cannot be used together with scheduler (W&B's rule)"))
+    return out
+
+
+def _install_problems(data: dict) -> list[Problem]:
+    """The packages the method needs and this Python lacks (Optuna's extra, PyTorch for gp)."""
+    method = effective_method(data)
+    gaps = methods.missing(method) if isinstance(method, str) else []
+    return [Problem("method", methods.missing_reason(method, gaps))] if gaps else []
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:
@@ -483,9 +588,8 @@ def _build(data: dict, dists: dict[str, Distribution], params: list[_Param], sou
     command = raw.get("command")
     return SweepConfig(
         parameters=dists,
-        method=raw["method"],
-        metric=None if metric is None else Metric(metric["name"], metric["goal"], metric.get("target"),
-                                                  metric["impute"], metric["summary"]),
+        method=effective_method(raw),
+        metric=None if metric is None else _metric(metric),
         run_cap=raw.get("run_cap"),
         command=command if command is None or isinstance(command, str) else tuple(command),
         program=raw.get("program"),
@@ -499,6 +603,7 @@ def _build(data: dict, dists: dict[str, Distribution], params: list[_Param], sou
         warnings=tuple(warnings),
         paths={p.name: p.key_path for p in params},
         defaults=_defaults(dists, params),
+        metrics=tuple(_metric(m) for m in raw.get("metrics", ())),
     )
 
 
@@ -508,8 +613,13 @@ def _defaults(dists: Mapping[str, Distribution], params: list[_Param]) -> dict[s
             if isinstance(p.spec, dict) and "default" in p.spec}
 
 
-_RAW_ORDER = ("command", "program", "experiment_name", "sweep_name", "description", "method", "metric",
-              "run_cap", "seed", "early_terminate", "parameters")
+def _metric(entry: Mapping) -> Metric:
+    """A ``metric`` (or ``metrics`` entry) of the filled file, its defaults from the schema."""
+    return Metric(entry["name"], entry["goal"], entry.get("target"), entry["impute"], entry["summary"])
+
+
+_RAW_ORDER = ("command", "program", "experiment_name", "sweep_name", "description", "method", "scheduler",
+              "metric", "metrics", "run_cap", "seed", "early_terminate", "parameters")
 _INTEGERS = ("run_cap", "seed")
 _HYPERBAND_INTEGERS = ("min_iter", "max_iter", "s")
 
@@ -524,13 +634,19 @@ def _normalized(data: dict, dists: dict[str, Distribution]) -> dict:
         raw["command"] = [str(part) for part in raw["command"]]  # W&B allows [python, x.py, --epochs, 5]
     raw.update({k: int(raw[k]) for k in _INTEGERS if k in raw})
     if "metric" in raw:
-        metric = dict(raw["metric"])
-        raw["metric"] = {"name": metric.pop("name"), **metric}
+        raw["metric"] = _name_first(raw["metric"])
+    if "metrics" in raw:
+        raw["metrics"] = [_name_first(entry) for entry in raw["metrics"]]
     if "early_terminate" in raw:
         raw["early_terminate"] = {k: int(v) if k in _HYPERBAND_INTEGERS else v
                                   for k, v in raw["early_terminate"].items()}
     raw["parameters"] = _normalized_specs(data["parameters"], "", dists)
     return {**{k: raw[k] for k in _RAW_ORDER if k in raw}, **raw}
+
+
+def _name_first(entry: Mapping) -> dict:
+    metric = dict(entry)
+    return {"name": metric.pop("name"), **metric}
 
 
 def _normalized_specs(params: dict, prefix: str, dists: dict[str, Distribution]) -> dict:
@@ -550,6 +666,8 @@ def _warnings(data: dict, params: list[_Param]) -> tuple[str, ...]:
     found = [f"{key} is ignored (W&B only)" for key in IGNORED_KEYS if key in data]
     if isinstance(data.get("metric"), dict) and "impute_while_running" in data["metric"]:
         found.append("metric.impute_while_running is ignored (W&B only)")
+    found += [f"metrics[{i}].impute_while_running is ignored (W&B only)"
+              for i, entry in enumerate(data.get("metrics", ())) if "impute_while_running" in entry]
     if "command" not in data and "program" not in data:
         found.append(NO_COMMAND)
     unused = _unused(data.get("command"), params)

@@ -138,16 +138,17 @@ class MemoryTracker:
             self.runs[run.run_id] = run
         return run.run_id, None
 
-    def settle_trial(self, run_id: str, params: Mapping[str, Any], counted: tuple[str, float] | None = None,
-                     *, read: bool = True) -> Settled:
+    def settle_trial(self, run_id: str, params: Mapping[str, Any],
+                     counted: tuple[str, float] | Mapping[str, float] | None = None, *, read: bool = True) -> Settled:
         """Fill in the params the trial did not log; log the counted value as ``sweep.<name>``."""
         with self._lock:
             run = self._run(run_id)
             missing = [name for name in params if name not in run.params]
             run.params.update({name: param_text(params[name]) for name in missing})
             settled = Settled(tuple(missing), tuple(run.metrics))  # as the run was before this call
-            if counted is not None:
-                run.metrics.setdefault(counted_metric(counted[0]), []).append(float(counted[1]))
+            pairs = [] if counted is None else counted.items() if isinstance(counted, Mapping) else [counted]
+            for name, value in pairs:
+                run.metrics.setdefault(counted_metric(name), []).append(float(value))
             return settled
 
     def end_trial(self, run_id: str, state: TrialState, output: Path | None = None,
@@ -189,10 +190,12 @@ class MemoryTracker:
             run.status = phase.parent_status.value
 
     def record_outcome(self, sweep: Sweep, *, best: Trial | None, metric_name: str | None, table: str,
-                       plot_dir: Path, ledger_path: Path, ledger_copy: Path | None = None) -> None:
-        """The table as an artifact, the plots' names, the best trial's tags and metric."""
+                       plot_dir: Path, ledger_path: Path, ledger_copy: Path | None = None,
+                       tags: Mapping[str, str] | None = None) -> None:
+        """The table as an artifact, the plots' names, the tags, the best trial's tags and metric."""
         with self._lock:
             run = self._run(sweep.run_id)
+            run.tags.update(tags or {})
             run.artifacts["sweep_summary.txt"] = table
             run.artifacts.update({f"plots/{p.name}": "" for p in sorted(Path(plot_dir).glob("*.png"))})
             if best is not None:

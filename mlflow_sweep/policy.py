@@ -114,7 +114,7 @@ def _enqueued_proposal(config: SweepConfig, point: Enqueued, seed: int, version:
     """The trial that runs enqueued ``point``: its missing parameters drawn from (seed, its number)."""
     import numpy
 
-    rng = numpy.random.default_rng([seed % 2**128, 2, point.number])  # a stream of its own: (seed, 2, number)
+    rng = numpy.random.default_rng([seed % 2**128, 4, point.number])  # a stream of its own: (seed, 4, number)
     params = points.complete(config, point.params, rng)
     return Proposal(params=params, point=_grid_point(config, params), enqueued=point.number, version=version)
 
@@ -134,7 +134,7 @@ def sampler_view(trials: Sequence[Trial]) -> tuple[list[Trial], int]:
     was claimed again is left out, its re-run stands for it.
     """
     waiting = {t.index for t in queue(trials)}
-    view = [t if t.requeued is None else replace(t, state=TrialState.RUNNING, metric=None, dead=False)
+    view = [t if t.requeued is None else replace(t, state=TrialState.RUNNING, metric=None, metrics=None, dead=False)
             for t in trials if t.requeued is None or t.index in waiting]
     return view, fresh_draws(trials)
 
@@ -182,12 +182,26 @@ def in_space(config: SweepConfig, trial: Trial, version: int) -> Trial | None:
 
 
 def target_reached(config: SweepConfig, trials: Sequence[Trial]) -> bool:
-    """True once a finished trial's metric reaches ``metric.target``."""
-    metric = config.metric
-    if metric is None or metric.target is None:
+    """True once a finished trial reaches ``metric.target``.
+
+    With several objectives, the trial must reach the target of every objective that has one
+    (objectives without a target do not hold it back): one trial good enough on all counts.
+    """
+    aimed = [m for m in config.objectives if m.target is not None]
+    if not aimed:
         return False
-    return any(t.state is TrialState.FINISHED and t.metric is not None and metric.reached(t.metric)
+    names = [m.name for m in aimed]
+    return any(t.state is TrialState.FINISHED
+               and all(v is not None and m.reached(v) for m, v in zip(aimed, t.values(names)))
                for t in trials)
+
+
+def target_text(config: SweepConfig) -> str:
+    """The target(s) in words for the reason the sweep is done: ``metric target 0.1`` or each objective's."""
+    if config.metrics:
+        return "the targets of metrics " + ", ".join(f"{m.name} {m.target}" for m in config.metrics
+                                                      if m.target is not None)
+    return f"metric target {config.metric.target}"  # type: ignore[union-attr]
 
 
 def _capped(config: SweepConfig, trials: Sequence[Trial], controls: Controls) -> str | None:
@@ -196,7 +210,7 @@ def _capped(config: SweepConfig, trials: Sequence[Trial], controls: Controls) ->
     if cap is not None and len(counted(trials)) >= cap:
         return f"run_cap {cap} reached"
     if target_reached(config, [*controls.priors, *trials]):
-        return f"metric target {config.metric.target} reached"  # type: ignore[union-attr]
+        return f"{target_text(config)} reached"
     return None
 
 

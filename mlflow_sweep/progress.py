@@ -9,8 +9,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
-from mlflow_sweep.analysis import best_trial, count_states
-from mlflow_sweep.policy import counted, queue
+from mlflow_sweep.analysis import best_trial, count_states, pareto_front
+from mlflow_sweep.policy import counted, queue, target_reached, target_text
 from mlflow_sweep.report import format_value, render_counts
 from mlflow_sweep.trials import SweepPhase, Trial, TrialState, trial_label
 
@@ -39,6 +39,8 @@ class SweepStatus:
     best_value: float | None
     live_agents: int
     text: str
+    pareto_front: int | None = None
+    """A sweep with several objectives: how many trials are on the Pareto front so far (else None)."""
     prior_runs: int = 0
     """Prior runs the sweep started from (history only; the best may be one of them)."""
     enqueued: int = 0
@@ -87,6 +89,7 @@ def sweep_status(sweep_id: str | None, *, tracker: Tracker | None = None) -> Swe
         run_cap=run_cap, best_run_id=best.run_id if best else None,
         best_value=float(best.metric) if best and best.metric is not None else None,
         live_agents=sum(1 for a in agents if _live(a, now, timeout, exited)), text=text,
+        pareto_front=len(pareto_front(trials, config.metrics)) if config.metrics else None,
         prior_runs=len(controls.priors), enqueued=waiting, config_version=controls.version)
 
 
@@ -149,6 +152,8 @@ def _list_row(sweep: Any, run: Any) -> tuple[str, ...]:
 
 
 def _best_cell(config: SweepConfig, trials: Sequence[Trial]) -> str:
+    if config.metrics:
+        return f"front of {len(pareto_front(trials, config.metrics))}"
     metric = config.metric
     best = best_trial(trials, metric.goal) if metric else None
     if metric is None or best is None:
@@ -207,7 +212,8 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
     """
     metric = config.metric
     head = f"Sweep {title}: method {config.method}, " + (
-        f"metric {metric.name} ({metric.goal})" if metric else "no metric")
+        f"metric {metric.name} ({metric.goal})" if metric else
+        "metrics " + ", ".join(f"{m.name} ({m.goal})" for m in config.metrics) if config.metrics else "no metric")
     hint = _STATE_HINTS.get(state)
     lines = [head, f"State: {state}" + (f" ({hint})" if hint else "")]
     if version is not None and version.number > 1:
@@ -276,6 +282,8 @@ def _conflicts(conflicts: Sequence[Conflict]) -> list[str]:
 
 
 def _best(config: SweepConfig, trials: Sequence[Trial]) -> list[str]:
+    if config.metrics:
+        return _front(config, trials)
     metric = config.metric
     if metric is None:
         return ["Best so far: n/a (no metric configured)"]
@@ -290,6 +298,19 @@ def _best(config: SweepConfig, trials: Sequence[Trial]) -> list[str]:
         lines.append(f"Target {metric.name} {'>=' if metric.goal == 'maximize' else '<='} "
                      f"{format_value(metric.target)} reached: no new trials will start")
     return [line for line in lines if line]
+
+
+def _front(config: SweepConfig, trials: Sequence[Trial]) -> list[str]:
+    """The Pareto front's size so far and its trials (several objectives have no single best)."""
+    front = pareto_front(trials, config.metrics)
+    if not front:
+        return ["Pareto front so far: none yet (no finished trial with a value for every objective)"]
+    shown = ", ".join(f"#{t.index}" for t in front[:20]) + (", …" if len(front) > 20 else "")
+    lines = [f"Pareto front so far: {len(front)} trial{'s' * (len(front) != 1)} ({shown})"]
+    if target_reached(config, trials):
+        lines.append(f"{target_text(config)[0].upper()}{target_text(config)[1:]} reached by one trial: "
+                     "no new trials will start")
+    return lines
 
 
 def _agents(agents: Sequence[Mapping[str, Any]], now: float, timeout: float, exited: set[str],

@@ -9,7 +9,9 @@ Events (every event has "event" and "time", Unix seconds from the writer's clock
     {"event": "dead", "trial": 0, "last_beat": t0, "time": t}
 
 An "end" event of a sweep with ``early_terminate`` also carries "history": every value the trial
-logged under the metric, in logging order, which hyperband's cuts pool across trials.
+logged under the metric, in logging order, which hyperband's cuts pool across trials. One of a
+sweep with several objectives (``metrics:``) carries "metrics": each objective's counted value by
+name, ``{"loss": 0.12, "latency_ms": 31.0}``, an objective without a value left out ("metric" is null).
 
 The header's "priors" (format 3; absent when the sweep has none) are the prior runs the sweep was
 created with, each as ``{"run_id": ..., "params": {...}, "metric": 0.41}`` (plus "history" for a
@@ -217,8 +219,10 @@ class Fold:
         if trial.state.is_terminal:
             return  # first terminal event wins
         metric, history, requeue = event.get("metric"), event.get("history"), event.get("requeue")
+        metrics = event.get("metrics")
         self.trials[trial.index] = _updated(
             trial, state=state, metric=None if metric is None else float(metric),
+            metrics=None if metrics is None else {str(k): float(v) for k, v in metrics.items()},
             ended=float(event["time"]), stopped_at=event.get("stopped_at"),
             history=None if history is None else tuple(float(v) for v in history),
             requeued=None if requeue is None else str(requeue))

@@ -94,3 +94,32 @@ def format_value(value: Any) -> str:
         return f"{value:.6g}"
     return category_label(value) if not isinstance(value, (int, float)) else str(value)
 
+
+
+def render_front(front: Sequence[Any], objectives: Sequence[Any], scored: int) -> str:
+    """The Pareto front as a plain table: one row per non-dominated trial (values, run ID, parameters).
+
+    Rows are sorted by the first objective in its goal's direction, so the table reads along the
+    front from one end to the other.
+
+    Args:
+        front: the non-dominated trials (``analysis.pareto_front``).
+        objectives: the config's ``objectives`` (``name``, ``goal``).
+        scored: how many trials had a value for every objective (the front is taken among them).
+    """
+    goals = ", ".join(f"{m.name} ({m.goal})" for m in objectives)
+    if not front:
+        return f"Pareto front for {goals}: none yet (no finished trial has a value for every objective)"
+    names = [m.name for m in objectives]
+    params = list(dict.fromkeys(p for t in front for p in t.params))
+    first = objectives[0]
+    rows = sorted(front, key=lambda t: (first.sign * t.values(names)[0], t.index))
+    header = ["Trial", "Run ID", *names, *params]
+    body = [[f"#{t.index}", t.run_id or "unknown", *(format_value(v) for v in t.values(names)),
+             *(format_value(t.params[p]) if p in t.params else "" for p in params)] for t in rows]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    each = "both values" if len(objectives) == 2 else "every value"
+    title = (f"Pareto front for {goals}: {len(front)} of {scored} trial{'s' * (scored != 1)} with {each}, "
+             f"none beaten on every objective by another")
+    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *body]]
+    return "\n".join([title, *lines])

@@ -6,7 +6,8 @@ the importance rows) and the text ``mlflow sweep finalize`` prints. It prints no
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -40,6 +41,11 @@ class SweepReport:
     plots: tuple[str, ...]
     """File names of the PNGs logged under ``plots/`` on the parent run."""
     text: str
+    pareto_run_ids: tuple[str, ...] = ()
+    """A sweep with several objectives: the run IDs of the non-dominated trials (tag
+    ``sweep.pareto_run_ids``); ``best_*`` are then None, there being no single best."""
+    importance_by_objective: Mapping[str, tuple[ParameterResult, ...]] = field(default_factory=dict)
+    """A sweep with several objectives: the importance rows of each objective, by name."""
     prior_runs: int = 0
     """Prior runs the sweep started from; the table ranks them with the trials."""
     best_is_prior: bool = False
@@ -67,6 +73,8 @@ def finalize_sweep(sweep_id: str | None, *, tracker: Tracker | None = None) -> S
     lifecycle.reap_dead(opened)  # finalize reaps too, so a dead agent's trial shows as failed
     state = ledger.state()
     trials, priors, config = state.trials, state.controls.priors, opened.config_in(state)
+    if config.metrics:
+        return _finalize_front(opened, config, trials)
     # the table and the parameter plots show what fits the space in effect (the config may have changed)
     ranked = [t for t in (policy.in_space(config, t, state.controls.version) for t in [*priors, *trials])
               if t is not None]
@@ -95,6 +103,49 @@ def finalize_sweep(sweep_id: str | None, *, tracker: Tracker | None = None) -> S
         importance=tuple(result.rows), counts=dict(result.counts), plots=tuple(p.name for p in drawn.paths),
         text=f"{text}\n\n{_recorded(sweep.run_id, drawn, result.counts.get('running', 0))}",
         prior_runs=len(priors), best_is_prior=bool(best and best.prior))
+
+
+def _finalize_front(opened: Any, config: Any, trials: Sequence[Trial]) -> SweepReport:
+    """Finalize a sweep with several objectives: the Pareto front, a table per objective, the plots."""
+    from mlflow_sweep import analysis, lifecycle, plots, report
+
+    sweep, ledger = opened.sweep, opened.ledger
+    objectives = config.objectives
+    scored = analysis.scored(trials, objectives)
+    front = analysis.pareto_front(scored, objectives)
+    each = analysis.analyse_each(trials, objectives, scales=analysis.param_scales(config.parameters),
+                                 seed=opened.seed, levels=analysis.param_levels(config.parameters))
+    blocks = [report.render_counts(analysis.count_states(trials)), report.render_front(front, objectives, len(scored))]
+    blocks += [_objective_block(result) for result in each.values()]
+    text = f"Sweep {sweep.name} ({sweep.run_id})\n\n" + "\n\n".join(b for b in blocks if b)
+    run_ids = tuple(t.run_id for t in front if t.run_id)
+    with tempfile.TemporaryDirectory(prefix="mlflow-sweep-plots-") as tmp, \
+            tempfile.TemporaryDirectory(prefix="mlflow-sweep-ledger-") as copy_dir:
+        drawn = plots.draw_front_plots(each, trials, objectives, Path(tmp))
+        copy = ledger.export(Path(copy_dir) / "ledger.jsonl")
+        opened.tracker.record_outcome(sweep, best=None, metric_name=None, table=text + "\n", plot_dir=Path(tmp),
+                                      ledger_path=ledger.path, ledger_copy=copy,
+                                      tags={"sweep.pareto_run_ids": json.dumps(list(run_ids))})
+    lifecycle.publish_state(opened)
+    counts = analysis.count_states(trials)
+    return SweepReport(
+        sweep_id=sweep.run_id, metric=None, goal="minimize", best_run_id=None, best_params=None, best_value=None,
+        importance=(), counts=counts, plots=tuple(p.name for p in drawn.paths),
+        text=f"{text}\n\n{_recorded(sweep.run_id, drawn, counts.get('running', 0))}\n"
+             f"Tag sweep.pareto_run_ids: the {len(run_ids)} run ID{'s' * (len(run_ids) != 1)} of the front",
+        pareto_run_ids=run_ids,
+        importance_by_objective={name: tuple(result.rows) for name, result in each.items()})
+
+
+def _objective_block(result: Any) -> str:
+    """One objective's importance table, or the note that says why it has none."""
+    from mlflow_sweep import report
+
+    table = report.render_table(result)
+    if table:
+        return table
+    reason = result.notes[-1] if result.notes else "no table"
+    return f"Parameter importance for {result.metric} ({result.goal}): none ({reason})"
 
 
 def _metric_hint(trials: Sequence[Trial], name: str, tracker: Tracker) -> str:

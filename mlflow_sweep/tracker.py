@@ -116,9 +116,10 @@ class Tracker(Protocol):
     def start_trial(self, sweep: Sweep, trial: Trial) -> tuple[str, Path | None]:
         """Create the trial's child run (``trial_tags``); return its ID and local artifact directory, if any."""
 
-    def settle_trial(self, run_id: str, params: Mapping[str, Any], counted: tuple[str, float] | None = None,
-                     *, read: bool = True) -> Settled:
-        """At a trial's end: log the params it did not log itself, and the counted value as ``sweep.<name>``.
+    def settle_trial(self, run_id: str, params: Mapping[str, Any],
+                     counted: tuple[str, float] | Mapping[str, float] | None = None, *, read: bool = True) -> Settled:
+        """At a trial's end: log the params it did not log itself, and the counted value as ``sweep.<name>``
+        (a sweep with several objectives: each objective's, given by name).
 
         With ``read=False`` the run's metrics need not be listed (``Settled.metrics`` may be empty).
         """
@@ -143,8 +144,9 @@ class Tracker(Protocol):
         """Show a sweep's state on its parent run: tag ``sweep.state`` and its status (``state.parent_status``)."""
 
     def record_outcome(self, sweep: Sweep, *, best: Trial | None, metric_name: str | None, table: str,
-                       plot_dir: Path, ledger_path: Path, ledger_copy: Path | None = None) -> None:
-        """Store finalize's table, plots and best trial on the parent run (again: replaced, not duplicated)."""
+                       plot_dir: Path, ledger_path: Path, ledger_copy: Path | None = None,
+                       tags: Mapping[str, str] | None = None) -> None:
+        """Store finalize's table, plots, best trial and ``tags`` on the parent run (again: replaced, not duplicated)."""
 
     def trial_run_active(self, sweep: Sweep, run_id: str) -> ContextManager[None]:
         """While a function trial runs in this process, make the store's logging calls go to its child run."""

@@ -363,8 +363,8 @@ def fail_trial(sweep: Sweep, trial: Trial, reason: str) -> str:
 
 
 @_store_errors
-def settle_trial(run_id: str, params: Mapping[str, Any], counted: tuple[str, float] | None = None,
-                 *, read: bool = True) -> Settled:
+def settle_trial(run_id: str, params: Mapping[str, Any],
+                 counted: tuple[str, float] | Mapping[str, float] | None = None, *, read: bool = True) -> Settled:
     """At a trial's end: log the params it did not log itself, and the value the sweep counted.
 
     The trial's own text stands where it logged a param (``1.0`` from argparse for the sweep's ``1``).
@@ -377,14 +377,15 @@ def settle_trial(run_id: str, params: Mapping[str, Any], counted: tuple[str, flo
     Args:
         run_id: the trial's child run.
         params: the trial's values under MLflow param names.
-        counted: (metric name, value) the sweep counted for the trial, logged as ``sweep.<name>``.
+        counted: (metric name, value) the sweep counted for the trial, logged as ``sweep.<name>``; for a
+            sweep with several objectives, each objective's value by name.
         read: read the run first (``Settled.metrics``, exact ``filled``).
     """
     from mlflow.entities import Metric, Param
 
     client = _client()
-    metrics = [] if counted is None else [
-        Metric(counted_metric(counted[0]), float(counted[1]), int(time.time() * 1000), 0)]
+    pairs = [] if counted is None else list(counted.items()) if isinstance(counted, Mapping) else [counted]
+    metrics = [Metric(counted_metric(name), float(value), int(time.time() * 1000), 0) for name, value in pairs]
     if not read and len(params) <= _BATCH:
         from mlflow.exceptions import MlflowException
 
@@ -444,16 +445,20 @@ def metric_history(run_id: str, name: str) -> list[float]:
 
 @_store_errors
 def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None, table: str,
-                   plot_dir: Path, ledger_path: Path, ledger_copy: Path | None = None) -> None:
+                   plot_dir: Path, ledger_path: Path, ledger_copy: Path | None = None,
+                   tags: Mapping[str, str] | None = None) -> None:
     """Store finalize's results on the parent run; its status follows the sweep's state, not finalize.
 
     Finalizing again replaces rather than duplicates: artifacts keep their names, tags are
     overwritten, and ``best_<metric>`` is logged only when its value changed. When the ledger
     (``ledger_path``) is not in the parent's local artifacts, ``ledger_copy`` (the whole log in
-    one file) is stored instead, if given.
+    one file) is stored instead, if given. ``tags`` are set on the parent as given
+    (``sweep.pareto_run_ids`` for a sweep with several objectives).
     """
     client = _client()
     run = client.get_run(sweep.run_id)
+    for key, value in (tags or {}).items():
+        client.set_tag(sweep.run_id, key, value)
     client.log_artifacts(sweep.run_id, str(plot_dir), "plots")
     client.log_text(sweep.run_id, table, "sweep_summary.txt")
     local = _local_path(run.info.artifact_uri)
@@ -637,8 +642,8 @@ class MlflowTracker:
         """See ``start_trial``."""
         return start_trial(sweep, trial)
 
-    def settle_trial(self, run_id: str, params: Mapping[str, Any], counted: tuple[str, float] | None = None,
-                     *, read: bool = True) -> Settled:
+    def settle_trial(self, run_id: str, params: Mapping[str, Any],
+                     counted: tuple[str, float] | Mapping[str, float] | None = None, *, read: bool = True) -> Settled:
         """See ``settle_trial``."""
         return settle_trial(run_id, params, counted, read=read)
 
@@ -664,10 +669,11 @@ class MlflowTracker:
         set_sweep_state(run_id, state)
 
     def record_outcome(self, sweep: Sweep, *, best: Trial | None, metric_name: str | None, table: str,
-                       plot_dir: Path, ledger_path: Path, ledger_copy: Path | None = None) -> None:
+                       plot_dir: Path, ledger_path: Path, ledger_copy: Path | None = None,
+                       tags: Mapping[str, str] | None = None) -> None:
         """See ``record_outcome``."""
         record_outcome(sweep, best=best, metric_name=metric_name, table=table, plot_dir=plot_dir,
-                       ledger_path=ledger_path, ledger_copy=ledger_copy)
+                       ledger_path=ledger_path, ledger_copy=ledger_copy, tags=tags)
 
     def trial_run_active(self, sweep: Sweep, run_id: str) -> contextlib.AbstractContextManager[None]:
         """See ``trial_run_active``."""

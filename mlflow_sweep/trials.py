@@ -6,7 +6,7 @@ import math
 import numbers
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from mlflow_sweep.errors import UsageError
 
@@ -59,6 +59,8 @@ class Trial:
     value under ``metric.summary``, or None when it logged none. ``point`` is the
     grid point index for grid sweeps. ``dead`` marks a trial reaped because its agent
     went silent; ``stopped_at`` is the hyperband iteration that stopped it.
+    ``metrics`` holds the counted value of each objective of a sweep with several (``metrics:``),
+    by name, an objective the trial logged no value for left out; ``metric`` is then None.
     ``history`` is every value the trial logged under ``metric.name``, in logging order; the
     ledger keeps it only for sweeps with ``early_terminate`` (it sets hyperband's cuts).
     ``requeued`` says why the trial's point was handed out again (``interrupted``: its agent got
@@ -88,9 +90,22 @@ class Trial:
     history: tuple[float, ...] | None = None
     requeued: str | None = None
     retry_of: int | None = None
+    metrics: Mapping[str, float] | None = None
     version: int = 1
     enqueued: int | None = None
     prior: bool = False
+
+    def values(self, names: Sequence[str]) -> tuple[float | None, ...]:
+        """The trial's counted value of each objective named, None where it has none.
+
+        A sweep with one objective keeps its value in ``metric``; one with several in ``metrics``.
+
+        Args:
+            names: the objectives' names, in the config's order.
+        """
+        if self.metrics is None:
+            return (self.metric,) if len(names) == 1 else (None,) * len(names)
+        return tuple(self.metrics.get(name) for name in names)
 
 
 def trial_label(trial: Trial) -> str:

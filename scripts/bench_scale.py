@@ -10,6 +10,8 @@ its ``decide`` calls and the races it lost (from its last heartbeat) and the lat
     python scripts/bench_scale.py claims --agents 64 --trials 2000             # lock on, then off
     python scripts/bench_scale.py cold --sizes 100,1000,20000                  # files and time of a cold read
     sudo python scripts/bench_scale.py netfs --agents 128 --trials 10000       # 2 hosts on the sshfs bed
+    python scripts/bench_scale.py agents --agents 64 --trials 2000             # real agents, one host, sqlite
+    sudo python scripts/bench_scale.py agents --hosts 2 --agents 16 --lock on  # real agents on the bed
 
 ``claims`` prints one row per lock setting: claims per second, lost races and decide calls per
 claimed trial, p50/p99 claim latency, and whether the sweep is exact (trials 0..N-1, each once).
@@ -91,10 +93,17 @@ def light_agent(root: Path, sweep_id: str, agent_id: str, barrier: Path, out: Pa
                                "started": started, "ended": time.time()}))
 
 
-def host(root: Path, sweep_id: str, agents: int, barrier: Path, out: Path, name: str) -> int:
-    """Fork ``agents`` light agents from this warm process, wait for them; the worst exit status."""
+def host(root: Path, sweep_id: str, agents: int, barrier: Path, out: Path, name: str, real: bool = False) -> int:
+    """Fork ``agents`` agents from this warm process, wait for them; the worst exit status.
+
+    Light agents by default; ``real`` ones run ``mlflow sweep run`` on the tracking store in
+    MLFLOW_TRACKING_URI (mlflow is imported once here, not once per agent).
+    """
     from mlflow_sweep import agent_loop, config, ledger, lifecycle, memory_tracker, policy, samplers  # noqa: F401
 
+    if real:
+        import mlflow  # noqa: F401
+        from mlflow_sweep import cli, tracking  # noqa: F401
     out.mkdir(parents=True, exist_ok=True)
     pids = []
     for i in range(agents):
@@ -102,12 +111,31 @@ def host(root: Path, sweep_id: str, agents: int, barrier: Path, out: Path, name:
         if pid == 0:
             code = 1
             try:
-                light_agent(root, sweep_id, f"{name}-{i}", barrier, out / f"{name}-{i}.json")
-                code = 0
+                if real:
+                    code = _real_agent(sweep_id, barrier, out / f"{name}-{i}.log")
+                else:
+                    light_agent(root, sweep_id, f"{name}-{i}", barrier, out / f"{name}-{i}.json")
+                    code = 0
             finally:
                 os._exit(code)
         pids.append(pid)
     return max(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids)
+
+
+def _real_agent(sweep_id: str, barrier: Path, log: Path) -> int:
+    """``mlflow sweep run --sweep-id SWEEP_ID`` in this forked process, its output in ``log``."""
+    from mlflow_sweep import cli
+
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    while not barrier.exists():
+        time.sleep(0.001)
+    try:
+        return cli.main(["run", "--sweep-id", sweep_id])
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
 
 
 def _ledger_trials(root: Path, sweep_id: str) -> list[int]:
@@ -269,6 +297,107 @@ def _cold_read(directory: Path) -> dict:
     return json.loads(proc.stdout)
 
 
+def agents(args: argparse.Namespace) -> int:
+    """Real agents (``mlflow sweep run``, no-op command) on one host's sqlite store or on two hosts of the bed."""
+    root = Path(args.dir or tempfile.mkdtemp(prefix="bench-scale-agents-"))
+    script = REPO / "tests" / "netfs_hosts.sh"
+    rows, ok = [], True
+    if args.hosts == 2:
+        subprocess.run(["bash", str(script), "start", str(root)], check=True, capture_output=True)
+    try:
+        with _tracking(root, args.hosts) as uri:
+            for lock in args.lock:
+                figures, good = _real_run(root, uri, lock, args, script)
+                ok = ok and good
+                rows.append(_row(lock, figures))
+    finally:
+        if args.hosts == 2:
+            subprocess.run(["bash", str(script), "stop", str(root)], capture_output=True)
+    where = "one host, sqlite store" if args.hosts == 1 else "2 hosts on sshfs, an mlflow server"
+    print(f"{args.hosts} x {args.agents} real agents ({where}), random sweep of {args.trials} no-op trials")
+    print(HEADER)
+    print("\n".join(rows))
+    return 0 if ok else 1
+
+
+def _tracking(root: Path, hosts: int):
+    """The tracking URI: a sqlite file for one host, an ``mlflow server`` on loopback for two."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def serve():
+        if hosts == 1:
+            yield f"sqlite:///{root / 'mlflow.db'}"
+            return
+        import socket
+        import urllib.request
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+                                   str(port), "--backend-store-uri", f"sqlite:///{root / 'backend.db'}",
+                                   "--artifacts-destination", str(root / "artifacts"), "--workers", "2"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(600):
+                try:
+                    urllib.request.urlopen(f"{url}/health", timeout=2)
+                    break
+                except OSError:
+                    time.sleep(0.3)
+            yield url
+        finally:
+            server.terminate()
+            server.wait()
+
+    return serve()
+
+
+def _real_run(root: Path, uri: str, lock: str, args: argparse.Namespace, script: Path) -> tuple[dict, bool]:
+    """One sweep run by real agents; its figures and whether it was exact with every agent exiting 0."""
+    from mlflow import MlflowClient
+
+    name = f"lock-{lock}"
+    env = {**_env(lock), "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    if args.hosts == 2:
+        env["MLFLOW_SWEEP_LEDGER_DIR"] = str(root / "export" / "ledgers")
+    config = root / f"{name}.json"
+    config.write_text(json.dumps({**CONFIG, "run_cap": args.trials, "experiment_name": name}))
+    init = subprocess.run([sys.executable, "-m", "mlflow_sweep", "init", str(config)], env=env, cwd=root,
+                          capture_output=True, text=True, check=True)
+    sweep_id = init.stdout.strip().splitlines()[-1].rsplit(" ", 1)[1]
+    if args.hosts == 2:
+        env["MLFLOW_SWEEP_LEDGER_DIR"] = str(root / "mnt" / "ledgers")
+    barrier, out = root / f"go-{name}", root / f"out-{name}"
+    command = [sys.executable, __file__, "host", "-", sweep_id, "--real", "--agents", str(args.agents),
+               "--barrier", str(barrier), "--out", str(out)]
+    procs = ([subprocess.Popen([*command, "--name", "local"], env=env, cwd=root)] if args.hosts == 1 else
+             [subprocess.Popen(["bash", str(script), "host", h, str(root), *command, "--name", h], env=env, cwd=REPO)
+              for h in ("hostA", "hostB")])
+    time.sleep(args.settle)
+    started = time.time()
+    barrier.touch()
+    codes = [p.wait() for p in procs]
+    seconds = time.time() - started
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_run(sweep_id).info.experiment_id],
+                              filter_string=f"tags.`mlflow.parentRunId` = '{sweep_id}'", max_results=50_000)
+    trials = sorted(int(r.data.tags["sweep.trial"]) for r in runs)
+    ledger_dir = Path(client.get_run(sweep_id).data.tags["sweep.ledger_dir"])
+    if args.hosts == 2:
+        ledger_dir = root / "export" / "ledgers" / sweep_id
+    beats = [json.loads(p.read_text()) for p in (ledger_dir / "agents").glob("*.json")]
+    n = max(len(trials), 1)
+    figures = {"agents": len(beats), "claimed": len(trials), "exact": trials == list(range(args.trials)),
+               "claims_per_s": len(trials) / seconds,
+               "races_per_claim": sum(b.get("races_lost", 0) for b in beats) / n,
+               "decides_per_claim": sum(b.get("decisions", 0) for b in beats) / n,
+               "p50_ms": float("nan"), "p99_ms": float("nan"), "seconds": seconds}
+    return figures, figures["exact"] and set(codes) == {0}
+
+
 def netfs(args: argparse.Namespace) -> int:
     """Light agents on two hosts of the sshfs bed, with the lock and without it."""
     script = REPO / "tests" / "netfs_hosts.sh"
@@ -310,6 +439,13 @@ def _parser() -> argparse.ArgumentParser:
                          help="lock settings to run, side by side: on,off")
         sub.add_argument("--settle", type=float, default=3.0, help="seconds for the agents to start before 'go'")
         sub.add_argument("--dir", help="keep the ledgers here (default: a temporary directory)")
+    sub = commands.add_parser("agents", help="real agents: mlflow sweep run, with a real tracking store")
+    sub.add_argument("--agents", type=int, default=64, help="agents per host")
+    sub.add_argument("--hosts", type=int, choices=[1, 2], default=1)
+    sub.add_argument("--trials", type=int, default=2000)
+    sub.add_argument("--lock", type=lambda text: text.split(","), default=["on", "off"])
+    sub.add_argument("--settle", type=float, default=10.0)
+    sub.add_argument("--dir", help="keep the stores and ledgers here (default: a temporary directory)")
     sub = commands.add_parser("cold")
     sub.add_argument("--sizes", type=lambda text: [int(x) for x in text.split(",")], default=[100, 1000, 20000])
     sub.add_argument("--repeats", type=int, default=5)
@@ -321,6 +457,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--barrier", type=Path, required=True)
     sub.add_argument("--out", type=Path, required=True)
     sub.add_argument("--name", required=True)
+    sub.add_argument("--real", action="store_true", help="real agents (mlflow sweep run) instead of light ones")
     return parser
 
 
@@ -330,8 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         import socket
 
         return host(args.root, args.sweep_id, args.agents, args.barrier, args.out,
-                    args.name if args.name == "local" else socket.gethostname())
-    return {"claims": claims, "cold": cold, "netfs": netfs}[args.command](args)
+                    args.name if args.name == "local" else socket.gethostname(), args.real)
+    return {"claims": claims, "cold": cold, "netfs": netfs, "agents": agents}[args.command](args)
 
 
 if __name__ == "__main__":

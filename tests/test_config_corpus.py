@@ -20,7 +20,7 @@ GOOD = sorted(p for p in (CONFIGS / "good").iterdir() if p.suffix in (".yaml", "
 EXAMPLES = sorted((CONFIGS.parent.parent / "examples").glob("*.yaml"))
 # One of each kind: schema + semantic problems, YAML syntax, empty file, JSON syntax, nested path.
 BAD_THROUGH_CLI = ["six_problems.yaml", "yaml_syntax.yaml", "empty.yaml", "broken.json",
-                   "nested_problem_path.yaml"]
+                   "nested_problem_path.yaml", "metric_and_metrics.yaml"]
 GOOD_THROUGH_CLI = ["program_only.yaml", "wandb_docs.json", "nested_parameters.yaml"]
 
 

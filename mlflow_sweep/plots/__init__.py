@@ -5,16 +5,18 @@ global figure state leaks between calls. Every plot stays legible with 20 parame
 and a plot with nothing to show is left out with the reason, never drawn empty. The plots live in
 ``summary`` (importance, correlation), ``history`` (metric over time, timeline) and
 ``parameters`` (parallel coordinates, metric against each parameter); ``common`` holds what they share.
+A sweep with several objectives gets ``draw_front_plots``: the Pareto front (``front``), an importance
+plot per objective and the timeline.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from mlflow_sweep.analysis import MIN_TRIALS, Analysis, usable_metric
-from mlflow_sweep.plots import history, parameters, summary
+from mlflow_sweep.analysis import MIN_TRIALS, Analysis, pareto_front, scored, usable_metric
+from mlflow_sweep.plots import front, history, parameters, summary
 from mlflow_sweep.plots.common import DPI
 from mlflow_sweep.trials import Trial
 
@@ -50,12 +52,41 @@ def draw_plots(analysis: Analysis, trials: Sequence[Trial], directory: Path,
             runs placed in the current space); default: ``trials``. The plots over time show the
             sweep's own trials: prior runs have no time in it.
     """
+    plans = [(name, why, lambda name=name: draw_figure(name, analysis, trials, ranked))
+             for name, why in plan_plots(analysis, trials, ranked)]
+    return _draw(plans, Path(directory))
+
+
+def draw_front_plots(analyses: Mapping[str, Analysis], trials: Sequence[Trial], objectives: Sequence[Any],
+                     directory: Path) -> Plots:
+    """The plots of a sweep with several objectives: ``pareto_front.png``, ``importance_<objective>.png``
+    for each objective, ``timeline.png``; each one with nothing to show is left out with the reason.
+
+    Args:
+        analyses: ``analysis.analyse_each`` for these trials (one Analysis per objective name).
+        trials: every trial of the sweep.
+        objectives: the config's ``objectives``.
+        directory: an existing directory.
+    """
+    both = scored(trials, objectives)
+    plans: list[tuple[str, str | None, Callable[[], Figure]]] = [
+        ("pareto_front", None if both else "no finished trial has a value for every objective yet",
+         lambda: front.pareto_front(both, pareto_front(both, objectives), objectives))]
+    for name, result in analyses.items():
+        plans.append((f"importance_{name}", _why_no_table(result), lambda result=result: summary.importance(result)))
+    any_result = next(iter(analyses.values()))
+    plans.append(("timeline", _why_left_out("timeline", any_result, trials, []), lambda: history.timeline(trials)))
+    return _draw(plans, Path(directory))
+
+
+def _draw(plans: Sequence[tuple[str, str | None, Callable[[], Figure]]], directory: Path) -> Plots:
+    """Write each planned figure that has something to show; keep the reason for the others."""
     paths, skipped = [], []
-    for name, why in plan_plots(analysis, trials, ranked):
-        path = Path(directory) / f"{name}.png"
+    for name, why, draw in plans:
+        path = directory / f"{_file_name(name)}.png"
         if why is None:
             try:
-                draw_figure(name, analysis, trials, ranked).savefig(path, dpi=DPI)
+                draw().savefig(path, dpi=DPI)
                 paths.append(path)
                 continue
             except Exception as exc:  # one odd plot must not cost the user the table
@@ -63,6 +94,21 @@ def draw_plots(analysis: Analysis, trials: Sequence[Trial], directory: Path,
                 why = f"could not be drawn ({type(exc).__name__}: {exc})"
         skipped.append((path.name, why))
     return Plots(tuple(paths), tuple(skipped))
+
+
+def _why_no_table(result: Analysis) -> str | None:
+    """Why one objective's importance plot would be empty (its table has no rows), or None."""
+    if result.rows:
+        return None
+    if result.used < MIN_TRIALS:
+        return (f"needs at least {MIN_TRIALS} finished trials with a value for {result.metric!r}, "
+                f"but got {result.used}")
+    return f"{result.metric} has the same value in every finished trial"
+
+
+def _file_name(name: str) -> str:
+    """A metric name as part of a file name: path separators and spaces become ``_``."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
 def plan_plots(analysis: Analysis, trials: Sequence[Trial],

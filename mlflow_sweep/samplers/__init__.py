@@ -12,10 +12,15 @@ if TYPE_CHECKING:
     from mlflow_sweep.trials import Proposal, Trial, _Done
 
 # method -> module; imported on first use so `bayes` (skopt) costs nothing for other methods.
+_OPTUNA = "mlflow_sweep.samplers.optuna_search"
 _MODULES = {
     "grid": "mlflow_sweep.samplers.grid",
     "random": "mlflow_sweep.samplers.random",
     "bayes": "mlflow_sweep.samplers.bayes",
+    "tpe": _OPTUNA,
+    "gp": _OPTUNA,
+    "cmaes": _OPTUNA,
+    "nsga2": _OPTUNA,
 }
 
 
@@ -36,9 +41,14 @@ def propose(config: Any, history: Sequence[Trial], seed: int, index: int) -> Pro
 def prepare(method: str) -> None:
     """Import what ``method`` needs now, outside the ledger lock (bayes: skopt, about 1 s).
 
+    Optuna's methods first check that their optional packages are installed, and raise the
+    ``ConfigError`` that names the install command when one is not.
+
     Args:
         method: the sweep's ``method``.
     """
-    preload = getattr(import_module(_MODULES[method]), "preload", None)
-    if preload is not None:
-        preload()
+    module = import_module(_MODULES[method])
+    if hasattr(module, "prepare"):
+        module.prepare(method)
+    elif hasattr(module, "preload"):
+        module.preload()

@@ -1,7 +1,10 @@
-"""Bayesian search: a Latin-hypercube design, then a scikit-optimize Gaussian process with EI.
+"""Bayesian search: a Latin-hypercube design, then a Gaussian process (scikit-optimize's) with log EI.
 
 Pure: a proposal depends only on (config, history, seed, index), so every agent that rebuilds it
-from the ledger gets the same one. Settings below were chosen by measurement with ``scripts/bench_bayes.py``.
+from the ledger gets the same one. The GP's hyperparameters are fitted by MAP with Optuna's GP's
+priors, and log EI is maximized by L-BFGS-B from the best trial and from candidates
+(``acquisition``). Settings below were chosen by measurement with ``scripts/bench_bayes.py``;
+docs/benchmarks.md has the figures, and what else was tried.
 """
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from mlflow_sweep.distributions import quantize, value_key
-from mlflow_sweep.trials import Proposal, TrialState, is_number
+from mlflow_sweep.samplers import outcomes
+from mlflow_sweep.trials import Proposal
 
 if TYPE_CHECKING:
     import numpy
@@ -22,16 +26,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Measured with scripts/bench_bayes.py (30 trials, 10 seeds, median regret Branin / Hartmann6):
-# 5 design rows 0.0007 / 1.22, 6 rows 0.004 / 0.26, 8 rows 0.007 / 0.37; without the local
-# candidates Hartmann6 went from 0.43 to 1.22. TRAIN_CAP keeps a proposal at 200 trials ~0.3 s.
-N_DESIGN = 6          # Latin-hypercube rows before the GP (5-8 beat skopt's 10 random points)
+# Measured with scripts/bench_bayes.py (20 seeds, median regret at 30 / 60 trials; the figures of
+# every step are in docs/benchmarks.md). Against skopt's own GP and EI on candidates: the MAP fit
+# took Hartmann6 at 30 from 0.44 to 0.24; climbing log EI took Branin at 60 from 4e-4 to 1e-4 and
+# the noise floor of 1e-8 (1e-5 before) to 2.5e-6; Yeo-Johnson on a skewed y, kept before, now
+# cost Branin 20x at 30 trials (0.0037 -> 0.080) and was dropped. 5-8 design rows beat skopt's 10
+# random points.
+N_DESIGN = 6          # Latin-hypercube rows before the GP
 TRAIN_CAP = 80        # most observations one GP fit sees (the fit is cubic in this)
 TRAIN_BEST = 30       # of which the best ones always kept; the rest is a seeded sample
-N_RANDOM = 2000       # uniform candidates scored by EI
-N_LOCAL = 500         # candidates perturbed around the 5 best observations
-LOCAL_SCALE = 0.05    # their spread in unit coordinates (times 0.2, 1 or 4 at random)
-XI = 0.01             # EI's exploration margin, in units of the transformed y
+N_RANDOM = 2000       # uniform candidates scored by log EI
+N_CLIMB = 10          # climbed by L-BFGS-B: the best candidate and 9 drawn with weight EI (Optuna's rule)
+NOISE_MIN = 1e-8      # the GP's noise variance, in units of the standardized y: its lower bound…
+NOISE_MAX = 1e5       # …and its upper bound (the prior keeps it small)
 
 
 def _real(lo: float, hi: float, log_prior: bool = False, q: float | None = None) -> tuple:
@@ -180,73 +187,6 @@ def _rng(seed: int, *keys: int) -> numpy.random.Generator:
     return np.random.default_rng([seed % 2**128, *keys])
 
 
-def _own_value(trial: Trial, sign: float) -> float | None:
-    """The trial's metric in minimization form, or None when it has no finite value."""
-    if not is_number(trial.metric):
-        return None
-    return sign * float(trial.metric)
-
-
-def _observed(trial: Trial) -> bool:
-    """Whether the trial's own metric counts as is (finished, or stopped early by hyperband)."""
-    ended_ok = trial.state is TrialState.FINISHED or trial.stopped_at is not None
-    return ended_ok and not trial.dead
-
-
-def _targets(history: Sequence[Trial], metric: Any) -> list[tuple[Trial, float | None]]:
-    """Each trial with its value to minimize; None marks a pending (running) trial.
-
-    Failed, killed, dead and metric-less trials follow ``metric.impute`` (W&B's meaning):
-    ``worst`` is the worst value any ended trial logged; ``best`` is the trial's own value
-    (for a trial without one: the best value any trial logged); ``latest`` is the trial's own
-    value, reduced by ``metric.summary`` as every value here is, else ``worst``. With no value
-    logged anywhere there is nothing to impute and such trials are left out.
-    """
-    sign = -1.0 if metric.goal == "maximize" else 1.0
-    ended = [t for t in history if t.state.is_terminal or t.dead]
-    values = [v for v in (_own_value(t, sign) for t in ended) if v is not None]
-    worst, best = (max(values), min(values)) if values else (None, None)
-    out: list[tuple[Trial, float | None]] = []
-    for t in history:
-        if t.state is TrialState.RUNNING and not t.dead:
-            out.append((t, None))
-            continue
-        value = _value(t, _own_value(t, sign), metric.impute, best, worst)
-        if value is not None:
-            out.append((t, value))
-    return out
-
-
-def _value(t: Trial, own: float | None, impute: str,
-           best: float | None, worst: float | None) -> float | None:
-    """An ended trial's value: its own when it finished, else ``impute``'s (see _targets)."""
-    if _observed(t) and own is not None:
-        return own
-    if impute == "best":
-        return own if own is not None else best
-    if impute == "latest" and own is not None:
-        return own
-    return worst
-
-
-def _transform_y(y: numpy.ndarray) -> numpy.ndarray:
-    """Yeo-Johnson when y is skewed (|skew| > 1): a wide-ranging objective hurts a GP.
-
-    Measured (30 trials, 20 seeds): on Rosenbrock-4 it cut the median regret from 34 to 8.9;
-    applied always it cost 10x on Branin; log1p and rank (copula) transforms did worse.
-    """
-    import numpy as np
-    from scipy.stats import skew
-    from sklearn.preprocessing import PowerTransformer
-
-    if len(y) < 3 or np.ptp(y) == 0 or abs(skew(y)) <= 1:
-        return y
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = PowerTransformer(method="yeo-johnson").fit_transform(y.reshape(-1, 1)).ravel()
-    return out if np.all(np.isfinite(out)) else y
-
-
 def _design(dims: Sequence[_Dim], seed: int, row: int) -> list:
     """Row ``row`` of the sweep's fixed maximin Latin-hypercube design (same for every agent)."""
     import numpy as np
@@ -279,29 +219,9 @@ def _unit_column(d: _Dim, u: Any) -> list:
     return np.asarray(d.dimension.inverse_transform(u)).tolist()
 
 
-def _to_unit(d: _Dim, values: Sequence[Any]) -> Any:
-    """skopt values of one dimension as unit coordinates (categoricals: stratum centres)."""
-    import numpy as np
-
-    if d.dimension.transform_ == "onehot":
-        n = len(d.dimension.categories)
-        return (np.asarray(values, dtype=float) + 0.5) / n
-    return np.asarray(d.dimension.transform(list(values)), dtype=float).ravel()
-
-
-def _candidates(dims: Sequence[_Dim], anchors: Any, rng: numpy.random.Generator) -> list[list]:
-    """Uniform points plus perturbations of the best observations, one skopt column per dim."""
-    import numpy as np
-
+def _candidates(dims: Sequence[_Dim], rng: numpy.random.Generator) -> list[list]:
+    """N_RANDOM uniform points of the box, one skopt column per dim."""
     unit = rng.random((N_RANDOM, len(dims)))
-    if len(anchors):
-        base = anchors[rng.integers(len(anchors), size=N_LOCAL)]
-        scale = LOCAL_SCALE * rng.choice([0.2, 1.0, 4.0], size=(N_LOCAL, 1))
-        local = np.clip(base + rng.normal(0.0, 1.0, base.shape) * scale, 0.0, 1.0)
-        cat = np.array([d.dimension.transform_ == "onehot" for d in dims])
-        switch = (rng.random(base.shape) < 0.2) & cat
-        local = np.where(switch, rng.random(base.shape), np.where(cat, base, local))
-        unit = np.vstack([local, unit])
     return [_unit_column(d, unit[:, j]) for j, d in enumerate(dims)]
 
 
@@ -324,15 +244,54 @@ def _training_set(obs: list, rng: numpy.random.Generator) -> list:
 
 
 def _fit(space: Any, X: list, y: Any, seed: int) -> Any:
-    """skopt's default GP (Matern 5/2, ARD, learned noise) fitted on one BLAS thread."""
+    """The GP (Matern 5/2 with a length scale per dimension, learned noise) by MAP, on one BLAS thread.
+
+    A space of categoricals only keeps skopt's Hamming kernel, fitted by maximum likelihood.
+    """
+    import numpy as np
+    from skopt.learning import GaussianProcessRegressor
+    from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
     from skopt.utils import cook_estimator
     from threadpoolctl import threadpool_limits
 
-    model = cook_estimator("GP", space=space, random_state=seed, noise="gaussian")
+    if space.is_categorical:
+        model = cook_estimator("GP", space=space, random_state=seed, noise="gaussian")
+    else:
+        n = space.transformed_n_dims
+        kernel = ConstantKernel(1.0, (0.01, 1000.0)) * Matern(
+            length_scale=np.ones(n), length_scale_bounds=[(0.01, 100)] * n, nu=2.5) + WhiteKernel(
+            noise_level=1.0, noise_level_bounds=(NOISE_MIN, NOISE_MAX))
+        model = GaussianProcessRegressor(kernel=kernel, normalize_y=True, noise="gaussian", n_restarts_optimizer=2,
+                                         random_state=seed, optimizer=_map_fit)
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(space.transform(X), y)
     return model
+
+
+def _map_fit(objective: Callable, theta: Any, bounds: Any) -> tuple[Any, float]:
+    """L-BFGS-B on the negative log marginal likelihood plus the hyperparameters' negative log prior.
+
+    ``theta`` is (log signal variance, log length scales…, log noise variance) of
+    ``ConstantKernel * Matern + WhiteKernel`` with y standardized and x in the unit box. The priors
+    are Optuna's GP's: on each inverse squared length scale ``s``, ``-(0.1 / s + 0.1 * s)``
+    (length scales near 1 preferred); Gamma(2, 1) on the signal variance; Gamma(1.1, 30) on the
+    noise variance. With 10–60 points in several dimensions, maximum likelihood alone often
+    explains everything as noise, or puts length scales at the edges of their bounds.
+    """
+    import numpy as np
+    from scipy.optimize import minimize
+
+    def penalized(t: Any) -> tuple[float, Any]:
+        value, grad = objective(t, eval_gradient=True)
+        signal, scales, noise = np.exp(t[0]), np.exp(2 * t[1:-1]), np.exp(t[-1])
+        prior = float(np.sum(0.1 * scales + 0.1 / scales)) - np.log(signal) + signal - 0.1 * np.log(noise) \
+            + 30 * noise
+        prior_grad = np.concatenate([[signal - 1.0], 0.2 * scales - 0.2 / scales, [30 * noise - 0.1]])
+        return value + prior, grad + prior_grad
+
+    result = minimize(penalized, theta, jac=True, method="L-BFGS-B", bounds=bounds)
+    return result.x, float(result.fun)
 
 
 def _model(space: Any, X: list, y: numpy.ndarray, pending: list, seed: int) -> Any:
@@ -373,28 +332,55 @@ def _condition(model: Any, Xt: Any, y: Sequence[float]) -> Any:
 
 def _suggest(dims: Sequence[_Dim], history: Sequence[Trial], metric: Any,
              rng: numpy.random.Generator, taken: set) -> list:
-    """The candidate with the highest EI whose values no trial has yet."""
+    """The point with the highest log EI whose values no trial has yet."""
     import numpy as np
     from skopt.acquisition import gaussian_ei
     from skopt.space import Space
     from threadpoolctl import threadpool_limits
 
-    rows = [(_encode(dims, t.params), v) for t, v in _targets(history, metric)]
+    rows = [(_encode(dims, t.params), v if v is None else v[0]) for t, v in outcomes.targets(history, (metric,))]
     obs = [(x, v) for x, v in rows if x is not None and v is not None]
     pending = [x for x, v in rows if x is not None and v is None][: TRAIN_CAP // 4]
     if len({v for _, v in obs}) < 2:
-        columns = _candidates(dims, [], rng)
+        columns = _candidates(dims, rng)
         return _first_free(dims, columns, range(len(columns[0])), taken, rng)
     obs = _training_set(obs, rng)
-    X, y = [x for x, _ in obs], _transform_y(np.array([v for _, v in obs]))
+    X, y = [x for x, _ in obs], np.array([v for _, v in obs])
     space = Space([d.dimension for d in dims])
     model = _model(space, X, y, pending, int(rng.integers(2**31)))
-    best = np.argsort(y)[:5]
-    anchors = np.column_stack([_to_unit(d, [X[i][j] for i in best]) for j, d in enumerate(dims)])
-    columns = _candidates(dims, anchors, rng)
+    columns = _candidates(dims, rng)
+    Xt = _transformed(dims, columns)
     with threadpool_limits(limits=1):
-        ei = gaussian_ei(_transformed(dims, columns), model, y_opt=y.min(), xi=XI)
-    return _first_free(dims, columns, np.argsort(-ei, kind="stable"), taken, rng)
+        if space.is_categorical:  # the Hamming kernel has no gradient: EI on the candidates
+            scores = gaussian_ei(Xt, model, y_opt=y.min(), xi=0.0)
+        else:
+            incumbent = space.transform([X[int(np.argmin(y))]])
+            columns, scores = _climbed(dims, space, model, Xt, columns, incumbent, float(y.min()), rng)
+    return _first_free(dims, columns, np.argsort(-scores, kind="stable"), taken, rng)
+
+
+def _climbed(dims: Sequence[_Dim], space: Any, model: Any, Xt: Any, columns: list[list], incumbent: Any,
+             best: float, rng: numpy.random.Generator) -> tuple[list[list], Any]:
+    """Every candidate's log EI, plus climbed points added as candidates: L-BFGS-B from the best
+    candidate, N_CLIMB - 1 more drawn with weight EI (so some start away from the best one), and the
+    best trial (for precision once the search has converged). One-hot columns stay as they are.
+    """
+    import numpy as np
+
+    from mlflow_sweep.samplers import acquisition
+
+    scores = acquisition.log_ei(model, Xt, best)
+    first = int(np.argmax(scores))
+    weights = np.exp(scores - scores[first])
+    weights[first] = 0.0
+    drawn = min(N_CLIMB - 1, int(np.count_nonzero(weights)))
+    others = rng.choice(len(scores), size=drawn, replace=False, p=weights / weights.sum()) if drawn else []
+    starts = np.vstack([Xt[[first, *others]], incumbent])
+    free = np.concatenate([np.full(d.dimension.transformed_size, d.dimension.transform_ != "onehot") for d in dims])
+    moved, values = acquisition.climb(model, starts, free, best)
+    points = space.inverse_transform(moved)
+    extended = [list(col) + [p[j] for p in points] for j, col in enumerate(columns)]
+    return extended, np.concatenate([scores, values])
 
 
 def _first_free(dims: Sequence[_Dim], columns: list[list], order: Sequence[int], taken: set,
@@ -417,12 +403,16 @@ def preload() -> None:
 
     The agent calls ``propose`` inside the ledger lock; call this before the first claim.
     """
-    import scipy.stats  # noqa: F401
+    import scipy.linalg  # noqa: F401
+    import scipy.optimize  # noqa: F401
+    import scipy.special  # noqa: F401
     import skopt.acquisition  # noqa: F401
+    import skopt.learning  # noqa: F401
     import skopt.space  # noqa: F401
     import skopt.utils  # noqa: F401
-    import sklearn.preprocessing  # noqa: F401
     import threadpoolctl  # noqa: F401
+
+    from mlflow_sweep.samplers import acquisition  # noqa: F401
 
 
 def _given(history: Sequence[Trial]) -> int:
@@ -435,7 +425,7 @@ def _given(history: Sequence[Trial]) -> int:
 
 
 def propose(config: Any, history: Sequence[Trial], seed: int, index: int) -> Proposal:
-    """The next trial's values: design row ``index`` first, then the GP's EI maximizer.
+    """The next trial's values: design row ``index`` first, then the GP's log-EI maximizer.
 
     Prior runs and enqueued points in the history take the place of design rows (``_given``).
 

@@ -41,7 +41,7 @@ BAD = {
     "parameters": {"learning_rate": {"min": "abc", "max": 0.1}, "batch_size": {"values": [16, 32]}},
 }
 BAD_LINES = [
-    "method: 'bayse' is not one of grid, random, bayes (did you mean 'bayes'?)",
+    "method: 'bayse' is not one of grid, random, bayes, tpe, gp, cmaes, nsga2, custom (did you mean 'bayes'?)",
     "parameters.learning_rate.min: 'abc' is not a number",
     "run_cpa: unknown key (did you mean 'run_cap'?)",
     "command: ${batchsize} is not a parameter (known: batch_size, learning_rate)",

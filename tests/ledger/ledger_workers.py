@@ -39,7 +39,7 @@ if lock in ("enosys", "enolck"):  # flock refused, as on Lustre without -o flock
     fcntl.flock = refuse
 elif lock == "granted":  # a lock that never excludes, as flock across sshfs clients
     class Granted:
-        def acquire(self, timeout=None):
+        def acquire(self, timeout=None, poll_interval=None):
             return self
         def release(self):
             pass

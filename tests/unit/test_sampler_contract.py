@@ -1,4 +1,7 @@
-"""The contract every sampler keeps (optuna's base sampler suite): grid, random and bayes."""
+"""The contract every sampler keeps (optuna's base sampler suite): grid, random, bayes and Optuna's methods.
+
+Optuna's methods need the ``optuna`` extra (and PyTorch for ``gp``), which the test install has.
+"""
 from __future__ import annotations
 
 import json
@@ -9,7 +12,8 @@ from mlflow_sweep.samplers import propose
 from mlflow_sweep.trials import DONE, Trial, TrialState
 from tests.unit.helpers import make_config
 
-METHODS = ["grid", "random", "bayes"]
+METHODS = ["grid", "random", "bayes", "tpe", "gp", "cmaes", "nsga2"]
+SEVERAL = ["grid", "random", "tpe", "gp", "nsga2"]  # the methods that take metrics:
 
 FINITE = {
     "bs": {"values": [16, 32, 64, 128]},
@@ -24,28 +28,47 @@ CONTINUOUS = {
     **FINITE,
 }
 METRIC = {"name": "loss", "goal": "minimize"}
+METRICS = [{"name": "loss", "goal": "minimize"}, {"name": "size", "goal": "maximize"}]
 
 
 def _score(params: dict) -> float:
     return sum(float(v) for v in params.values() if isinstance(v, (int, float))) / 100
 
 
-@pytest.fixture(params=METHODS)
-def method(request: pytest.FixtureRequest) -> str:
+CASES = [(m, "one") for m in METHODS] + [(m, "several") for m in SEVERAL]
+
+
+@pytest.fixture(params=CASES, ids=[f"{m}-{k}" for m, k in CASES])
+def case(request: pytest.FixtureRequest) -> tuple[str, str]:
     return request.param
 
 
 @pytest.fixture
-def config(method: str):
-    return make_config(FINITE if method == "grid" else CONTINUOUS, method, metric=METRIC)
+def method(case: tuple[str, str]) -> str:
+    return case[0]
+
+
+@pytest.fixture
+def objectives(case: tuple[str, str]) -> str:
+    return case[1]
+
+
+@pytest.fixture
+def config(method: str, objectives: str):
+    space = FINITE if method == "grid" else CONTINUOUS
+    if objectives == "several":
+        return make_config(space, method, metrics=METRICS)
+    return make_config(space, method, metric=METRIC)
 
 
 def _history(config, n: int, state: TrialState, seed: int = 0) -> list[Trial]:
     history: list[Trial] = []
     for i in range(n):
         p = propose(config, history, seed, i)
-        metric = _score(dict(p.params)) if state is TrialState.FINISHED else None
-        history.append(Trial(index=i, params=p.params, state=state, metric=metric, point=p.point))
+        done = state is TrialState.FINISHED
+        metric = _score(dict(p.params)) if done and not config.metrics else None
+        metrics = {"loss": _score(dict(p.params)), "size": float(i % 3)} if done and config.metrics else None
+        history.append(Trial(index=i, params=p.params, state=state, metric=metric, point=p.point, metrics=metrics))
     return history
 
 
@@ -98,3 +121,15 @@ class TestSamplerContract:
         if method == "grid":
             small = make_config({"a": {"values": [1]}}, "grid", metric=METRIC)
             assert propose(small, _history(small, 1, TrialState.FINISHED), 0, 1) is DONE
+
+    def test_a_model_past_its_start_stays_in_support_and_seeded(self, config, method: str) -> None:
+        """Enough finished trials that every model fits (Optuna's TPE and GP start after 10), some failed
+        and some running: the proposal is in support, and the same for the same (seed, index)."""
+        history = _history(config, 12, TrialState.FINISHED)
+        history[3] = Trial(3, history[3].params, TrialState.FAILED)
+        history += [Trial(12 + i, t.params, TrialState.RUNNING) for i, t in enumerate(_history(config, 2,
+                                                                                             TrialState.RUNNING, 5))]
+        first = propose(config, history, 3, 14)
+        _assert_in_support(config, first.params)
+        assert propose(config, history, 3, 14) == first
+        assert json.loads(json.dumps(dict(first.params))) == dict(first.params)
