@@ -152,10 +152,10 @@ def choose_priors(config: SweepConfig, run_ids: Sequence[str] | None, experiment
         from mlflow_sweep.tracking import MLFLOW
 
         tracker = MLFLOW
-    metric = config.metric.name if config.metric else None
-    records = tracker.read_runs([str(r) for r in run_ids or ()], metric)
+    metrics = [m.name for m in config.objectives]
+    records = tracker.read_runs([str(r) for r in run_ids or ()], metrics)
     if experiment:
-        records += tracker.search_runs(experiment, filter_string, metric)
+        records += tracker.search_runs(experiment, filter_string, metrics)
     return warmstart.choose(config, records)
 
 

@@ -210,21 +210,21 @@ class MemoryTracker:
         """Nothing to switch: a function trial logs with ``log_metric(run_id, ...)``."""
         yield
 
-    def read_runs(self, run_ids: Sequence[str], metric: str | None) -> list[RunRecord]:
+    def read_runs(self, run_ids: Sequence[str], metrics: Sequence[str]) -> list[RunRecord]:
         """The runs with these IDs; TrackingError for one this tracker does not hold."""
         with self._lock:
             missing = [run_id for run_id in run_ids if run_id not in self.runs]
             if missing:
                 raise TrackingError(f"prior run {missing[0]!r}: no such run in the tracking store ({self.uri})")
-            return [self._record(self.runs[run_id], metric) for run_id in run_ids]
+            return [self._record(self.runs[run_id], metrics) for run_id in run_ids]
 
-    def search_runs(self, experiment_name: str, filter_string: str | None, metric: str | None) -> list[RunRecord]:
+    def search_runs(self, experiment_name: str, filter_string: str | None, metrics: Sequence[str]) -> list[RunRecord]:
         """Every run of the experiment (its id, or "Default" for "0"); a filter is not understood here."""
         if filter_string:
             raise UsageError("the memory tracking store cannot filter runs; read them by ID")
         wanted = "0" if experiment_name == "Default" else experiment_name
         with self._lock:
-            return [self._record(run, metric) for run in self.runs.values() if run.experiment_id == wanted]
+            return [self._record(run, metrics) for run in self.runs.values() if run.experiment_id == wanted]
 
     def log_config_version(self, sweep: Sweep, version: int, config_path: str) -> None:
         """The config file's text under ``config_versions/v<version>/``, and the version tag."""
@@ -235,9 +235,9 @@ class MemoryTracker:
             run.tags[CONFIG_VERSION_TAG] = str(version)
 
     @staticmethod
-    def _record(run: MemoryRun, metric: str | None) -> RunRecord:
-        history = None if metric is None else tuple(run.metrics.get(metric, ()))
-        return RunRecord(run.run_id, run.status, dict(run.params), dict(run.tags), history)
+    def _record(run: MemoryRun, metrics: Sequence[str]) -> RunRecord:
+        histories = {name: tuple(run.metrics.get(name, ())) for name in metrics}
+        return RunRecord(run.run_id, run.status, dict(run.params), dict(run.tags), histories)
 
     def _run(self, run_id: str) -> MemoryRun:
         try:

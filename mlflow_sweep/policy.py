@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Sequence, Union
 
 from mlflow_sweep import points, samplers
+from mlflow_sweep.warmstart import needs_values
 from mlflow_sweep.trials import DONE, Controls, Proposal, SweepPhase, TrialState
 
 if TYPE_CHECKING:
@@ -156,8 +157,9 @@ def history(config: SweepConfig, trials: Sequence[Trial], controls: Controls = _
     if not controls.priors and all(t.version == controls.version for t in view):
         return view, draws  # the usual sweep: nothing to place
     placed = [t for t in (in_space(config, t, controls.version) for t in [*controls.priors, *view]) if t is not None]
-    if config.method == "bayes":  # a prior run without the metric is history for grid and random only
-        placed = [t for t in placed if not (t.prior and t.metric is None)]
+    if needs_values(config):  # a prior run without a value is history for grid and random only
+        names = [m.name for m in config.objectives]
+        placed = [t for t in placed if not (t.prior and None in t.values(names))]
     return placed, draws
 
 

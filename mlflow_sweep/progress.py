@@ -89,7 +89,7 @@ def sweep_status(sweep_id: str | None, *, tracker: Tracker | None = None) -> Swe
         run_cap=run_cap, best_run_id=best.run_id if best else None,
         best_value=float(best.metric) if best and best.metric is not None else None,
         live_agents=sum(1 for a in agents if _live(a, now, timeout, exited)), text=text,
-        pareto_front=len(pareto_front(trials, config.metrics)) if config.metrics else None,
+        pareto_front=len(pareto_front([*controls.priors, *trials], config.metrics)) if config.metrics else None,
         prior_runs=len(controls.priors), enqueued=waiting, config_version=controls.version)
 
 
@@ -305,7 +305,7 @@ def _front(config: SweepConfig, trials: Sequence[Trial]) -> list[str]:
     front = pareto_front(trials, config.metrics)
     if not front:
         return ["Pareto front so far: none yet (no finished trial with a value for every objective)"]
-    shown = ", ".join(f"#{t.index}" for t in front[:20]) + (", …" if len(front) > 20 else "")
+    shown = ", ".join(trial_label(t) for t in front[:20]) + (", …" if len(front) > 20 else "")
     lines = [f"Pareto front so far: {len(front)} trial{'s' * (len(front) != 1)} ({shown})"]
     if target_reached(config, trials):
         lines.append(f"{target_text(config)[0].upper()}{target_text(config)[1:]} reached by one trial: "

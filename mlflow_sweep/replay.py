@@ -14,9 +14,10 @@ sweep with several objectives (``metrics:``) carries "metrics": each objective's
 name, ``{"loss": 0.12, "latency_ms": 31.0}``, an objective without a value left out ("metric" is null).
 
 The header's "priors" (format 3; absent when the sweep has none) are the prior runs the sweep was
-created with, each as ``{"run_id": ..., "params": {...}, "metric": 0.41}`` (plus "history" for a
-sweep with ``early_terminate``): the params already converted to the declared types and the
-value counted as for a trial, so the sweep never depends on those runs staying as they were.
+created with, each as ``{"run_id": ..., "params": {...}, "metric": 0.41}`` (plus "metrics" for a
+sweep with several objectives, "history" for one with ``early_terminate``): the params already
+converted to the declared types and the value counted as for a trial, so the sweep never depends
+on those runs staying as they were.
 
 Lifecycle events, written by the lifecycle commands::
 
@@ -272,10 +273,11 @@ class Fold:
 
 def _prior(index: int, record: Mapping[str, Any]) -> Trial:
     """A prior run from the header, as a finished trial with a negative index."""
-    metric, history = record.get("metric"), record.get("history")
+    metric, metrics, history = record.get("metric"), record.get("metrics"), record.get("history")
     return Trial(index=index, params=dict(record["params"]), state=TrialState.FINISHED,
                  metric=None if metric is None else float(metric), run_id=str(record["run_id"]),
-                 history=None if history is None else tuple(float(v) for v in history), prior=True)
+                 history=None if history is None else tuple(float(v) for v in history), prior=True,
+                 metrics=None if metrics is None else {str(k): float(v) for k, v in metrics.items()})
 
 
 _HANDLERS: dict[Any, Callable[[Fold, Mapping[str, Any]], None]] = {

@@ -115,7 +115,8 @@ def render_front(front: Sequence[Any], objectives: Sequence[Any], scored: int) -
     first = objectives[0]
     rows = sorted(front, key=lambda t: (first.sign * t.values(names)[0], t.index))
     header = ["Trial", "Run ID", *names, *params]
-    body = [[f"#{t.index}", t.run_id or "unknown", *(format_value(v) for v in t.values(names)),
+    body = [["prior" if t.prior else f"#{t.index}", t.run_id or "unknown",
+             *(format_value(v) for v in t.values(names)),
              *(format_value(t.params[p]) if p in t.params else "" for p in params)] for t in rows]
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     each = "both values" if len(objectives) == 2 else "every value"

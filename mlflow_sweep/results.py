@@ -74,7 +74,7 @@ def finalize_sweep(sweep_id: str | None, *, tracker: Tracker | None = None) -> S
     state = ledger.state()
     trials, priors, config = state.trials, state.controls.priors, opened.config_in(state)
     if config.metrics:
-        return _finalize_front(opened, config, trials)
+        return _finalize_front(opened, config, trials, priors)
     # the table and the parameter plots show what fits the space in effect (the config may have changed)
     ranked = [t for t in (policy.in_space(config, t, state.controls.version) for t in [*priors, *trials])
               if t is not None]
@@ -105,13 +105,14 @@ def finalize_sweep(sweep_id: str | None, *, tracker: Tracker | None = None) -> S
         prior_runs=len(priors), best_is_prior=bool(best and best.prior))
 
 
-def _finalize_front(opened: Any, config: Any, trials: Sequence[Trial]) -> SweepReport:
-    """Finalize a sweep with several objectives: the Pareto front, a table per objective, the plots."""
+def _finalize_front(opened: Any, config: Any, trials: Sequence[Trial], priors: Sequence[Trial]) -> SweepReport:
+    """Finalize a sweep with several objectives: the Pareto front (prior runs among it, marked), a table
+    per objective, the plots."""
     from mlflow_sweep import analysis, lifecycle, plots, report
 
     sweep, ledger = opened.sweep, opened.ledger
     objectives = config.objectives
-    scored = analysis.scored(trials, objectives)
+    scored = analysis.scored([*priors, *trials], objectives)
     front = analysis.pareto_front(scored, objectives)
     each = analysis.analyse_each(trials, objectives, scales=analysis.param_scales(config.parameters),
                                  seed=opened.seed, levels=analysis.param_levels(config.parameters))
@@ -121,7 +122,7 @@ def _finalize_front(opened: Any, config: Any, trials: Sequence[Trial]) -> SweepR
     run_ids = tuple(t.run_id for t in front if t.run_id)
     with tempfile.TemporaryDirectory(prefix="mlflow-sweep-plots-") as tmp, \
             tempfile.TemporaryDirectory(prefix="mlflow-sweep-ledger-") as copy_dir:
-        drawn = plots.draw_front_plots(each, trials, objectives, Path(tmp))
+        drawn = plots.draw_front_plots(each, trials, objectives, Path(tmp), priors)
         copy = ledger.export(Path(copy_dir) / "ledger.jsonl")
         opened.tracker.record_outcome(sweep, best=None, metric_name=None, table=text + "\n", plot_dir=Path(tmp),
                                       ledger_path=ledger.path, ledger_copy=copy,

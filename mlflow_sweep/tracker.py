@@ -11,7 +11,7 @@ This module also owns how a sweep looks in any store: the tags of its runs.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ContextManager, Mapping, Protocol, Sequence
 
@@ -69,8 +69,8 @@ class RunRecord:
     status: str
     params: Mapping[str, str]
     tags: Mapping[str, str]
-    history: tuple[float, ...] | None = None
-    """The values logged under the sweep's metric, in logging order; None when no metric was asked for."""
+    histories: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    """The values logged under each metric asked for (the sweep's objectives), in logging order."""
 
 
 @dataclass(frozen=True)
@@ -151,13 +151,13 @@ class Tracker(Protocol):
     def trial_run_active(self, sweep: Sweep, run_id: str) -> ContextManager[None]:
         """While a function trial runs in this process, make the store's logging calls go to its child run."""
 
-    def read_runs(self, run_ids: Sequence[str], metric: str | None) -> list[RunRecord]:
-        """The runs with these IDs, in order, each with its history of ``metric`` (when given).
+    def read_runs(self, run_ids: Sequence[str], metrics: Sequence[str]) -> list[RunRecord]:
+        """The runs with these IDs, in order, each with its history of every metric named.
 
         A run ID the store does not know is a TrackingError naming it; nothing is written.
         """
 
-    def search_runs(self, experiment_name: str, filter_string: str | None, metric: str | None) -> list[RunRecord]:
+    def search_runs(self, experiment_name: str, filter_string: str | None, metrics: Sequence[str]) -> list[RunRecord]:
         """Every active run of an experiment that matches MLflow's search filter, oldest first, with histories.
 
         An unknown experiment is a TrackingError; a filter MLflow cannot parse is a UsageError.

@@ -475,8 +475,8 @@ def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None,
 
 
 @_store_errors
-def read_runs(run_ids: Sequence[str], metric: str | None) -> list[RunRecord]:
-    """The runs with these IDs, each with its history of ``metric``; TrackingError for an unknown ID.
+def read_runs(run_ids: Sequence[str], metrics: Sequence[str]) -> list[RunRecord]:
+    """The runs with these IDs, each with its history of every metric named; TrackingError for an unknown ID.
 
     Only reads: a prior run is never changed.
     """
@@ -492,11 +492,11 @@ def read_runs(run_ids: Sequence[str], metric: str | None) -> list[RunRecord]:
                 raise
             raise TrackingError(f"prior run {run_id!r}: no such run in the tracking store ({tracking_uri()}); "
                                 "check the run ID") from None
-    return [_record(run, metric) for run in runs]
+    return [_record(run, metrics) for run in runs]
 
 
 @_store_errors
-def search_runs(experiment_name: str, filter_string: str | None, metric: str | None) -> list[RunRecord]:
+def search_runs(experiment_name: str, filter_string: str | None, metrics: Sequence[str]) -> list[RunRecord]:
     """Every active run of ``experiment_name`` matching ``filter_string`` (MLflow's search syntax), oldest first."""
     from mlflow.entities import ViewType
     from mlflow.exceptions import MlflowException
@@ -520,12 +520,12 @@ def search_runs(experiment_name: str, filter_string: str | None, metric: str | N
         token = page.token
         if not token:
             break
-    return [_record(run, metric) for run in runs]
+    return [_record(run, metrics) for run in runs]
 
 
-def _record(run: Any, metric: str | None) -> RunRecord:
-    history = None if metric is None else tuple(metric_history(run.info.run_id, metric))  # as a trial's is read
-    return RunRecord(run.info.run_id, run.info.status, dict(run.data.params), dict(run.data.tags), history)
+def _record(run: Any, metrics: Sequence[str]) -> RunRecord:
+    histories = {name: tuple(metric_history(run.info.run_id, name)) for name in metrics}  # as a trial's are read
+    return RunRecord(run.info.run_id, run.info.status, dict(run.data.params), dict(run.data.tags), histories)
 
 
 @_store_errors
@@ -679,13 +679,13 @@ class MlflowTracker:
         """See ``trial_run_active``."""
         return trial_run_active(sweep, run_id)
 
-    def read_runs(self, run_ids: Sequence[str], metric: str | None) -> list[RunRecord]:
+    def read_runs(self, run_ids: Sequence[str], metrics: Sequence[str]) -> list[RunRecord]:
         """See ``read_runs``."""
-        return read_runs(run_ids, metric)
+        return read_runs(run_ids, metrics)
 
-    def search_runs(self, experiment_name: str, filter_string: str | None, metric: str | None) -> list[RunRecord]:
+    def search_runs(self, experiment_name: str, filter_string: str | None, metrics: Sequence[str]) -> list[RunRecord]:
         """See ``search_runs``."""
-        return search_runs(experiment_name, filter_string, metric)
+        return search_runs(experiment_name, filter_string, metrics)
 
     def log_config_version(self, sweep: Sweep, version: int, config_path: str) -> None:
         """See ``log_config_version``."""

@@ -4,12 +4,14 @@
 runs to record in the ledger's header and the count of those left out, by reason, out. A run is
 used when it finished, when every swept parameter is among its params and fits the search space
 (MLflow's text read as the declared type: ``points.from_run``; a parameter it lacks takes its
-``default:`` or single ``value:``), and, for a model-based method, when it logged the metric. Its
-value is counted as a trial's is: ``metric.summary`` over every value it logged.
+``default:`` or single ``value:``), and, for a method that learns from values (``bayes``, Optuna's),
+when it logged the metric (every objective of a sweep with ``metrics:``). Its value is counted as
+a trial's is: ``metric.summary`` over every value it logged.
 
-What the header keeps of a used run is its ID, its params as placed and its value (and, for a
-sweep with ``early_terminate``, the values it logged, which hyperband's cuts pool): the sweep
-never reads the run again, so it does not depend on the run staying as it was.
+What the header keeps of a used run is its ID, its params as placed and its value (each
+objective's, for a sweep with several; and, for a sweep with ``early_terminate``, the values it
+logged, which hyperband's cuts pool): the sweep never reads the run again, so it does not depend
+on the run staying as it was.
 """
 from __future__ import annotations
 
@@ -17,15 +19,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from mlflow_sweep import points
+from mlflow_sweep.methods import METHODS
 from mlflow_sweep.tracker import SWEEP_TAG
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
     from mlflow_sweep.tracker import RunRecord
-
-_MODEL_FREE = ("grid", "random")
-"""Methods that do not learn from values: a prior run without the metric still covers its point."""
-
 
 @dataclass(frozen=True)
 class LeftOut:
@@ -86,7 +85,7 @@ _SWEEP_RUN, _NOT_FINISHED, _OUTSIDE, _MISSING = ("sweep parent run{s}", "not fin
 
 
 def _without(config: SweepConfig) -> str:
-    return f"without {config.metric.name}" if config.metric else "without the metric"
+    return f"without {config.metric.name}" if config.metric else "without a value of every objective"
 
 
 def _placed(config: SweepConfig, record: RunRecord) -> tuple[dict[str, Any] | None, str, str | None]:
@@ -98,14 +97,23 @@ def _placed(config: SweepConfig, record: RunRecord) -> tuple[dict[str, Any] | No
     placed = points.from_run(config, record.params)
     if placed.params is None:
         return None, _OUTSIDE if placed.why == "outside" else _MISSING, placed.name
-    metric = config.metric
-    value = None if metric is None else metric.summarize(record.history or ())
-    if value is None and config.method not in _MODEL_FREE:
-        return None, _without(config), None
-    prior: dict[str, Any] = {"run_id": record.run_id, "params": placed.params, "metric": value}
-    if config.early_terminate:
-        prior["history"] = [float(v) for v in record.history or ()]
+    values = config.count(record.histories)
+    missing = [m.name for m in config.objectives if m.name not in values]
+    if missing and needs_values(config):
+        return None, _without(config), None if config.metric else ", ".join(missing)
+    prior: dict[str, Any] = {"run_id": record.run_id, "params": placed.params,
+                             "metric": values.get(config.metric.name) if config.metric else None}
+    if config.metrics:
+        prior["metrics"] = values
+    if config.early_terminate and config.metric:
+        prior["history"] = [float(v) for v in record.histories.get(config.metric.name, ())]
     return prior, "", None
+
+
+def needs_values(config: SweepConfig) -> bool:
+    """Whether the method learns from values (so a prior run without them is no use to it)."""
+    method = METHODS.get(config.method)
+    return method is None or method.needs_metric
 
 
 _ORDER = [_OUTSIDE, _MISSING, "without", _NOT_FINISHED, "sweep"]

@@ -58,7 +58,7 @@ def draw_plots(analysis: Analysis, trials: Sequence[Trial], directory: Path,
 
 
 def draw_front_plots(analyses: Mapping[str, Analysis], trials: Sequence[Trial], objectives: Sequence[Any],
-                     directory: Path) -> Plots:
+                     directory: Path, priors: Sequence[Trial] = ()) -> Plots:
     """The plots of a sweep with several objectives: ``pareto_front.png``, ``importance_<objective>.png``
     for each objective, ``timeline.png``; each one with nothing to show is left out with the reason.
 
@@ -67,8 +67,9 @@ def draw_front_plots(analyses: Mapping[str, Analysis], trials: Sequence[Trial], 
         trials: every trial of the sweep.
         objectives: the config's ``objectives``.
         directory: an existing directory.
+        priors: the prior runs the sweep started from: on the front plot with the trials.
     """
-    both = scored(trials, objectives)
+    both = scored([*priors, *trials], objectives)
     plans: list[tuple[str, str | None, Callable[[], Figure]]] = [
         ("pareto_front", None if both else "no finished trial has a value for every objective yet",
          lambda: front.pareto_front(both, pareto_front(both, objectives), objectives))]

@@ -71,8 +71,8 @@ def test_an_enqueued_point_is_placed_again_in_a_changed_space():
     assert [partial(narrower, {"lr": 0.2, "gone": 1}), partial(narrower, {"lr": 0.7})] == [{"lr": 0.2}, None]
 
 
-def _run(run_id, params, history=(0.5,), status="FINISHED", tags=None):
-    return RunRecord(run_id, status, params, tags or {}, tuple(history))
+def _run(run_id, params, history=(0.5,), status="FINISHED", tags=None, metric="val_loss"):
+    return RunRecord(run_id, status, params, tags or {}, {metric: tuple(history)})
 
 
 def test_prior_runs_are_used_or_left_out_with_their_reason_and_counted_once():
@@ -91,8 +91,20 @@ def test_prior_runs_are_used_or_left_out_with_their_reason_and_counted_once():
 
 def test_a_prior_run_without_the_metric_covers_its_grid_point_and_hyperband_keeps_histories():
     grid = make_config({"x": {"values": [1, 2]}}, "grid", metric={"name": "loss", "goal": "maximize"})
-    assert choose(grid, [_run("a", {"x": "2"}, ())]).used == ({"run_id": "a", "params": {"x": 2}, "metric": None},)
+    assert choose(grid, [_run("a", {"x": "2"}, (), metric="loss")]).used == (
+        {"run_id": "a", "params": {"x": 2}, "metric": None},)
     banded = make_config({"x": {"values": [1, 2]}}, "random", metric={"name": "loss", "summary": "last"})
     banded = type(banded)(**{**banded.__dict__, "early_terminate": {"type": "hyperband", "min_iter": 1}})
-    assert choose(banded, [_run("a", {"x": "1"}, (3.0, 2.0, 2.5))]).used == (
+    assert choose(banded, [_run("a", {"x": "1"}, (3.0, 2.0, 2.5), metric="loss")]).used == (
         {"run_id": "a", "params": {"x": 1}, "metric": 2.5, "history": [3.0, 2.0, 2.5]},)
+
+
+def test_with_several_objectives_a_prior_run_keeps_each_value_and_a_model_needs_every_one():
+    config = make_config({"x": {"values": [1, 2]}}, "nsga2",
+                         metrics=[{"name": "loss"}, {"name": "latency", "goal": "minimize"}])
+    both = RunRecord("a", "FINISHED", {"x": "1"}, {}, {"loss": (0.5, 0.4), "latency": (30.0,)})
+    one = RunRecord("b", "FINISHED", {"x": "2"}, {}, {"loss": (0.3,), "latency": ()})
+    choice = choose(config, [both, one])
+    assert choice.used == ({"run_id": "a", "params": {"x": 1}, "metric": None,
+                            "metrics": {"loss": 0.4, "latency": 30.0}},)
+    assert choice.summary() == "2 prior runs: 1 used, 1 without a value of every objective (latency)"
