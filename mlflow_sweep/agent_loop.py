@@ -266,7 +266,10 @@ class Agent:
         """The ledger's claim callback (again after a lost race): what ``policy`` says for this state,
         under the config version in effect in it (``mlflow sweep update --config``)."""
         self.decisions += 1
-        return policy.next_step(self.opened.config_in(state), state.trials, self.opened.seed, state.controls)
+        config = self.opened.config_in(state)
+        if config.method != self.config.method:  # a new version changed the method: import what it needs (cheap once done)
+            samplers.prepare(config.method)
+        return policy.next_step(config, state.trials, self.opened.seed, state.controls)
 
     # -- running one trial --------------------------------------------------------------------
 
