@@ -2,9 +2,16 @@
 
 A fresh sqlite store costs seconds of migrations, so the session migrates one template and
 every test gets its own copy whose Default experiment keeps artifacts under the test's tmp_path.
+
+The CLI runs two ways. ``Store.main`` calls the real ``cli.main`` in this test process, with the
+store's environment and working directory, in milliseconds; ``Store.cli`` starts
+``python -m mlflow_sweep``, which costs an ``import mlflow`` (2-3 s) and is kept for what only a
+real process shows (its exit status, what it leaves in its working directory, the entry points).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import sqlite3
@@ -38,10 +45,65 @@ class Store:
             raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
         return proc
 
+    def main(self, *args: str, check: bool = False, env: dict[str, str] | None = None,
+             cwd: Path | None = None) -> subprocess.CompletedProcess:
+        """Run the real CLI (``cli.main``) in this process as ``cli`` runs it in a subprocess.
+
+        The environment is exactly ``env`` (default: this store's), the working directory is the
+        store's, and stdout/stderr are captured; all three are restored afterwards, and the
+        package's per-URI client cache is emptied before and after so no test sees another's client.
+        """
+        from mlflow_sweep import cli
+
+        # text streams over bytes, as a process has: the agent copies trials' output to sys.stdout.buffer
+        out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True) for _ in range(2))
+        with in_process(env or self.env, cwd or self.root), \
+                contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(list(args))
+        proc = subprocess.CompletedProcess(["mlflow", "sweep", *args], code, *(
+            stream.buffer.getvalue().decode(errors="replace") for stream in (out, err)))
+        if check and code != 0:
+            raise AssertionError(f"exit {code}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        return proc
+
     def client(self):
         from mlflow import MlflowClient
 
         return MlflowClient(self.uri)
+
+
+def forget_clients() -> None:
+    """Drop the MLflow clients the package keeps per tracking URI (the next call makes a fresh one)."""
+    tracking = sys.modules.get("mlflow_sweep.tracking")
+    if tracking is not None:
+        tracking._client_for.cache_clear()
+
+
+@contextlib.contextmanager
+def in_process(env: dict[str, str], cwd: Path):
+    """Exactly ``env`` as os.environ and ``cwd`` as the working directory, restored on the way out.
+
+    A URI set with ``mlflow.set_tracking_uri`` would outrank the environment, as it does not in a
+    fresh process: it is put aside for the call and restored afterwards.
+    """
+    utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_uri = utils._tracking_uri if utils else None
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    if utils:
+        utils._tracking_uri = None
+    forget_clients()
+    try:
+        yield
+    finally:
+        forget_clients()
+        if utils:
+            utils._tracking_uri = saved_uri
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 """The config corpus: one file per failure mode in configs/bad, W&B sweep files in configs/good.
 
 Each bad file has its full expected message beside it (``name.expected``, ``<file>`` standing
-for the path). Every bad file is checked through ``config.load_config`` and the in-process CLI;
-a few representative ones also through the real CLI, which must leave the store empty.
+for the path). Every bad file is checked through ``config.load_config`` and the CLI; a few
+representative ones also against a real sqlite store, which must stay empty.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_bad_config_in_process_cli_exits_2(path: Path, capsys: pytest.CaptureFix
 @pytest.mark.parametrize("name", BAD_THROUGH_CLI)
 def test_bad_config_cli_creates_nothing(store, name: str):
     path = CONFIGS / "bad" / name
-    proc = store.cli("init", str(path))
+    proc = store.main("init", str(path))
     assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", _expected(path) + "\n")
     client = store.client()
     experiments = client.search_experiments(view_type=3)  # ViewType.ALL
@@ -77,7 +77,7 @@ def test_examples_load_without_warnings(path: Path):
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", GOOD_THROUGH_CLI)
 def test_good_config_initializes(store, name: str):
-    proc = store.cli("init", str(CONFIGS / "good" / name))
+    proc = store.main("init", str(CONFIGS / "good" / name))
     assert proc.returncode == 0, proc.stderr
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("Sweep initialized with ID: ")

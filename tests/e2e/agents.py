@@ -17,10 +17,10 @@ from tests.conftest import Store  # noqa: F401  (type only)
 
 
 def init_sweep(store: Store, config: dict[str, Any], name: str = "sweep.yaml") -> str:
-    """Write ``config`` as YAML in the store's directory, run ``init``, return the sweep ID."""
+    """Write ``config`` as YAML in the store's directory, run ``init`` (in process), return the sweep ID."""
     path = store.root / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    proc = store.cli("init", str(path), check=True)
+    proc = store.main("init", str(path), check=True)
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("Sweep initialized with ID: "), proc.stdout
     return last.rsplit(" ", 1)[1]
@@ -47,6 +47,31 @@ def agents(store: Store, sweep_id: str, n: int, *extra: str, env: dict[str, str]
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+
+
+FORKED_AGENTS = Path(__file__).resolve().parent / "forked_agents.py"
+
+
+def forked_agents(store: Store, sweep_id: str, n: int, timeout: float) -> tuple[list[int], str]:
+    """Run ``n`` real agents forked from one warm Python (one ``import mlflow`` for all) to their end.
+
+    Returns their exit codes and their logs. Everything is killed if they outlive ``timeout``.
+    """
+    out = store.root / "forked"
+    out.mkdir()
+    (out / "plan.json").write_text(json.dumps([{"sweep_id": sweep_id, "agents": n}]))
+    driver = subprocess.Popen([sys.executable, str(FORKED_AGENTS), str(out / "plan.json"), str(out), "--hosts", "1"],
+                              cwd=store.root, env=store.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        text = driver.communicate(timeout=timeout)[0].decode(errors="replace")
+    finally:
+        kill_group(driver.pid)  # the agents, were they left behind (each trial has its own group)
+        driver.wait()
+    text += "".join(f"--- {p.name}\n{p.read_text(errors='replace')}" for p in sorted(out.glob("*.log")))
+    records = [json.loads(line) for p in out.glob("*.jsonl") for line in p.read_text().splitlines()]
+    assert (driver.returncode, len(records)) == (0, 1), text
+    return records[0]["codes"], text
 
 
 def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int]:

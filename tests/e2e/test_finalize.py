@@ -68,7 +68,7 @@ def lr_only_trials(n: int, seed: int = 0) -> list[tuple[dict[str, Any], TrialSta
 
 
 def finalize(store, sweep_id: str, **kw) -> str:
-    proc = store.cli("finalize", "--sweep-id", sweep_id, **kw)
+    proc = store.main("finalize", "--sweep-id", sweep_id, **kw)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -207,7 +207,7 @@ def test_an_empty_sweep_draws_no_plot_and_says_why(store):
 
 
 def test_unknown_sweep_is_a_message_not_a_traceback(store):
-    proc = store.cli("finalize", "--sweep-id", "0123456789abcdef")
+    proc = store.main("finalize", "--sweep-id", "0123456789abcdef")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "no sweep with ID '0123456789abcdef'" in proc.stderr
 

@@ -1,4 +1,4 @@
-"""``mlflow sweep init`` end to end: the real CLI on a private sqlite store."""
+"""``mlflow sweep init`` end to end: the real CLI (in this process) on a private sqlite store."""
 from __future__ import annotations
 
 import textwrap
@@ -37,7 +37,7 @@ def _write(tmp_path: Path, text: str, name: str = "sweep_config.yaml") -> Path:
 
 def test_init_creates_the_parent_run_and_prints_the_normalized_config(store, tmp_path: Path):
     path = _write(tmp_path, EXAMPLE)
-    proc = store.cli("init", str(path), check=True)
+    proc = store.main("init", str(path), check=True)
     *config_lines, last = proc.stdout.strip().splitlines()
     assert last.startswith("Sweep initialized with ID: ")
     assert config_lines == [
@@ -73,7 +73,7 @@ def test_init_with_wandb_aliases_and_defaults(store, tmp_path: Path):
         parameters:
           x: {values: [1, 2]}
     """, name="wandb.yaml")
-    proc = store.cli("init", str(path), check=True)
+    proc = store.main("init", str(path), check=True)
     run_id = proc.stdout.strip().splitlines()[-1].rsplit(" ", 1)[1]
     run = store.client().get_run(run_id)
     experiment = store.client().get_experiment(run.info.experiment_id)
@@ -87,7 +87,21 @@ def test_init_without_names_uses_default_experiment_and_a_generated_run_name(sto
         parameters:
           x: {values: [1, 2]}
     """)
-    proc = store.cli("init", str(path), check=True)
+    proc = store.main("init", str(path), check=True)
     run = store.client().get_run(proc.stdout.strip().splitlines()[-1].rsplit(" ", 1)[1])
     assert (run.info.experiment_id, bool(run.info.run_name)) == ("0", True)
     assert f"sweep_name: {run.info.run_name}\n" in proc.stdout
+
+
+def test_the_description_is_the_parent_runs_note(store, tmp_path: Path):
+    path = _write(tmp_path, """\
+        description: |
+          Learning-rate scan for the baseline.
+          Second line.
+        command: echo ${x}
+        parameters:
+          x: {values: [1, 2]}
+    """)
+    proc = store.main("init", str(path), check=True)
+    run = store.client().get_run(proc.stdout.strip().splitlines()[-1].rsplit(" ", 1)[1])
+    assert run.data.tags.get("mlflow.note.content") == "Learning-rate scan for the baseline.\nSecond line.\n"

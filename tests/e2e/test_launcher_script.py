@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlparse
@@ -46,7 +45,10 @@ def _trial_output(run) -> str:
 def _launch(store, *args: str, **kw) -> subprocess.Popen:
     # MLFLOW_SWEEP_PYTHON: the agents run on this interpreter even though no venv is activated.
     env = {**store.env, "MLFLOW_SWEEP_PYTHON": sys.executable}
-    return subprocess.Popen(["bash", str(LAUNCHER), *args], cwd=store.root, env=env, text=True,
+    # SIGINT as a terminal's shell leaves it: pytest may run as a background job, whose children
+    # start with SIGINT ignored, and bash cannot trap a signal ignored at its start.
+    return subprocess.Popen(["env", "--default-signal=INT", "bash", str(LAUNCHER), *args], cwd=store.root, env=env,
+                            text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
 
@@ -82,8 +84,9 @@ def test_a_failing_agent_makes_the_launcher_fail(store):
 def test_ctrl_c_stops_the_agents_and_ends_their_trials_killed(store):
     sweep_id = init_sweep(store, {
         "method": "grid",
-        # A trial that needs a moment to shut down, as a training script saving a checkpoint does.
-        "command": "trap 'sleep 1; echo graceful exit; exit 0' TERM; echo started ${x}; sleep 120 & wait",
+        # A trial that needs a moment to shut down, as a training script saving a checkpoint does,
+        # and never ends unless stopped.
+        "command": "trap 'sleep 1; echo graceful exit; exit 0' TERM; echo started ${x}; sleep 100000 & wait",
         "parameters": {"x": {"values": [1, 2]}},
     })
     # Its own session stands in for a terminal: Ctrl-C signals the whole foreground process group.
@@ -91,10 +94,8 @@ def test_ctrl_c_stops_the_agents_and_ends_their_trials_killed(store):
     try:
         # Both trials have printed, so their TERM handlers are in place.
         poll(lambda: [r for r in child_runs(store, sweep_id) if "started" in _trial_output(r)][1:], timeout=150)
-        started = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=100)
-        elapsed = time.monotonic() - started
     finally:
         if proc.poll() is None:
             for pid in [proc.pid, *_descendants(proc.pid)]:
@@ -106,10 +107,9 @@ def test_ctrl_c_stops_the_agents_and_ends_their_trials_killed(store):
     logs = [Path(client.download_artifacts(r.info.run_id, "output.log", str(store.root / r.info.run_id)))
             .read_text() for r in runs]
     assert (proc.returncode, Counter(r.info.status for r in runs)) == (130, Counter(KILLED=2)), err
-    # Each agent got one signal: a second one would have SIGKILLed its trial before the trial's
-    # own TERM handler finished.
+    # Stopped, not waited for (they never end by themselves), and each agent got one signal: a
+    # second one would have SIGKILLed its trial before the trial's own TERM handler finished.
     assert all("graceful exit" in log for log in logs), (logs, err)
-    assert elapsed < 60, err  # not the trials' 120 s: they were stopped, not waited for
 
 
 def test_usage_errors_exit_2(tmp_path):

@@ -3,7 +3,7 @@
 Two "hosts" (tests/netfs_hosts.sh: own hostname, own PIDs, own sshfs client mount of one export)
 run agents on sweeps whose ledger lives on the shared mount, with a real ``mlflow server`` on
 loopback as the shared tracking store. Sweeps are initialized up front, and each host plays every
-repetition in one warm process that forks its agents (tests/e2e/netfs_host.py), so a repetition
+repetition in one warm process that forks its agents (tests/e2e/forked_agents.py), so a repetition
 costs seconds, not an ``import mlflow`` per agent.
 
 Without sshfs/sshd/unshare or root the module is skipped, unless MLFLOW_SWEEP_REQUIRE_NETFS=1
@@ -23,25 +23,24 @@ from typing import Iterator
 
 import pytest
 
+from mlflow_sweep.journal import Journal
+from tests.conftest import in_process
 from tests.e2e.tracking_server import tracking_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netfs, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTS_SCRIPT = REPO / "tests" / "netfs_hosts.sh"
-HOST_DRIVER = REPO / "tests" / "e2e" / "netfs_host.py"
+HOST_DRIVER = REPO / "tests" / "e2e" / "forked_agents.py"
 REQUIRE_ENV = "MLFLOW_SWEEP_REQUIRE_NETFS"
 NEEDED = ("sshfs", "sshd", "ssh-keygen", "unshare", "fusermount")
-REPETITIONS = 20
+# Each repetition is one grid sweep that 6 agents on 2 hosts start at the same moment. The same
+# claim race, 360 times as fast as processes can go, is the racing-publishers test below; set
+# MLFLOW_SWEEP_NETFS_REPETITIONS for a longer soak of the whole agent.
+REPETITIONS = int(os.environ.get("MLFLOW_SWEEP_NETFS_REPETITIONS", "10"))
 GRID = {"method": "grid", "experiment_name": "netfs", "command": "true ${x} ${y}",
         "parameters": {"x": {"values": [0, 1, 2, 3, 4, 5]}, "y": {"values": ["a", "b", "c", "d"]}}}
-INIT = r"""
-import json, sys
-from mlflow_sweep import config, lifecycle
-cfg = config.config_from_dict(json.loads(sys.argv[1]), "netfs.yaml")
-path = sys.argv[2]
-print(json.dumps([lifecycle.init_sweep(cfg, path).run_id for _ in range(int(sys.argv[3]))]))
-"""
+SMALL_GRID = {**GRID, "parameters": {"x": {"values": [0, 1, 2, 3]}, "y": {"values": ["a", "b", "c"]}}}
 
 
 def _unavailable() -> str | None:
@@ -100,14 +99,14 @@ def bed(tmp_path_factory: pytest.TempPathFactory, template_store: Path) -> Itera
 
 
 def init_sweeps(bed: Bed, config: dict, count: int) -> list[str]:
-    """Initialize ``count`` sweeps of ``config`` in one process; their IDs."""
+    """Initialize ``count`` sweeps of ``config`` (in this process, against the bed's server); their IDs."""
+    from mlflow_sweep import config as sweep_config, lifecycle
+
     path = bed.root / "netfs.yaml"
     path.write_text(json.dumps(config))
-    proc = subprocess.run([sys.executable, "-c", INIT, json.dumps(config), str(path), str(count)],
-                          env=bed.env(MLFLOW_SWEEP_LEDGER_DIR=str(bed.export)), capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    cfg = sweep_config.config_from_dict(config, str(path))
+    with in_process(bed.env(MLFLOW_SWEEP_LEDGER_DIR=str(bed.export)), bed.root):
+        return [lifecycle.init_sweep(cfg, str(path)).run_id for _ in range(count)]
 
 
 def play(bed: Bed, name: str, plan: list[dict], sshfs_opts: str = "", timeout: float = 600,
@@ -158,12 +157,12 @@ def _summary(results: dict[str, tuple]) -> str:
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("sshfs_opts", ["", "cache=no"], ids=["default", "cache-no"])
 def test_two_hosts_run_every_grid_point_exactly_once(bed: Bed, sshfs_opts: str) -> None:
-    sweeps = init_sweeps(bed, GRID, REPETITIONS)
+    sweeps = init_sweeps(bed, SMALL_GRID, REPETITIONS)
     plan = [{"sweep_id": sweep, "agents": 3} for sweep in sweeps]
     records, logs = play(bed, f"grid-{sshfs_opts or 'default'}", plan, sshfs_opts)
     codes = Counter(code for record in records for code in record["codes"])
     results = {sweep: outcome(bed, sweep)[:2] for sweep in sweeps}
-    bad = {sweep: result for sweep, result in results.items() if result != (Counter(FINISHED=24), 24)}
+    bad = {sweep: result for sweep, result in results.items() if result != (Counter(FINISHED=12), 12)}
     assert (codes, bad, "Traceback" in logs) == (Counter({0: 6 * REPETITIONS}), {}, False), \
         _summary(results) + "\n" + logs[-20000:]
 
@@ -173,7 +172,7 @@ def test_a_sigkilled_agent_per_host_is_reaped_and_its_point_run_again(bed: Bed) 
     config = {**GRID, "command": "sleep 0.5; true ${x} ${y}"}
     [sweep] = init_sweeps(bed, config, 1)
     records, logs = play(bed, "kill", [{"sweep_id": sweep, "agents": 3, "kill": True}],
-                         MLFLOW_SWEEP_HEARTBEAT_TIMEOUT="6", MLFLOW_SWEEP_POLL_INTERVAL="0.5")
+                         MLFLOW_SWEEP_HEARTBEAT_TIMEOUT="12", MLFLOW_SWEEP_POLL_INTERVAL="0.5")
     statuses, points, per_point = outcome(bed, sweep)
     codes = sorted(code for record in records for code in record["codes"])
     assert ([record["killed"] for record in records], codes, statuses, points, max(per_point.values()),
@@ -206,7 +205,11 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("sshfs_opts", ["", "cache=no"], ids=["default", "cache-no"])
 def test_racing_publishers_on_two_hosts_each_get_distinct_trials(bed: Bed, sshfs_opts: str) -> None:
-    """6 processes on 2 hosts claim as fast as they can: lost races (EPERM or EEXIST) are contention."""
+    """6 processes on 2 hosts claim as fast as they can: each trial exactly once.
+
+    How many races were lost depends on the machine's load, so it is shown, not asserted; the
+    test below loses one on purpose.
+    """
     directory = bed.root / "export" / "race" / (sshfs_opts or "default")
     directory.mkdir(parents=True)
     shared = bed.root / "mnt" / "race" / (sshfs_opts or "default")
@@ -225,5 +228,39 @@ def test_racing_publishers_on_two_hosts_each_get_distinct_trials(bed: Bed, sshfs
                    if "lost the race" in line)
     assert ([p.returncode for p in hosts], check.returncode, "Traceback" in "".join(texts)) == ([0, 0], 0, False), \
         "\n".join(texts) + check.stdout + f"\nlost races: {lost}"
-    assert sum(lost.values()) > 0, f"no race was lost, so the test proved nothing: {lost}"
     print(f"lost races by errno ({sshfs_opts or 'default'}): {dict(lost)}; {check.stdout.strip()}")
+
+
+LOSER = r"""
+import json, logging, sys
+from pathlib import Path
+from mlflow_sweep.journal import Journal
+logging.basicConfig(filename=sys.argv[2], level=logging.DEBUG, format="%(name)s %(message)s")
+journal = Journal(Path(sys.argv[1]), timeout=60)
+print(json.dumps([journal.publish(1, b'{"event": "note", "by": "hostA"}\n'),
+                  journal.publish(2, b'{"event": "note", "by": "hostA"}\n')]))
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("sshfs_opts", ["", "cache=no"], ids=["default", "cache-no"])
+def test_a_lost_race_over_the_mount_is_contention_not_an_error(bed: Bed, sshfs_opts: str) -> None:
+    """Event 1 is taken on the server; a host publishing it through its mount loses, then wins event 2.
+
+    SFTP reports an existing name as a generic failure (EPERM): it must read as a lost race.
+    """
+    from mlflow_sweep.ledger import Ledger
+
+    name = f"lost-{sshfs_opts or 'default'}"
+    Ledger.create(bed.root / "export" / name, {"sweep_id": name})
+    first = b'{"event": "note", "by": "server"}\n'
+    assert Journal(bed.root / "export" / name).publish(1, first)
+    log = bed.root / f"{name}.log"
+    proc = subprocess.run(["bash", str(HOSTS_SCRIPT), "host", "hostA", str(bed.root), sys.executable, "-c", LOSER,
+                           str(bed.root / "mnt" / name), str(log)], cwd=REPO, env=bed.env(SSHFS_OPTS=sshfs_opts),
+                          capture_output=True, text=True, timeout=100)
+    debug = log.read_text() if log.exists() else ""
+    events = [line for line in debug.splitlines() if "link() failed" in line]
+    assert (proc.returncode, proc.stdout.strip().splitlines()[-1:]) == (0, ["[false, true]"]), proc.stderr + debug
+    assert len(events) == 1 and "lost the race" in events[0] and ("EPERM" in events[0] or "EEXIST" in events[0]), debug
+    assert [r.event["by"] for r in Journal(bed.root / "export" / name).read(1)] == ["server", "hostA"]

@@ -19,11 +19,14 @@ pytestmark = [pytest.mark.e2e]
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 
 
-def _run(store, config: dict, script: str, *extra: str, timeout: float = 240):
-    """Copy ``script`` into the store's directory, init the sweep, run one agent to the end."""
+def _run(store, config: dict, script: str, *extra: str):
+    """Copy ``script`` into the store's directory, init the sweep, run one agent to the end.
+
+    The agent runs in this process; each trial is the real script in its own process.
+    """
     shutil.copy(SCRIPTS / script, store.root / script)
     sweep_id = init_sweep(store, {"program": script, **config})
-    proc = store.cli("run", "--sweep-id", sweep_id, *extra, timeout=timeout)
+    proc = store.main("run", "--sweep-id", sweep_id, *extra)
     runs = sorted(child_runs(store, sweep_id), key=lambda r: int(r.data.tags["sweep.trial"]))
     return proc, runs
 

@@ -15,7 +15,7 @@ from tests.e2e.test_finalize import CONFIG, add_trials, ledger_of, lr_only_trial
 
 
 def status(store, sweep_id: str, **kw) -> str:
-    proc = store.cli("status", "--sweep-id", sweep_id, **kw)
+    proc = store.main("status", "--sweep-id", sweep_id, **kw)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -60,7 +60,7 @@ def test_status_of_a_new_sweep_without_metric_and_reaping(store):
 
 @pytest.mark.e2e
 def test_status_of_an_unknown_sweep(store):
-    proc = store.cli("status", "--sweep-id", "nope")
+    proc = store.main("status", "--sweep-id", "nope")
     assert proc.returncode == 1 and "no sweep with ID 'nope'" in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -1,4 +1,8 @@
-"""The embedded sqlite store under load: 8 agents and their MLflow-logging commands at once."""
+"""The embedded sqlite store under load: 8 agents and their MLflow-logging commands at once.
+
+The agents are real processes forked from one Python that imported mlflow once; each trial is a
+real script that imports mlflow and logs to the store.
+"""
 from __future__ import annotations
 
 import sys
@@ -7,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from tests.e2e.agents import agents, child_runs, init_sweep, logs, wait_all
+from tests.e2e.agents import child_runs, forked_agents, init_sweep
 
 LOGGING_SCRIPT = textwrap.dedent("""
     import sys
@@ -30,10 +34,8 @@ def test_eight_agents_and_their_scripts_share_one_sqlite_store(store):
         "command": f"{sys.executable} train.py ${{x}}",
         "parameters": {"x": {"min": 0.0, "max": 1.0}},
     })
-    with agents(store, sweep_id, 8) as procs:
-        codes = wait_all(procs, timeout=540)
+    codes, text = forked_agents(store, sweep_id, 8, timeout=540)
     runs = child_runs(store, sweep_id)
-    text = logs(store)
     statuses = Counter(r.info.status for r in runs)
     assert (codes, statuses, "database is locked" in text) == ([0] * 8, Counter(FINISHED=16), False), text
     assert all(len(store.client().get_metric_history(r.info.run_id, "loss")) == 5 for r in runs)

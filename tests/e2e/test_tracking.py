@@ -1,6 +1,7 @@
-"""tracking against a real sqlite store, in process: retries per call, params at a trial's end."""
+"""tracking against a real sqlite store, in process: retries per call, params at a trial's end, WAL mode."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,41 @@ def test_settle_trial_without_reading_the_run_keeps_the_trials_own_text(fresh_cl
     assert (data.params, data.metrics, settled.filled) == (
         {"lr": logged or "1", "wd": "0.0001"}, {"sweep.loss": 0.25},
         ("lr", "wd") if logged != "1.0" else ("wd",))
+
+
+@pytest.fixture
+def without_wal_listener():
+    """No WAL listener registered in this process for the test (it is process-wide once added)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    had = event.contains(Engine, "connect", tracking._wal_on_connect)
+    if had:
+        event.remove(Engine, "connect", tracking._wal_on_connect)
+    yield
+    if had and not event.contains(Engine, "connect", tracking._wal_on_connect):
+        event.listen(Engine, "connect", tracking._wal_on_connect)
+
+
+def _journal_mode(db: Path) -> str:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return conn.execute("PRAGMA journal_mode").fetchone()[0]
+
+
+def test_a_local_store_is_switched_to_wal(fresh_client, without_wal_listener):
+    db = fresh_client.root / "mlflow.db"
+    before = _journal_mode(db)
+    tracking._client_for(fresh_client.uri).create_run("0")
+    assert (before, _journal_mode(db)) == ("delete", "wal")
+
+
+def test_a_store_on_a_network_filesystem_keeps_its_journal_mode(fresh_client, without_wal_listener, monkeypatch):
+    from mlflow_sweep import mounts
+
+    db = fresh_client.root / "mlflow.db"
+    table = mounts._read_mounts() + f"999 1 0:99 / {fresh_client.root} rw,relatime - nfs4 server:/export rw,vers=4.2\n"
+    monkeypatch.setattr(mounts, "_read_mounts", lambda: table)
+    tracking._client_for(fresh_client.uri).create_run("0")
+    assert (mounts.filesystem_type(db), _journal_mode(db)) == ("nfs4", "delete")

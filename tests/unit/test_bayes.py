@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -299,7 +301,10 @@ def test_training_set_keeps_the_best_and_a_seeded_sample() -> None:
 
 
 def test_preload_imports_what_a_proposal_needs() -> None:
-    import sys
-
-    bayes.preload()
-    assert {"skopt", "sklearn", "threadpoolctl"} <= set(sys.modules)
+    """In a fresh interpreter: this session imported skopt long ago, so here the check could not fail."""
+    code = ("import json, sys\nfrom mlflow_sweep.samplers import bayes\n"
+            "needed = ['skopt', 'sklearn', 'threadpoolctl']\n"
+            "before = [m for m in needed if m in sys.modules]\nbayes.preload()\n"
+            "print(json.dumps([before, [m for m in needed if m in sys.modules]]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert json.loads(out) == [[], ["skopt", "sklearn", "threadpoolctl"]]

@@ -36,6 +36,21 @@ def test_defaults():
     assert (cfg.early_terminate, cfg.description, cfg.warnings) == (None, None, ())
 
 
+@pytest.mark.parametrize(("metric", "counted"), [
+    ({"name": "loss"}, 0.1),                                        # best, minimize: the lowest
+    ({"name": "acc", "goal": "maximize"}, 0.9),                     # best, maximize: the highest
+    ({"name": "loss", "summary": "last"}, 0.4),                     # last: the last logged, not the best
+    ({"name": "acc", "goal": "maximize", "summary": "last"}, 0.4),  # the goal does not matter then
+])
+def test_summary_picks_the_value_a_trial_counts(metric: dict, counted: float):
+    history = [0.5, 0.1, 0.9, float("nan"), 0.4, float("nan")]  # NaN is never a value
+    assert _cfg(metric=metric).metric.summarize(history) == counted
+
+
+def test_a_history_of_nothing_but_nan_counts_no_value():
+    assert _cfg(metric={"name": "loss", "summary": "last"}).metric.summarize([float("nan")]) is None
+
+
 def test_defaults_inside_blocks_come_from_the_schema_as_wandb_fills_them():
     cfg = _cfg(metric={"name": "loss", "target": 0.1}, early_terminate={"type": "hyperband", "min_iter": 3},
                parameters={"n": {"distribution": "q_normal"}, "u": {"distribution": "q_uniform", "min": 0, "max": 4}})

@@ -1,16 +1,17 @@
-"""One "host" of the multi-host test: run agents on a list of sweeps, one sweep after another.
+"""Real agent processes forked from one warm Python: agents on a list of sweeps, one sweep after another.
 
-Runs inside ``tests/netfs_hosts.sh host NAME DIR``. It imports mlflow once and forks each agent from
-that warm process (real processes with their own PIDs, running ``cli.main(["run", ...])``), so a
-repetition costs a fork instead of a 3-second ``import mlflow``::
+It imports mlflow once and forks each agent from that process (real processes with their own
+PIDs and their own store connections, running ``cli.main(["run", ...])``), so an agent costs a
+fork instead of a 3-second ``import mlflow``::
 
-    python tests/e2e/netfs_host.py plan.json OUT --hosts 2
+    python tests/e2e/forked_agents.py plan.json OUT [--hosts N]
 
 plan.json holds a JSON list of repetitions ``{"sweep_id": ..., "agents": 3, "kill": false}``. Before each
-repetition every host waits at a barrier (files in OUT/barrier, outside the shared mount) so that
-all agents of all hosts start together. With ``"kill": true`` the first agent is SIGKILLed as soon
-as it has started a trial. Each agent's output goes to OUT/<rep>-<host>-<i>.log; one JSON line per
-repetition goes to OUT/<host>.jsonl with the agents' exit codes.
+repetition every host waits at a barrier (files in OUT/barrier) so that all agents of all hosts
+start together; the multi-host test runs one driver per host inside ``tests/netfs_hosts.sh host``,
+the store-load test one on this machine (``--hosts 1``). With ``"kill": true`` the first agent is
+SIGKILLed as soon as it has started a trial. Each agent's output goes to OUT/<rep>-<host>-<i>.log;
+one JSON line per repetition goes to OUT/<host>.jsonl with the agents' exit codes.
 """
 from __future__ import annotations
 
