@@ -82,7 +82,7 @@ def sweep(config: Mapping[str, Any] | str | os.PathLike[str] | None = None, expe
 
     The config's warnings (an ignored ``entity``, ...) are issued as Python warnings; a config
     without ``program`` or ``command`` is the function agent's usual case here, so it gets none.
-    How many prior runs were used, and why others were left out, is issued as a warning too.
+    When prior runs were left out, what ``init`` prints about them (how many, and why) is a warning too.
     """
     from mlflow_sweep.config import NO_COMMAND
 
