@@ -5,10 +5,10 @@ called, so ``import mlflow_sweep`` (and ``mlflow sweep --help``) stays cheap.
 """
 
 from mlflow_sweep.api import agent, finalize, params, should_stop, status, sweep
-from mlflow_sweep.control import ControlResult, cancel, pause, resume, retry, stop, update
+from mlflow_sweep.control import ControlResult, cancel, enqueue, pause, resume, retry, stop, update
 from mlflow_sweep.errors import ConfigError, SweepError
 
 __version__ = "0.2.0"
 
-__all__ = ["ConfigError", "ControlResult", "SweepError", "agent", "cancel", "finalize", "params", "pause", "resume",
-           "retry", "should_stop", "status", "stop", "sweep", "update"]
+__all__ = ["ConfigError", "ControlResult", "SweepError", "agent", "cancel", "enqueue", "finalize", "params", "pause",
+           "resume", "retry", "should_stop", "status", "stop", "sweep", "update"]

@@ -128,7 +128,7 @@ def run_agent(sweep_id: str | None, *, count: int | None = None, max_failures: i
     """
     agent_settings = AgentSettings.from_env()  # first: a bad setting leaves nothing behind
     opened = lifecycle.open_sweep(sweep_id, tracker=tracker, clock=clock)
-    make = runner or (lambda o: CommandRunner(o.sweep, o.config, stream))
+    make = runner or (lambda o: CommandRunner(o.sweep, o.config, stream, versions=o.config_at))
     with contextlib.closing(make(opened)) as trial_runner:  # closed on every path: its temporary files go
         result = run(opened, trial_runner, count=count, max_failures=max_failures, say=say,
                      agent_settings=agent_settings)
@@ -263,9 +263,13 @@ class Agent:
             seen = state.applied
 
     def _decide(self, state: SweepState) -> policy.Step:
-        """The ledger's claim callback (again after a lost race): what ``policy`` says for this state."""
+        """The ledger's claim callback (again after a lost race): what ``policy`` says for this state,
+        under the config version in effect in it (``mlflow sweep update --config``)."""
         self.decisions += 1
-        return policy.next_step(self.config, state.trials, self.opened.seed, state.controls)
+        config = self.opened.config_in(state)
+        if config.method != self.config.method:  # a new version changed the method: import what it needs (cheap once done)
+            samplers.prepare(config.method)
+        return policy.next_step(config, state.trials, self.opened.seed, state.controls)
 
     # -- running one trial --------------------------------------------------------------------
 

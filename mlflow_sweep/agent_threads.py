@@ -156,7 +156,8 @@ class Watcher:
         assert metric is not None and self.config.early_terminate is not None  # config.py requires both
         try:
             history = self.tracker.metric_history(run_id, metric.name)
-            trials = self.ledger.state().trials
+            state = self.ledger.state()
+            trials = [*state.controls.priors, *state.trials]  # prior runs' histories set the cuts too
         except Exception as exc:  # noqa: BLE001  a missed check is retried next interval; never end the trial for it
             log.warning("trial %d: early-termination check skipped: %s", index, exc)
             return None

@@ -143,8 +143,13 @@ def count_states(trials: Iterable[Trial]) -> dict[str, int]:
 
 def analyse(trials: Sequence[Trial], *, metric: str | None, goal: str = "minimize",
             scales: Mapping[str, str] | None = None, seed: int = 0,
-            levels: Mapping[str, Sequence[Any]] | None = None) -> Analysis:
+            levels: Mapping[str, Sequence[Any]] | None = None, priors: Sequence[Trial] = (),
+            ranked: Sequence[Trial] | None = None) -> Analysis:
     """Analyse a sweep: which parameters mattered for the metric, and the best trial.
+
+    Prior runs (``Trial.prior``) are observations of the same metric against the same parameters:
+    the table ranks them with the trials, and the best may be one of them. The counts are the
+    sweep's own trials.
 
     Args:
         trials: every trial of the sweep, in any state.
@@ -153,8 +158,12 @@ def analyse(trials: Sequence[Trial], *, metric: str | None, goal: str = "minimiz
         scales: parameter -> scale (see ``param_scales``); parameters seen only in trials are added.
         seed: seeds the forest and the permutations, so the same sweep gives the same table.
         levels: categorical parameter -> its values in file order (see ``param_levels``); kept for the plots.
+        priors: the prior runs the sweep started from.
+        ranked: the trials and prior runs the table ranks, with params placed in the space of the
+            config in effect (``policy.in_space``); default: ``trials`` and ``priors`` as they are.
     """
-    names = _parameter_names(trials, scales or {})
+    ranked = [*priors, *trials] if ranked is None else ranked
+    names = _parameter_names(ranked, scales or {})
     all_scales = {n: (scales or {}).get(n, LINEAR) for n in names}
     counts = count_states(trials)
     base = dict(metric=metric, goal=goal, counts=counts, scales=all_scales,
@@ -162,9 +171,9 @@ def analyse(trials: Sequence[Trial], *, metric: str | None, goal: str = "minimiz
     if metric is None:
         note = "no metric configured: no importance table and no best trial, only the timeline"
         return Analysis(**base, used=0, rows=(), best=None, notes=(note,))
-    used = [t for t in trials if usable_metric(t)]
-    notes = _data_notes(trials, metric)
-    best = best_trial(used, goal)
+    used = [t for t in ranked if usable_metric(t)]
+    notes = _data_notes(trials, metric) + _ranked_notes(trials, priors, ranked)
+    best = best_trial([t for t in [*priors, *trials] if usable_metric(t)], goal)
     if len(used) < MIN_TRIALS:
         notes.append(f"importance needs at least {MIN_TRIALS} finished trials with a value for "
                      f"{metric!r}, but got {len(used)}")
@@ -197,6 +206,22 @@ def _data_notes(trials: Sequence[Trial], metric: str) -> list[str]:
     if other:
         notes.append(f"{other} trial{'s' * (other != 1)} not finished (running, failed or killed) "
                      f"{'are' if other != 1 else 'is'} left out")
+    return notes
+
+
+def _ranked_notes(trials: Sequence[Trial], priors: Sequence[Trial], ranked: Sequence[Trial]) -> list[str]:
+    """Say how many prior runs the table ranks, and which trials a changed search space leaves out."""
+    notes = []
+    kept = sum(1 for t in ranked if t.prior and usable_metric(t))
+    if kept:
+        notes.append(f"{kept} prior run{'s' * (kept != 1)} (not run by this sweep) {'are' if kept != 1 else 'is'} "
+                     "ranked with the trials")
+    placed = {t.index for t in ranked}
+    outside = sum(1 for t in [*priors, *trials] if usable_metric(t) and t.index not in placed)
+    if outside:
+        notes.append(f"{outside} finished run{'s' * (outside != 1)} of an earlier search space "
+                     f"{'do' if outside != 1 else 'does'} not fit the current one and {'are' if outside != 1 else 'is'} "
+                     "left out of the table")
     return notes
 
 

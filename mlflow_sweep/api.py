@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from mlflow_sweep.device_agents import DevicesResult
     from mlflow_sweep.progress import SweepStatus
     from mlflow_sweep.results import SweepReport
+    from mlflow_sweep.tracker import Tracker
+    from mlflow_sweep.warmstart import PriorChoice
 
 DICT_SOURCE = "sweep config"
 """How a config given as a dict is named in messages (a file is named by its path)."""
@@ -42,20 +44,24 @@ CONFIG_ARTIFACT = "sweep_config.json"
 
 @dataclass(frozen=True)
 class Created:
-    """A new sweep: its ID, the checked config (with the run name MLflow gave it) and the config's warnings."""
+    """A new sweep: its ID, the checked config (with the run name MLflow gave it), the config's warnings,
+    and the prior runs it starts from (None when none were asked for)."""
 
     sweep_id: str
     config: SweepConfig
     warnings: tuple[str, ...]
+    priors: PriorChoice | None = None
 
 
 def sweep(config: Mapping[str, Any] | str | os.PathLike[str] | None = None, experiment_name: str | None = None, *,
           project: str | None = None, entity: str | None = None,
-          sweep: Mapping[str, Any] | str | os.PathLike[str] | None = None) -> str:
+          sweep: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+          prior_runs: Sequence[str] | None = None, prior_experiment: str | None = None,
+          prior_filter: str | None = None) -> str:
     """Create a sweep (a parent MLflow run and its ledger) and return its ID, as ``mlflow sweep init``.
 
-    ``wandb.sweep(sweep=config, project=..., entity=...)`` works as it is: ``sweep`` and ``project``
-    are W&B's names for ``config`` and ``experiment_name``.
+    ``wandb.sweep(sweep=config, project=..., entity=..., prior_runs=[...])`` works as it is:
+    ``sweep`` and ``project`` are W&B's names for ``config`` and ``experiment_name``.
 
     Args:
         config: the sweep configuration in W&B sweep syntax: a dict, or the path of a YAML or JSON file.
@@ -64,50 +70,102 @@ def sweep(config: Mapping[str, Any] | str | os.PathLike[str] | None = None, expe
         project: W&B's name for ``experiment_name``.
         entity: W&B's team or user; MLflow has none, so it is ignored with a warning.
         sweep: W&B's name for ``config``.
+        prior_runs: IDs of MLflow runs to start from (W&B's ``prior_runs``): history for the search,
+            never run again, never changed, not counted toward run_cap.
+        prior_experiment: start from the runs of this experiment too (those ``prior_filter`` matches).
+        prior_filter: MLflow's search syntax, e.g. ``"metrics.val_loss < 1 and params.opt = 'adam'"``.
 
     Raises:
         ConfigError: the config is invalid; the message lists every problem with its path, and
             nothing was created in MLflow.
+        TrackingError: a prior run or experiment does not exist; nothing was created.
 
     The config's warnings (an ignored ``entity``, ...) are issued as Python warnings; a config
     without ``program`` or ``command`` is the function agent's usual case here, so it gets none.
+    When prior runs were left out, what ``init`` prints about them (how many, and why) is a warning too.
     """
     from mlflow_sweep.config import NO_COMMAND
 
     config = _either(config, sweep, "config", "sweep")
     if config is None:
         raise UsageError("sweep() needs a config: a dict, or the path of a YAML or JSON file")
-    created = create_sweep(config, _either(experiment_name, project, "experiment_name", "project"))
+    created = create_sweep(config, _either(experiment_name, project, "experiment_name", "project"),
+                           prior_runs=prior_runs, prior_experiment=prior_experiment, prior_filter=prior_filter)
     if entity is not None:
         warnings.warn("entity is ignored (W&B only)", UserWarning, stacklevel=2)
     for message in created.warnings:
         if message != NO_COMMAND:
             warnings.warn(message, UserWarning, stacklevel=2)
+    if created.priors is not None and created.priors.left_out:
+        warnings.warn(created.priors.summary(), UserWarning, stacklevel=2)
     return created.sweep_id
 
 
-def create_sweep(config: Mapping[str, Any] | str | os.PathLike[str], experiment_name: str | None = None) -> Created:
-    """``sweep`` with what ``mlflow sweep init`` prints: the normalized config and its warnings.
+def create_sweep(config: Mapping[str, Any] | str | os.PathLike[str], experiment_name: str | None = None, *,
+                 prior_runs: Sequence[str] | None = None, prior_experiment: str | None = None,
+                 prior_filter: str | None = None) -> Created:
+    """``sweep`` with what ``mlflow sweep init`` prints: the normalized config, its warnings, the prior runs.
+
+    Args:
+        config: a dict, or the path of a YAML or JSON file.
+        experiment_name: overrides the config's experiment.
+        prior_runs: as ``sweep``.
+        prior_experiment: as ``sweep``.
+        prior_filter: as ``sweep``.
+    """
+    from mlflow_sweep import lifecycle
+
+    checked = checked_config(config, experiment_name)  # every check before MLflow is touched: a bad config creates nothing
+    priors = choose_priors(checked, prior_runs, prior_experiment, prior_filter)  # reads only; creates nothing
+    used = () if priors is None else priors.used
+    if isinstance(config, Mapping):
+        with tempfile.TemporaryDirectory(prefix="mlflow-sweep-") as tmp:
+            path = Path(tmp) / CONFIG_ARTIFACT
+            path.write_text(as_json(config))
+            created = lifecycle.init_sweep(checked, str(path), priors=used)
+    else:
+        created = lifecycle.init_sweep(checked, os.fspath(config), priors=used)
+    named = checked if checked.sweep_name else replace(checked, sweep_name=created.name)
+    return Created(created.run_id, named, tuple(checked.warnings), priors)
+
+
+def choose_priors(config: SweepConfig, run_ids: Sequence[str] | None, experiment: str | None,
+                  filter_string: str | None, *, tracker: Tracker | None = None) -> PriorChoice | None:
+    """The prior runs a new sweep starts from (``warmstart.choose``); None when none were asked for.
+
+    Args:
+        config: the checked config of the new sweep.
+        run_ids: runs named one by one.
+        experiment: an experiment whose runs (those ``filter_string`` matches) are candidates too.
+        filter_string: MLflow's search syntax; only with ``experiment``.
+        tracker: the tracking store; default: MLflow.
+    """
+    from mlflow_sweep import warmstart
+
+    if isinstance(run_ids, str):
+        run_ids = [run_ids]
+    if filter_string and not experiment:
+        raise UsageError("--prior-filter needs --prior-experiment NAME: the experiment whose runs it filters")
+    if not run_ids and not experiment:
+        return None
+    if tracker is None:
+        from mlflow_sweep.tracking import MLFLOW
+
+        tracker = MLFLOW
+    metrics = [m.name for m in config.objectives]
+    records = tracker.read_runs([str(r) for r in run_ids or ()], metrics)
+    if experiment:
+        records += tracker.search_runs(experiment, filter_string, metrics)
+    return warmstart.choose(config, records)
+
+
+def checked_config(config: Mapping[str, Any] | str | os.PathLike[str], experiment_name: str | None = None) -> SweepConfig:
+    """A config given as a dict or a file's path, checked as ``init`` checks it (ConfigError with every problem).
 
     Args:
         config: a dict, or the path of a YAML or JSON file.
         experiment_name: overrides the config's experiment.
     """
-    from mlflow_sweep import lifecycle
-
-    checked = _checked(config, experiment_name)  # every check before MLflow is touched: a bad config creates nothing
-    if isinstance(config, Mapping):
-        with tempfile.TemporaryDirectory(prefix="mlflow-sweep-") as tmp:
-            path = Path(tmp) / CONFIG_ARTIFACT
-            path.write_text(_as_json(config))
-            created = lifecycle.init_sweep(checked, str(path))
-    else:
-        created = lifecycle.init_sweep(checked, os.fspath(config))
-    named = checked if checked.sweep_name else replace(checked, sweep_name=created.name)
-    return Created(created.run_id, named, tuple(checked.warnings))
-
-
-def _checked(config: Mapping[str, Any] | str | os.PathLike[str], experiment_name: str | None) -> SweepConfig:
     from mlflow_sweep.config import config_from_dict, load_config
 
     if isinstance(config, Mapping):
@@ -130,7 +188,8 @@ def _either(ours: Any, wandbs: Any, name: str, wandb_name: str) -> Any:
     return ours if ours is not None else wandbs
 
 
-def _as_json(config: Mapping[str, Any]) -> str:
+def as_json(config: Mapping[str, Any]) -> str:
+    """A config given as a dict, as the JSON text kept on the parent run."""
     import json
 
     return json.dumps(config, indent=2, default=str) + "\n"
@@ -207,9 +266,9 @@ def run_trials(sweep_id: str | None = None, *, function: Callable[..., Any] | No
     max_failures = check_count(max_failures, "max_failures")
     if function is None:
         sink = stream if stream is not None else _TextSink()
-        make = lambda o: CommandRunner(o.sweep, o.config, sink)  # noqa: E731
+        make = lambda o: CommandRunner(o.sweep, o.config, sink, versions=o.config_at)  # noqa: E731
     else:
-        make = lambda o: FunctionRunner(o.sweep, o.config, function, o.tracker)  # noqa: E731
+        make = lambda o: FunctionRunner(o.sweep, o.config, function, o.tracker, versions=o.config_at)  # noqa: E731
     return agent_loop.run_agent(None if sweep_id is None else str(sweep_id), count=count,
                                 max_failures=max_failures, say=_say, runner=make)
 

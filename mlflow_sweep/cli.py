@@ -27,26 +27,45 @@ class SweepCLI:
         mlflow sweep init sweep.yaml && (mlflow sweep run & mlflow sweep run & wait) && mlflow sweep finalize
     """
 
-    def init(self, config_file: str) -> None:
+    def init(self, config_file: str, *, prior_run: list[str] | None = None, prior_experiment: str | None = None,
+             prior_filter: str | None = None) -> None:
         """Create a sweep from a sweep file and print its ID.
 
         The sweep is a parent MLflow run (tag sweep=True) in the file's experiment; the file
         is checked first, and a bad file creates nothing ('mlflow sweep validate' checks only).
 
+        A sweep can start from runs already in MLflow (warm start): with --prior-run or
+        --prior-experiment, each run whose params fit the search space (and, for bayes, that
+        logged the metric) is history: bayes learns from it, a grid does not run a point it
+        covers, metric.target counts it. Prior runs are never changed, never moved under the
+        sweep, and do not count toward run_cap; init says how many were used and why others were
+        left out.
+
         Args:
             config_file (FILE): the sweep configuration, YAML or JSON in W&B sweep syntax.
+            prior_run (RUN_ID): start from this MLflow run; give it once per run, or a comma-separated
+                list; default: none.
+            prior_experiment (NAME): start from the runs of this experiment (those --prior-filter matches);
+                default: none.
+            prior_filter (FILTER): MLflow's search syntax for --prior-experiment's runs, e.g.
+                "metrics.val_loss < 1 and params.opt = 'adam'"; default: every run of the experiment.
         Environment:
             MLFLOW_TRACKING_URI
             MLFLOW_SWEEP_LEDGER_DIR
-        Example:
+        Examples:
             mlflow sweep init sweep.yaml
+            mlflow sweep init sweep.yaml --prior-run 3f2a9c0d1e5b --prior-run 8c6d2e1f0a9b
+            mlflow sweep init sweep.yaml --prior-experiment tuning --prior-filter "metrics.val_loss < 1"
         """
         from mlflow_sweep import api, config
 
-        created = api.create_sweep(config_file)
+        created = api.create_sweep(config_file, prior_runs=prior_run, prior_experiment=prior_experiment,
+                                   prior_filter=prior_filter)
         for warning in created.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         print(config.render_config(created.config))
+        if created.priors is not None:
+            print(created.priors.summary())
         print(f"Sweep initialized with ID: {created.sweep_id}")
 
     def run(self, sweep_id: str | None = None, count: int | None = None, max_failures: int = MAX_FAILURES, *,
@@ -131,17 +150,23 @@ class SweepCLI:
 
         print(api.status(sweep_id))
 
-    def validate(self, config_file: str) -> None:
+    def validate(self, config_file: str, sweep_id: str | None = None) -> None:
         """Check a sweep file and create nothing.
 
         Prints every problem with its path, the warnings, and the normalized config (with the
         distribution inferred for each parameter). Exit 0 when the file is valid, 2 when it is
         not. Nothing is written and no tracking store is touched.
 
+        With --sweep-id, the file is also checked as a new version of that sweep's config: what
+        'mlflow sweep update --config FILE' would change, or why it cannot apply. The sweep is
+        read, nothing is written.
+
         Args:
             config_file (FILE): the sweep configuration, YAML or JSON in W&B sweep syntax.
-        Example:
+            sweep_id (ID): check the file as an update of this sweep; default: check the file alone.
+        Examples:
             mlflow sweep validate sweep.yaml
+            mlflow sweep validate new.yaml --sweep-id 3f2a9c0d1e5b4a7f8c6d2e1f0a9b8c7d
         """
         from mlflow_sweep import config
 
@@ -150,6 +175,10 @@ class SweepCLI:
             print(f"warning: {warning}", file=sys.stderr)
         print(config.render_config(cfg))
         warned = f" with {len(cfg.warnings)} warning{'s' * (len(cfg.warnings) != 1)}" if cfg.warnings else ""
+        if sweep_id is not None:
+            from mlflow_sweep import control
+
+            print(control.check_update(sweep_id, cfg, config_file))
         print(f"{config_file}: valid{warned}")
 
     def list(self) -> None:
@@ -254,25 +283,59 @@ class SweepCLI:
 
         print(control.retry(sweep_id))
 
-    def update(self, sweep_id: str | None = None, run_cap: int | None = None) -> None:
-        """Change a sweep's run_cap (a done sweep runs again).
+    def update(self, sweep_id: str | None = None, run_cap: int | None = None, config: str | None = None) -> None:
+        """Change a live sweep: its run_cap, or its config (a new version).
 
-        Raise it for more trials, or lower it; agents see the new cap at their next claim.
+        --run-cap raises the cap for more trials, or lowers it; a done sweep with room runs again.
+
+        --config gives the sweep a new version of its config, checked as at init: every trial
+        claimed after it uses the new version; running trials finish as they are. Trials so far
+        stay history where they fit the new space (a parameter added with default: or a single
+        value: gives them that value): bayes learns from them, a grid skips the points they
+        cover, so adding values to a done grid runs exactly the new points. The metric's name,
+        goal and summary, the seed, the experiment and early_terminate cannot change; such a
+        file is refused with the reasons, and nothing changes. Each version is kept on the parent
+        run (config_versions/v2/, ...); 'mlflow sweep status' shows the version in effect.
 
         Args:
             sweep_id (ID): the sweep's parent run ID; default: the most recently initialized sweep.
-            run_cap (N): the most trials the sweep runs in all; no default, it is required. Trials
-                interrupted by a signal or named by 'retry' do not count.
+            run_cap (N): the most trials the sweep runs in all; default: as it is (one of --run-cap and
+                --config is required). Trials interrupted by a signal or named by 'retry' do not count.
+            config (FILE): the new sweep configuration, YAML or JSON; default: as it is.
         Environment:
             MLFLOW_TRACKING_URI
-        Example:
+        Examples:
             mlflow sweep update --run-cap 50
+            mlflow sweep update --config sweep_v2.yaml
         """
         from mlflow_sweep import control
 
-        if run_cap is None:
-            raise UsageError("update needs --run-cap N, e.g. 'mlflow sweep update --run-cap 50'")
-        print(control.update(sweep_id, run_cap=run_cap))
+        if run_cap is None and config is None:
+            raise UsageError("update needs --run-cap N or --config FILE, e.g. 'mlflow sweep update --run-cap 50'")
+        print(control.update(sweep_id, run_cap=run_cap, config=config))
+
+    def enqueue(self, points: str, sweep_id: str | None = None) -> None:
+        """Run chosen points before any new one, in order, each exactly once.
+
+        POINTS is a point as JSON ('{"lr": 0.01, "opt": "adam"}'), a list of points, or the path of
+        a YAML or JSON file holding a list of points. Parameters a point leaves out are sampled.
+        A point outside the search space, or a name that is no parameter, is refused with its path,
+        and nothing is enqueued. Enqueued trials count toward run_cap; a grid does not run a
+        point an enqueued trial covers again. Points requeued by an interrupted agent or by
+        'retry' run first, then enqueued points, then new ones.
+
+        Args:
+            points (POINTS): a point, or a list of points, as JSON or YAML text; or a file's path.
+            sweep_id (ID): the sweep's parent run ID; default: the most recently initialized sweep.
+        Environment:
+            MLFLOW_TRACKING_URI
+        Examples:
+            mlflow sweep enqueue '{"lr": 0.01, "opt": "adam"}'
+            mlflow sweep enqueue points.yaml --sweep-id 3f2a9c0d1e5b4a7f8c6d2e1f0a9b8c7d
+        """
+        from mlflow_sweep import control
+
+        print(control.enqueue(sweep_id, points))
 
 
 def _help(args: list[str]) -> bool:

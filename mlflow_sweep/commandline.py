@@ -2,7 +2,8 @@
 
 ``parse`` reads ``COMMAND [ARGS]`` against the command method's signature, with Fire's
 conventions: ``--name VALUE`` or ``--name=VALUE`` (``-`` and ``_`` alike), ``-x`` for the one
-parameter whose name starts with x, a bool parameter as a flag without a value, and positional
+parameter whose name starts with x, a bool parameter as a flag without a value, a list parameter
+as an option that may be given again (and takes comma-separated values), and positional
 arguments filling the parameters not named, in order (a keyword-only parameter is an option only);
 after ``--`` every argument is positional.
 Every mistake is refused here, before anything runs, in one line (exit 2): an unknown command or
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import re
 import typing
 from dataclasses import dataclass
@@ -86,7 +88,8 @@ def _named_and_positional(command: str, params: Mapping[str, inspect.Parameter],
             continue
         flag, has_value, value = token.partition("=")
         name = _parameter(command, flag, params)
-        if name in texts:
+        repeatable = helptext.repeatable(params[name])
+        if name in texts and not repeatable:
             raise UsageError(f"{flag} is given more than once")
         if not has_value and _is_flag(params[name]):
             value = "True"
@@ -94,8 +97,14 @@ def _named_and_positional(command: str, params: Mapping[str, inspect.Parameter],
             value, i = args[i], i + 1
         if not value:
             raise UsageError(f"{flag} needs a value")
-        texts[name] = value
+        texts[name] = _more(texts.get(name), value) if repeatable else value
     return texts, positional
+
+
+def _more(text: str | None, value: str) -> str:
+    """A repeatable option's values so far (a JSON list), with ``value``'s comma-separated items added."""
+    items = json.loads(text) if text else []
+    return json.dumps(items + [item.strip() for item in value.split(",") if item.strip()])
 
 
 def _parameter(command: str, flag: str, params: Mapping[str, inspect.Parameter]) -> str:
@@ -143,6 +152,8 @@ def parse_fns(method: Callable[..., Any]) -> dict[str, Callable[[str], Any]]:
             fns[name] = str
         elif kinds == {int}:
             fns[name] = functools.partial(_count, flag=_spelled(name))
+        elif len(kinds) == 1 and typing.get_origin(next(iter(kinds))) is list:
+            fns[name] = json.loads  # a repeatable option: its values as parse gathered them
     return fns
 
 

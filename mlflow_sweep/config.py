@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from mlflow_sweep import distributions, methods, schema, sweepfile
+from mlflow_sweep import distributions, methods, points, schema, sweepfile
 from mlflow_sweep.distributions import Distribution
 from mlflow_sweep.errors import ConfigError, Problem
 from mlflow_sweep.trials import is_number
@@ -90,6 +90,9 @@ class SweepConfig:
     paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Each parameter's key path in the file's tree: ``("model.lr",)`` for a flat name
     written with a dot, ``("optimizer", "lr")`` for a leaf of a nested ``parameters:`` block."""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    """Each parameter's ``default:`` (mlflow-sweep's own key), typed as declared: the value of runs
+    that did not set it (trials of an earlier config version, prior runs)."""
     metrics: tuple[Metric, ...] = ()
     """The objectives of a sweep with several (``metrics:``); empty when it has ``metric`` or none."""
 
@@ -244,7 +247,9 @@ def render_config(config: SweepConfig) -> str:
     if config.early_terminate:
         lines.append(f"early_terminate: {_describe_block(config.early_terminate)}")
     lines += [f"command: {_describe_command(config.command)}", "parameters:"]
-    lines += [f"  {name}: {dist.describe()}" for name, dist in config.parameters.items()]
+    lines += [f"  {name}: {dist.describe()}" + (f" (default {config.defaults[name]!r} for earlier runs)"
+                                                 if name in config.defaults else "")
+              for name, dist in config.parameters.items()]
     return "\n".join(lines)
 
 
@@ -362,7 +367,21 @@ def _check_parameter(param: _Param, method: Any) -> tuple[Distribution | None, l
     problems = [Problem(where, reason) for reason in dist.problems()]
     if not problems and method == "grid":
         problems += _grid_problems(where, dist)
+    if not problems and "default" in spec and points.coerce(dist, spec["default"]) is points.NOT_A_VALUE:
+        problems.append(Problem(f"{where}.default", f"{spec['default']!r} is not a value of {dist.describe()}",
+                                _default_hint(dist, spec["default"])))
     return dist, problems
+
+
+def _default_hint(dist: Distribution, value: Any) -> str | None:
+    """For a number YAML 1.1 read as text (``default: 1e-4``) where the parameter is a range."""
+    if not isinstance(value, str) or dist.name in ("categorical", "constant"):
+        return None
+    try:
+        float(value)
+    except ValueError:
+        return None
+    return "YAML reads it as text; write it with a decimal point, e.g. 1.0e-4"
 
 
 def _coerced(spec: dict) -> dict:
@@ -583,8 +602,15 @@ def _build(data: dict, dists: dict[str, Distribution], params: list[_Param], sou
         source=source,
         warnings=tuple(warnings),
         paths={p.name: p.key_path for p in params},
+        defaults=_defaults(dists, params),
         metrics=tuple(_metric(m) for m in raw.get("metrics", ())),
     )
+
+
+def _defaults(dists: Mapping[str, Distribution], params: list[_Param]) -> dict[str, Any]:
+    """Each parameter's ``default:``, typed as declared (checked already)."""
+    return {p.name: points.coerce(dists[p.name], p.spec["default"]) for p in params
+            if isinstance(p.spec, dict) and "default" in p.spec}
 
 
 def _metric(entry: Mapping) -> Metric:
@@ -629,7 +655,10 @@ def _normalized_specs(params: dict, prefix: str, dists: dict[str, Distribution])
         if "parameters" in spec:
             out[key] = {"parameters": _normalized_specs(spec["parameters"], f"{prefix}{key}.", dists)}
         else:
-            out[key] = dists[f"{prefix}{key}"].spec()
+            dist = dists[f"{prefix}{key}"]
+            out[key] = dist.spec()
+            if "default" in spec:
+                out[key]["default"] = points.coerce(dist, spec["default"])
     return out
 
 

@@ -43,18 +43,27 @@ class ConfigError(SweepError):
     """A sweep file that cannot be used; lists every problem found."""
 
     exit_code = 2
+    what = "sweep configuration"
 
-    def __init__(self, file: str, problems: list[Problem] | tuple[Problem, ...]) -> None:
+    def __init__(self, file: str, problems: list[Problem] | tuple[Problem, ...], what: str | None = None) -> None:
         self.file = file
         self.problems = tuple(problems)
-        super().__init__(file, self.problems)
+        if what is not None:
+            self.what = what
+        super().__init__(file, self.problems, what)
 
     def __str__(self) -> str:
         if len(self.problems) == 1 and not self.problems[0].path:
             return f"{self.file}: {self.problems[0]}"
         count = len(self.problems)
-        head = f"{self.file}: invalid sweep configuration ({count} problem{'s' * (count != 1)})"
+        head = f"{self.file}: invalid {self.what} ({count} problem{'s' * (count != 1)})"
         return "\n".join([head, *(f"  {p}" for p in self.problems)])
+
+
+class PointError(ConfigError):
+    """Points to enqueue that the sweep cannot run; lists every problem, each with its path."""
+
+    what = "points"
 
 
 class UsageError(SweepError):

@@ -18,7 +18,8 @@ A command documents itself in its docstring (the format is in docs/design.md)::
         mlflow sweep run --sweep-id 3f2a9c --count 5
 
 ``(ID)`` is the placeholder shown after the flag; a parameter without a default is a positional
-argument; a bool parameter is a flag without a value. A signature default other than None is
+argument; a bool parameter is a flag without a value; a list parameter (``list[str] | None``) is
+an option that may be given more than once, shown as ``--prior-run RUN_ID ...``. A signature default other than None is
 added as "default: …" unless the text already says one. An environment variable without its own
 text takes it from ``ENVIRONMENT``. Pure text work: nothing heavy is imported, so help costs no
 more than Python starting.
@@ -54,14 +55,20 @@ class Option:
     text: str
     positional: bool
     flag: bool
+    many: bool = False
 
     @property
     def spelled(self) -> str:
-        """``--sweep-id ID``, ``--dry-run`` or ``FILE``."""
+        """``--sweep-id ID``, ``--dry-run``, ``--prior-run RUN_ID ...`` or ``FILE``."""
         if self.positional:
             return self.placeholder
         dashed = "--" + self.name.replace("_", "-")
-        return dashed if self.flag else f"{dashed} {self.placeholder}"
+        return dashed if self.flag else f"{dashed} {self.placeholder}" + " ..." * self.many
+
+
+def repeatable(param: inspect.Parameter) -> bool:
+    """A list parameter is an option that may be given more than once (``--prior-run A --prior-run B``)."""
+    return str(param.annotation).startswith("list[")
 
 
 def commands(cli: type) -> dict[str, Callable[..., Any]]:
@@ -138,7 +145,7 @@ def _paragraphs(lines: list[str]) -> list[str]:
     """Docstring paragraphs re-wrapped to the help's width, blank lines kept between them."""
     out: list[str] = []
     for block in "\n".join(lines).strip().split("\n\n"):
-        out += [*textwrap.wrap(" ".join(block.split()), WIDTH), ""]
+        out += [*textwrap.wrap(" ".join(block.split()), WIDTH, break_on_hyphens=False), ""]
     return out[:-1]
 
 
@@ -169,13 +176,14 @@ def _options(method: Callable[..., Any], arg_lines: list[str]) -> list[Option]:
         if not positional and param.default is not None and "default" not in text.lower():
             shown = ("on" if param.default else "off") if flag else param.default
             text = f"{text.rstrip('.')}; default: {shown}"
-        options.append(Option(param.name, placeholder or param.name.upper(), text.rstrip("."), positional, flag))
+        options.append(Option(param.name, placeholder or param.name.upper(), text.rstrip("."), positional, flag,
+                              repeatable(param)))
     return options
 
 
 def _row(left: str, text: str, width: int) -> str:
     """``  left    text`` with the text wrapped under itself."""
-    body = textwrap.wrap(text, WIDTH - width - 2) or [""]
+    body = textwrap.wrap(text, WIDTH - width - 2, break_on_hyphens=False) or [""]
     first = f"  {left:<{width}}{body[0]}" if len(left) < width else f"  {left}\n  {' ' * width}{body[0]}"
     return "\n".join([first, *(f"  {' ' * width}{more}" for more in body[1:])])
 

@@ -211,8 +211,8 @@ class Ledger:
         """Publish the lifecycle event ``decide`` chooses for the freshest state; return its value and the new state.
 
         Args:
-            decide: given the state, returns a Decision whose event (kind ``control``, ``run_cap``
-                or ``requeue``; "time" is added) is published, or None to write nothing. Called
+            decide: given the state, returns a Decision whose event (kind ``control``, ``run_cap``,
+                ``requeue``, ``enqueue`` or ``config``; "time" is added) is published, or None to write nothing. Called
                 again whenever another agent published first, so it must be quick and free of
                 side effects: what it found out goes in the Decision's value.
         """
@@ -249,6 +249,10 @@ class Ledger:
                      "point": proposal.point, "agent": agent_id, "time": now}
             if proposal.retry_of is not None:
                 event["retry_of"] = proposal.retry_of
+            if proposal.enqueued is not None:
+                event["enqueued"] = proposal.enqueued
+            if proposal.version != 1:
+                event["config_version"] = proposal.version
             return proposal, event
 
         return self._commit(make)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from mlflow_sweep import policy, settings
 from mlflow_sweep.clock import SYSTEM, Clock
@@ -31,8 +31,12 @@ def _mlflow() -> Tracker:
 
 @dataclass(frozen=True)
 class OpenSweep:
-    """A sweep ready to use: the parent run, its ledger, the config and seed from the ledger header,
-    and the tracking store and clock every command on it uses."""
+    """A sweep ready to use: the parent run, its ledger, the config in effect when it was opened and
+    the seed from the ledger, and the tracking store and clock every command on it uses.
+
+    The config can change while the sweep runs (``mlflow sweep update --config``): ``config_in``
+    gives the version in effect in a state of the ledger, ``config_at`` any version by number.
+    """
 
     sweep: Sweep
     ledger: Ledger
@@ -40,10 +44,36 @@ class OpenSweep:
     seed: int
     tracker: Tracker = field(default_factory=_mlflow)
     clock: Clock = SYSTEM
+    versions: dict[int, SweepConfig] = field(default_factory=dict, compare=False, repr=False)
+    """The config versions built so far, by number (each is built once)."""
+
+    def config_in(self, state: SweepState) -> SweepConfig:
+        """The config in effect in ``state`` (its last version).
+
+        Args:
+            state: a state of this sweep's ledger.
+        """
+        return self.config_at(state.controls.version, state)
+
+    def config_at(self, version: int, state: SweepState | None = None) -> SweepConfig:
+        """Version ``version`` of the sweep's config (1: the one it was created with).
+
+        Args:
+            version: the version's number, as a trial records it (``Trial.version``).
+            state: a state of the ledger that has the version; read when None and the version is new here.
+        """
+        built = self.versions.get(version)
+        if built is None:
+            from mlflow_sweep.config import stored_config
+
+            state = state if state is not None and len(state.configs) >= version else self.ledger.state()
+            built = stored_config(state.configs[version - 1].config, f"sweep {self.sweep.run_id}")
+            self.versions[version] = built
+        return built
 
 
 def init_sweep(config: SweepConfig, config_path: str, *, tracker: Tracker | None = None,
-               clock: Clock = SYSTEM) -> Sweep:
+               clock: Clock = SYSTEM, priors: Sequence[Mapping[str, Any]] = ()) -> Sweep:
     """Create the parent run and the sweep's ledger; the seed is drawn now when the file has none.
 
     Args:
@@ -51,10 +81,14 @@ def init_sweep(config: SweepConfig, config_path: str, *, tracker: Tracker | None
         config_path: the file to keep with the parent run.
         tracker: the tracking store; default: MLflow.
         clock: the time written into the ledger's header.
+        priors: the prior runs the sweep starts from, as ``warmstart.choose`` records them; in the
+            header, so no agent ever sees the sweep without them.
     """
     seed = config.seed if config.seed is not None else secrets.randbits(31)
     sweep = (tracker or _mlflow()).create_sweep(config, config_path)
-    header = {"config": config.raw, "seed": seed, "sweep_id": sweep.run_id, "created": clock.time()}
+    header: dict[str, Any] = {"config": config.raw, "seed": seed, "sweep_id": sweep.run_id, "created": clock.time()}
+    if priors:
+        header["priors"] = [dict(prior) for prior in priors]
     Ledger.create(sweep.ledger_dir, header, clock=clock.time)
     return sweep
 
@@ -76,9 +110,10 @@ def open_sweep(sweep_id: str | None, *, tracker: Tracker | None = None, clock: C
     sweep = tracker.find_sweep(sweep_id)
     lock_timeout = settings.lock_timeout()  # 0: no claim lock
     ledger = Ledger(sweep.ledger_dir, lock=lock_timeout > 0, lock_timeout=lock_timeout, clock=clock.time)
-    header = ledger.state().header
-    config = stored_config(header["config"], f"sweep {sweep.run_id}")
-    return OpenSweep(sweep, ledger, config, int(header["seed"]), tracker, clock)
+    state = ledger.state()
+    config = stored_config(state.config, f"sweep {sweep.run_id}")
+    return OpenSweep(sweep, ledger, config, int(state.header["seed"]), tracker, clock,
+                     {state.controls.version: config})
 
 
 def reap_dead(opened: OpenSweep, timeout: float | None = None) -> list[Trial]:
@@ -115,7 +150,7 @@ def state_of(opened: OpenSweep, state: SweepState | None = None) -> SweepPhase:
         state: the ledger's state when the caller has it fresh; read (lock-free) when None.
     """
     state = opened.ledger.state() if state is None else state
-    return policy.sweep_state(opened.config, state.trials, opened.seed, state.controls)
+    return policy.sweep_state(opened.config_in(state), state.trials, opened.seed, state.controls)
 
 
 def publish_state(opened: OpenSweep, *, only_ended: bool = False) -> SweepPhase:

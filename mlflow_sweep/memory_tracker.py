@@ -19,12 +19,13 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
-from mlflow_sweep.errors import TrackingError
+from mlflow_sweep.errors import TrackingError, UsageError
 from mlflow_sweep.journal import LEDGER_NAME
-from mlflow_sweep.tracker import (COUNTED_PREFIX, NOTE_TAG, OUTPUT_ARTIFACT, PARENT_TAG, REAPED_TAG, STATE_TAG,
-                                  SWEEP_TAG, Settled, Sweep, counted_metric, param_text, trial_tags)
+from mlflow_sweep.tracker import (CONFIG_VERSION_TAG, COUNTED_PREFIX, NOTE_TAG, OUTPUT_ARTIFACT, PARENT_TAG, REAPED_TAG,
+                                  STATE_TAG, SWEEP_TAG, RunRecord, Settled, Sweep, config_version_dir, counted_metric,
+                                  param_text, trial_tags)
 from mlflow_sweep.trials import SweepPhase
 
 if TYPE_CHECKING:
@@ -82,6 +83,15 @@ class MemoryTracker:
         """Log one value of a metric, as a trial's ``mlflow.log_metric`` would."""
         with self._lock:
             self._run(run_id).metrics.setdefault(name, []).append(float(value))
+
+    def add_run(self, params: Mapping[str, str], metrics: Mapping[str, list[float]] | None = None, *,
+                status: str = "FINISHED", experiment_id: str = "0") -> MemoryRun:
+        """A run made outside any sweep (a prior run): its params as MLflow keeps them (text), its metrics."""
+        run = MemoryRun(uuid.uuid4().hex, "run", experiment_id, status, params=dict(params),
+                        metrics={k: list(v) for k, v in (metrics or {}).items()})
+        with self._lock:
+            self.runs[run.run_id] = run
+        return run
 
     def children(self, sweep_id: str) -> list[MemoryRun]:
         """The sweep's child runs, ordered by trial index (then creation)."""
@@ -199,6 +209,35 @@ class MemoryTracker:
     def trial_run_active(self, sweep: Sweep, run_id: str) -> Iterator[None]:
         """Nothing to switch: a function trial logs with ``log_metric(run_id, ...)``."""
         yield
+
+    def read_runs(self, run_ids: Sequence[str], metrics: Sequence[str]) -> list[RunRecord]:
+        """The runs with these IDs; TrackingError for one this tracker does not hold."""
+        with self._lock:
+            missing = [run_id for run_id in run_ids if run_id not in self.runs]
+            if missing:
+                raise TrackingError(f"prior run {missing[0]!r}: no such run in the tracking store ({self.uri})")
+            return [self._record(self.runs[run_id], metrics) for run_id in run_ids]
+
+    def search_runs(self, experiment_name: str, filter_string: str | None, metrics: Sequence[str]) -> list[RunRecord]:
+        """Every run of the experiment (its id, or "Default" for "0"); a filter is not understood here."""
+        if filter_string:
+            raise UsageError("the memory tracking store cannot filter runs; read them by ID")
+        wanted = "0" if experiment_name == "Default" else experiment_name
+        with self._lock:
+            return [self._record(run, metrics) for run in self.runs.values() if run.experiment_id == wanted]
+
+    def log_config_version(self, sweep: Sweep, version: int, config_path: str) -> None:
+        """The config file's text under ``config_versions/v<version>/``, and the version tag."""
+        path = Path(config_path)
+        with self._lock:
+            run = self._run(sweep.run_id)
+            run.artifacts[f"{config_version_dir(version)}/{path.name}"] = path.read_text()
+            run.tags[CONFIG_VERSION_TAG] = str(version)
+
+    @staticmethod
+    def _record(run: MemoryRun, metrics: Sequence[str]) -> RunRecord:
+        histories = {name: tuple(run.metrics.get(name, ())) for name in metrics}
+        return RunRecord(run.run_id, run.status, dict(run.params), dict(run.tags), histories)
 
     def _run(self, run_id: str) -> MemoryRun:
         try:

@@ -6,6 +6,9 @@ paused), or a ``Done`` with the reason the sweep hands out no more trials. Every
 lives here, once: the user's lifecycle commands, ``run_cap`` (or the value set by
 ``update --run-cap``), ``metric.target``, and a grid whose points are all taken.
 
+What comes next, in this order: a requeued point, then an enqueued point, then a new point from
+the sampler.
+
 Requeued points. A trial whose agent was interrupted, or a FAILED trial
 that ``retry`` named, is *requeued*: it no longer counts toward run_cap and its point waits in
 the queue, which is handed out (in trial order) before any new point, with exactly the trial's
@@ -13,19 +16,35 @@ params. Samplers see the sweep as if the requeued trial were still pending until
 claimed again, then only the new trial: so grid keeps the point held (never handed out twice),
 bayes treats it as a running trial, and random and bayes draw their n-th new point from
 ``(seed, n)`` where n counts fresh draws only, so the new points a sweep draws do not depend on
-how many of its trials were interrupted.
+how many of its trials were interrupted. Requeued points come first: they are work already
+begun, and ``retry`` promises them before new ones.
+
+Enqueued points (``mlflow sweep enqueue``) come next, in the order they were enqueued, each
+claimed once (its claim records its number); parameters a point leaves out are drawn from their
+distributions with a generator seeded by the sweep's seed and the point's number, so every agent
+draws the same values. An enqueued trial counts toward run_cap like any other, is history for
+the sampler like any other, and is no fresh draw (random's and bayes' sequences stay as they are).
+
+The history samplers see (``history``): the sweep's trials and its prior runs (``--prior-run``),
+placed in the space of the config version in effect. A trial claimed under an earlier version,
+and every prior run once the config changed, is placed by ``points.fit`` (a parameter it lacks
+takes its ``default:`` or single ``value:``); one that does not fit the current space is left
+out, so a grid runs the points of the new space that nothing covers and bayes learns from what
+fits. A requeued or enqueued point that no longer fits the current space is skipped. Every
+decision records the version it was made under (``Proposal.version``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Sequence, Union
+from typing import TYPE_CHECKING, Any, Sequence, Union
 
-from mlflow_sweep import samplers
+from mlflow_sweep import points, samplers
+from mlflow_sweep.warmstart import needs_values
 from mlflow_sweep.trials import DONE, Controls, Proposal, SweepPhase, TrialState
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
-    from mlflow_sweep.trials import Trial
+    from mlflow_sweep.trials import Enqueued, Trial
 
 _DEFAULT = Controls()
 
@@ -63,17 +82,105 @@ def queue(trials: Sequence[Trial]) -> list[Trial]:
     return [t for t in trials if t.requeued is not None and t.index not in rerun]
 
 
+def requeued(config: SweepConfig, trials: Sequence[Trial], controls: Controls = _DEFAULT) -> list[Trial]:
+    """The queue (``queue``) as the config in effect runs it: each point placed in its space, those that no longer fit left out."""
+    placed = (in_space(config, t, controls.version) for t in queue(trials))
+    return [t for t in placed if t is not None]
+
+
+def enqueued(config: SweepConfig, trials: Sequence[Trial], controls: Controls = _DEFAULT) -> list[Enqueued]:
+    """Enqueued points not claimed yet, in order, with their given values in the space in effect.
+
+    A point whose values no longer fit (the config changed since) is left out.
+
+    Args:
+        config: the config in effect.
+        trials: every trial the ledger knows.
+        controls: the ledger's settings (the enqueued points).
+    """
+    if not controls.enqueued:
+        return []
+    claimed = {t.enqueued for t in trials if t.enqueued is not None}
+    out = []
+    for point in controls.enqueued:
+        if point.number in claimed:
+            continue
+        params = points.partial(config, point.params)
+        if params is not None:
+            out.append(replace(point, params=params))
+    return out
+
+
+def _enqueued_proposal(config: SweepConfig, point: Enqueued, seed: int, version: int) -> Proposal:
+    """The trial that runs enqueued ``point``: its missing parameters drawn from (seed, its number)."""
+    import numpy
+
+    rng = numpy.random.default_rng([seed % 2**128, 4, point.number])  # a stream of its own: (seed, 4, number)
+    params = points.complete(config, point.params, rng)
+    return Proposal(params=params, point=_grid_point(config, params), enqueued=point.number, version=version)
+
+
+def _grid_point(config: SweepConfig, params: Any) -> int | None:
+    if config.method != "grid":
+        return None
+    from mlflow_sweep.samplers.grid import point_of
+
+    return point_of(config, params)
+
+
 def sampler_view(trials: Sequence[Trial]) -> tuple[list[Trial], int]:
-    """The history samplers see, and the index of the next fresh draw (see the module docstring).
+    """The history samplers see of a sweep without prior runs or config versions (see ``history``).
 
     A requeued trial still in the queue shows as pending (RUNNING, no metric); one whose point
     was claimed again is left out, its re-run stands for it.
     """
     waiting = {t.index for t in queue(trials)}
-    history = [t if t.requeued is None else replace(t, state=TrialState.RUNNING, metric=None, metrics=None,
-                                                    dead=False)
-               for t in trials if t.requeued is None or t.index in waiting]
-    return history, sum(1 for t in trials if t.retry_of is None)
+    view = [t if t.requeued is None else replace(t, state=TrialState.RUNNING, metric=None, metrics=None, dead=False)
+            for t in trials if t.requeued is None or t.index in waiting]
+    return view, fresh_draws(trials)
+
+
+def fresh_draws(trials: Sequence[Trial]) -> int:
+    """How many new points the sampler has drawn: the index of its next draw (re-runs and enqueued points aside)."""
+    return sum(1 for t in trials if t.retry_of is None and t.enqueued is None)
+
+
+def history(config: SweepConfig, trials: Sequence[Trial], controls: Controls = _DEFAULT) -> tuple[list[Trial], int]:
+    """The history samplers see (prior runs first, in the space in effect), and the index of the next fresh draw.
+
+    Args:
+        config: the config in effect (version ``controls.version``).
+        trials: every trial the ledger knows, in index order.
+        controls: the ledger's settings (prior runs, config version).
+    """
+    view, draws = sampler_view(trials)
+    if not controls.priors and all(t.version == controls.version for t in view):
+        return view, draws  # the usual sweep: nothing to place
+    placed = [t for t in (in_space(config, t, controls.version) for t in [*controls.priors, *view]) if t is not None]
+    if needs_values(config):  # a prior run without a value is history for grid and random only
+        names = [m.name for m in config.objectives]
+        placed = [t for t in placed if not (t.prior and None in t.values(names))]
+    return placed, draws
+
+
+def in_space(config: SweepConfig, trial: Trial, version: int) -> Trial | None:
+    """``trial`` as the config version in effect sees it, or None when it does not fit that space.
+
+    A trial of the current version is as it is; one of an earlier version (or a prior run after
+    a change) gets its params placed by ``points.fit`` and no grid point (its point numbered an
+    older grid; the grid places it by its params).
+
+    Args:
+        config: the config in effect.
+        trial: a trial or prior run.
+        version: the number of the config version in effect.
+    """
+    if trial.version == version:
+        return trial
+    placed = points.fit(config, trial.params)
+    if placed.params is None:
+        return None
+    return replace(trial, params=placed.params, point=None)
 
 
 def target_reached(config: SweepConfig, trials: Sequence[Trial]) -> bool:
@@ -104,24 +211,24 @@ def _capped(config: SweepConfig, trials: Sequence[Trial], controls: Controls) ->
     cap = run_cap(config, controls)
     if cap is not None and len(counted(trials)) >= cap:
         return f"run_cap {cap} reached"
-    if target_reached(config, trials):
+    if target_reached(config, [*controls.priors, *trials]):
         return f"{target_text(config)} reached"
     return None
 
 
-def _grid_left(config: SweepConfig, trials: Sequence[Trial], seed: int) -> bool:
+def _grid_left(config: SweepConfig, trials: Sequence[Trial], seed: int, controls: Controls) -> bool:
     """Whether the sampler has a new point (always, but for a grid; only grid is cheap to ask)."""
     if config.method != "grid":
         return True
-    history, draws = sampler_view(trials)
-    return samplers.propose(config, history, seed, draws) is not DONE
+    view, draws = history(config, trials, controls)
+    return samplers.propose(config, view, seed, draws) is not DONE
 
 
 def sweep_state(config: SweepConfig, trials: Sequence[Trial], seed: int, controls: Controls = _DEFAULT) -> SweepPhase:
     """The sweep's phase, as status, list and the parent run's ``sweep.state`` tag show it.
 
     ``stopped`` and ``cancelled`` are what the user asked; ``done`` means no trial runs and
-    none will be handed out (run_cap or target reached, grid exhausted, no point queued);
+    none will be handed out (run_cap or target reached, grid exhausted, no point requeued or enqueued);
     otherwise ``paused`` or ``running``, as the user asked. Only a grid asks its sampler (cheap).
 
     Args:
@@ -134,7 +241,8 @@ def sweep_state(config: SweepConfig, trials: Sequence[Trial], seed: int, control
         return controls.state
     running = any(t.state is TrialState.RUNNING for t in trials)
     if not running and (_capped(config, trials, controls)
-                        or not (queue(trials) or _grid_left(_with_cap(config, controls), trials, seed))):
+                        or not (requeued(config, trials, controls) or enqueued(config, trials, controls)
+                                or _grid_left(_with_cap(config, controls), trials, seed, controls))):
         return SweepPhase.DONE
     return controls.state
 
@@ -163,14 +271,19 @@ def next_step(config: SweepConfig, trials: Sequence[Trial], seed: int, controls:
         return Done(capped)
     if controls.state is SweepPhase.PAUSED:
         return Wait("the sweep is paused (mlflow sweep resume goes on)")
-    waiting = queue(trials)
+    version = controls.version
+    waiting = requeued(config, trials, controls)
     if waiting:
         first = waiting[0]
-        return Proposal(params=dict(first.params), point=first.point, retry_of=first.index)
-    history, draws = sampler_view(trials)
-    proposal = samplers.propose(_with_cap(config, controls), history, seed, draws)
+        point = first.point if first.version == version else _grid_point(config, first.params)
+        return Proposal(params=dict(first.params), point=point, retry_of=first.index, version=version)
+    asked = enqueued(config, trials, controls)
+    if asked:
+        return _enqueued_proposal(config, asked[0], seed, version)
+    view, draws = history(config, trials, controls)
+    proposal = samplers.propose(_with_cap(config, controls), view, seed, draws)
     if proposal is not DONE:
-        return proposal
+        return proposal if version == 1 else replace(proposal, version=version)
     if any(t.state is TrialState.RUNNING for t in trials):
         return Wait("every remaining grid point is held by a running trial")
     return Done("every grid point is taken")

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 from mlflow_sweep.analysis import best_trial, count_states, pareto_front
 from mlflow_sweep.policy import counted, queue, target_reached, target_text
 from mlflow_sweep.report import format_value, render_counts
-from mlflow_sweep.trials import SweepPhase, Trial, TrialState
+from mlflow_sweep.trials import SweepPhase, Trial, TrialState, trial_label
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
     from mlflow_sweep.ledger import Conflict
+    from mlflow_sweep.replay import ConfigVersion
     from mlflow_sweep.tracker import Tracker
 
 MAX_AGENTS_SHOWN = 50
@@ -40,6 +41,12 @@ class SweepStatus:
     text: str
     pareto_front: int | None = None
     """A sweep with several objectives: how many trials are on the Pareto front so far (else None)."""
+    prior_runs: int = 0
+    """Prior runs the sweep started from (history only; the best may be one of them)."""
+    enqueued: int = 0
+    """Enqueued points waiting to run."""
+    config_version: int = 1
+    """The config version in effect (``mlflow sweep update --config`` adds one)."""
 
     @property
     def trials(self) -> int:
@@ -64,23 +71,26 @@ def sweep_status(sweep_id: str | None, *, tracker: Tracker | None = None) -> Swe
     from mlflow_sweep import lifecycle, policy, settings
 
     opened = lifecycle.open_sweep(sweep_id, tracker=tracker)
-    sweep, ledger, config = opened.sweep, opened.ledger, opened.config
+    sweep, ledger = opened.sweep, opened.ledger
     lifecycle.reap_dead(opened)  # status reaps dead trials too, so it never shows a dead agent's trial running
     agents, state = ledger.agents(), ledger.state()
-    trials = state.trials
+    trials, config, controls = state.trials, opened.config_in(state), state.controls
     now, timeout, exited = opened.clock.time(), settings.heartbeat_timeout(), _exited_here(agents)
-    run_cap, sweep_state = policy.run_cap(config, state.controls), lifecycle.state_of(opened, state)
+    run_cap, sweep_state = policy.run_cap(config, controls), lifecycle.state_of(opened, state)
+    waiting = len(policy.enqueued(config, trials, controls))
     text = render_status(f"{sweep.name} ({sweep.run_id})", config, trials, agents, now=now, timeout=timeout,
-                         exited=exited, conflicts=state.conflicts, state=sweep_state, run_cap=run_cap)
+                         exited=exited, conflicts=state.conflicts, state=sweep_state, run_cap=run_cap,
+                         priors=controls.priors, enqueued=waiting, version=state.configs[-1])
     counts = count_states(trials)
-    best = best_trial(trials, config.metric.goal) if config.metric else None
+    best = best_trial([*controls.priors, *trials], config.metric.goal) if config.metric else None
     return SweepStatus(
         sweep_id=sweep.run_id, state=sweep_state,
         finished=counts["finished"], failed=counts["failed"], killed=counts["killed"], running=counts["running"],
         run_cap=run_cap, best_run_id=best.run_id if best else None,
         best_value=float(best.metric) if best and best.metric is not None else None,
         live_agents=sum(1 for a in agents if _live(a, now, timeout, exited)), text=text,
-        pareto_front=len(pareto_front(trials, config.metrics)) if config.metrics else None)
+        pareto_front=len(pareto_front([*controls.priors, *trials], config.metrics)) if config.metrics else None,
+        prior_runs=len(controls.priors), enqueued=waiting, config_version=controls.version)
 
 
 def _live(record: Mapping[str, Any], now: float, timeout: float, exited: Collection[str]) -> bool:
@@ -129,7 +139,7 @@ def _list_row(sweep: Any, run: Any) -> tuple[str, ...]:
     head = (sweep.run_id, sweep.name, run.experiment_name)
     try:
         state = Ledger(sweep.ledger_dir).state()
-        config = stored_config(state.header["config"], f"sweep {sweep.run_id}")
+        config = stored_config(state.config, f"sweep {sweep.run_id}")
         seed = int(state.header["seed"])
     except (SweepError, OSError, KeyError, TypeError, ValueError) as exc:
         return (*head, run.tags.get("sweep.method", "?"), "?", "?", f"ledger unreadable: {exc}")
@@ -138,7 +148,7 @@ def _list_row(sweep: Any, run: Any) -> tuple[str, ...]:
     cap = policy.run_cap(config, state.controls)
     cap = cap if cap is not None else config.grid_size()
     return (*head, config.method, policy.sweep_state(config, trials, seed, state.controls),
-            f"{done}/{cap if cap is not None else '-'}", _best_cell(config, trials))
+            f"{done}/{cap if cap is not None else '-'}", _best_cell(config, [*state.controls.priors, *trials]))
 
 
 def _best_cell(config: SweepConfig, trials: Sequence[Trial]) -> str:
@@ -148,7 +158,7 @@ def _best_cell(config: SweepConfig, trials: Sequence[Trial]) -> str:
     best = best_trial(trials, metric.goal) if metric else None
     if metric is None or best is None:
         return "-"
-    return f"{metric.name}={format_value(best.metric)} (#{best.index})"
+    return f"{metric.name}={format_value(best.metric)} ({'prior run' if best.prior else f'#{best.index}'})"
 
 
 def _exited_here(agents: Sequence[Mapping[str, Any]]) -> set[str]:
@@ -173,14 +183,15 @@ _STATE_HINTS = {
     SweepPhase.PAUSED: "running trials finish, agents wait; 'mlflow sweep resume' goes on",
     SweepPhase.STOPPED: "no new trials; 'mlflow sweep resume' starts it again",
     SweepPhase.CANCELLED: "'mlflow sweep resume' starts it again",
-    SweepPhase.DONE: "'mlflow sweep update --run-cap N' or 'mlflow sweep retry' runs more",
+    SweepPhase.DONE: "'mlflow sweep update --run-cap N', 'update --config FILE', 'enqueue' or 'retry' runs more",
 }
 
 
 def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agents: Sequence[Mapping[str, Any]],
                   *, now: float, timeout: float, exited: Collection[str] = (),
                   conflicts: Sequence[Conflict] = (), state: SweepPhase = SweepPhase.RUNNING,
-                  run_cap: int | None = None) -> str:
+                  run_cap: int | None = None, priors: Sequence[Trial] = (), enqueued: int = 0,
+                  version: ConfigVersion | None = None) -> str:
     """Format the status (pure).
 
     Args:
@@ -195,29 +206,42 @@ def render_status(title: str, config: SweepConfig, trials: Sequence[Trial], agen
         conflicts: claims the ledger dropped because an earlier claim had their trial number.
         state: the sweep's phase (``policy.sweep_state``).
         run_cap: the run_cap in effect (after ``update --run-cap``); None: the config's.
+        priors: the prior runs the sweep started from (``Controls.priors``).
+        enqueued: how many enqueued points wait to run.
+        version: the config version in effect; shown when it is not the first.
     """
     metric = config.metric
     head = f"Sweep {title}: method {config.method}, " + (
         f"metric {metric.name} ({metric.goal})" if metric else
         "metrics " + ", ".join(f"{m.name} ({m.goal})" for m in config.metrics) if config.metrics else "no metric")
     hint = _STATE_HINTS.get(state)
-    lines = [head, f"State: {state}" + (f" ({hint})" if hint else ""),
-             f"Progress: {_progress(config, trials, run_cap)}", f"Trials: {_by_state(trials)}"]
+    lines = [head, f"State: {state}" + (f" ({hint})" if hint else "")]
+    if version is not None and version.number > 1:
+        lines.append(f"Config: version {version.number}, set {_ago(now - (version.time or now))}"
+                     + (f" by {version.by}" if version.by else "") + " (mlflow sweep update --config)")
+    lines += [f"Progress: {_progress(config, trials, run_cap, priors)}", f"Trials: {_by_state(trials)}"]
+    if priors:
+        lines.append(f"Prior runs: {len(priors)} (history for the search: never run here, not counted toward run_cap)")
+    if enqueued:
+        lines.append(f"Enqueued: {enqueued} point{'s' * (enqueued != 1)} wait{'s' * (enqueued == 1)} to run "
+                     "before any new point")
     lines += _conflicts(conflicts)
-    lines += _best(config, trials)
+    lines += _best(config, [*priors, *trials])
     running = {t.agent_id: t.index for t in trials if t.state is TrialState.RUNNING}
     lines += _agents(agents, now, timeout, set(exited), running)
     return "\n".join(lines)
 
 
-def _progress(config: SweepConfig, trials: Sequence[Trial], run_cap: int | None) -> str:
+def _progress(config: SweepConfig, trials: Sequence[Trial], run_cap: int | None, priors: Sequence[Trial] = ()) -> str:
     """Claimed trials against run_cap or the grid; requeued trials do not count (their points run again)."""
     claimed, cap = len(counted(trials)), run_cap if run_cap is not None else config.run_cap
     size = config.grid_size()
     if cap is not None:
         text = f"{claimed} of run_cap {cap} trials claimed ({100 * min(claimed, cap) // cap}%)"
     elif size:
-        text = f"{claimed} trials claimed for a grid of {size} points (dead trials' points are run again)"
+        covered = _covered(config, priors)
+        text = (f"{claimed} trials claimed for a grid of {size} points"
+                + (f", {covered} covered by prior runs" if covered else "") + " (dead trials' points are run again)")
     else:
         text = f"{claimed} trials claimed (no run_cap)"
     requeued, waiting = len(trials) - claimed, len(queue(trials))
@@ -226,6 +250,17 @@ def _progress(config: SweepConfig, trials: Sequence[Trial], run_cap: int | None)
     if waiting:
         text += f"; {waiting} of their points wait{'s' * (waiting == 1)} to run again"
     return text
+
+
+def _covered(config: SweepConfig, priors: Sequence[Trial]) -> int:
+    """How many grid points the prior runs cover in the config in effect."""
+    if not priors or config.method != "grid":
+        return 0
+    from mlflow_sweep.points import fit
+    from mlflow_sweep.samplers.grid import point_of
+
+    placed = (fit(config, t.params).params for t in priors)
+    return len({point_of(config, params) for params in placed if params is not None} - {None})
 
 
 def _by_state(trials: Sequence[Trial]) -> str:
@@ -256,8 +291,9 @@ def _best(config: SweepConfig, trials: Sequence[Trial]) -> list[str]:
     if best is None:
         return [f"Best so far: none yet (no finished trial with a value for {metric.name!r})"]
     params = ", ".join(f"{k}={format_value(v)}" for k, v in best.params.items())
-    lines = [f"Best so far: #{best.index} (run {best.run_id or 'unknown'}) {metric.name} = "
-             f"{format_value(best.metric)}", f"  {params}" if params else ""]
+    which = (f"{trial_label(best)} (not run by this sweep)" if best.prior
+             else f"#{best.index} (run {best.run_id or 'unknown'})")
+    lines = [f"Best so far: {which} {metric.name} = {format_value(best.metric)}", f"  {params}" if params else ""]
     if metric.reached(float(best.metric)):
         lines.append(f"Target {metric.name} {'>=' if metric.goal == 'maximize' else '<='} "
                      f"{format_value(metric.target)} reached: no new trials will start")
@@ -269,7 +305,7 @@ def _front(config: SweepConfig, trials: Sequence[Trial]) -> list[str]:
     front = pareto_front(trials, config.metrics)
     if not front:
         return ["Pareto front so far: none yet (no finished trial with a value for every objective)"]
-    shown = ", ".join(f"#{t.index}" for t in front[:20]) + (", …" if len(front) > 20 else "")
+    shown = ", ".join(trial_label(t) for t in front[:20]) + (", …" if len(front) > 20 else "")
     lines = [f"Pareto front so far: {len(front)} trial{'s' * (len(front) != 1)} ({shown})"]
     if target_reached(config, trials):
         lines.append(f"{target_text(config)[0].upper()}{target_text(config)[1:]} reached by one trial: "

@@ -45,7 +45,9 @@ def render_best(analysis: Analysis) -> str:
         return "Best trial: none (no metric configured)"
     if best is None:
         return f"Best trial: none (no finished trial logged a value for {analysis.metric!r})"
-    lines = [f"Best trial: #{best.index} (run {best.run_id or 'unknown'})",
+    which = f"prior run {best.run_id} (not run by this sweep)" if best.prior else \
+        f"#{best.index} (run {best.run_id or 'unknown'})"
+    lines = [f"Best trial: {which}",
              f"  {analysis.metric} = {format_value(best.metric)} ({analysis.goal})"]
     lines += [f"  {name} = {format_value(value)}" for name, value in best.params.items()]
     return "\n".join(lines)
@@ -113,7 +115,8 @@ def render_front(front: Sequence[Any], objectives: Sequence[Any], scored: int) -
     first = objectives[0]
     rows = sorted(front, key=lambda t: (first.sign * t.values(names)[0], t.index))
     header = ["Trial", "Run ID", *names, *params]
-    body = [[f"#{t.index}", t.run_id or "unknown", *(format_value(v) for v in t.values(names)),
+    body = [["prior" if t.prior else f"#{t.index}", t.run_id or "unknown",
+             *(format_value(v) for v in t.values(names)),
              *(format_value(t.params[p]) if p in t.params else "" for p in params)] for t in rows]
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     each = "both values" if len(objectives) == 2 else "every value"

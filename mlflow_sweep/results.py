@@ -46,6 +46,10 @@ class SweepReport:
     ``sweep.pareto_run_ids``); ``best_*`` are then None, there being no single best."""
     importance_by_objective: Mapping[str, tuple[ParameterResult, ...]] = field(default_factory=dict)
     """A sweep with several objectives: the importance rows of each objective, by name."""
+    prior_runs: int = 0
+    """Prior runs the sweep started from; the table ranks them with the trials."""
+    best_is_prior: bool = False
+    """The best is a prior run (``best_run_id`` is that run), not a trial of this sweep."""
 
     def __str__(self) -> str:
         return self.text
@@ -62,25 +66,29 @@ def finalize_sweep(sweep_id: str | None, *, tracker: Tracker | None = None) -> S
         sweep_id: the sweep's parent run ID; None means the most recently initialized sweep.
         tracker: the tracking store; default: MLflow.
     """
-    from mlflow_sweep import analysis, lifecycle, plots, report
+    from mlflow_sweep import analysis, lifecycle, plots, policy, report
 
     opened = lifecycle.open_sweep(sweep_id, tracker=tracker)
-    sweep, ledger, config, seed = opened.sweep, opened.ledger, opened.config, opened.seed
+    sweep, ledger, seed = opened.sweep, opened.ledger, opened.seed
     lifecycle.reap_dead(opened)  # finalize reaps too, so a dead agent's trial shows as failed
-    trials = ledger.state().trials
+    state = ledger.state()
+    trials, priors, config = state.trials, state.controls.priors, opened.config_in(state)
     if config.metrics:
-        return _finalize_front(opened, trials)
+        return _finalize_front(opened, config, trials, priors)
+    # the table and the parameter plots show what fits the space in effect (the config may have changed)
+    ranked = [t for t in (policy.in_space(config, t, state.controls.version) for t in [*priors, *trials])
+              if t is not None]
     metric = config.metric
     result = analysis.analyse(trials, metric=metric.name if metric else None,
                               goal=metric.goal if metric else "minimize",
                               scales=analysis.param_scales(config.parameters), seed=seed,
-                              levels=analysis.param_levels(config.parameters))
+                              levels=analysis.param_levels(config.parameters), priors=priors, ranked=ranked)
     text = f"Sweep {sweep.name} ({sweep.run_id})\n\n{report.render_report(result)}"
     if metric and result.best is None:
         text += _metric_hint(trials, metric.name, opened.tracker)
     with tempfile.TemporaryDirectory(prefix="mlflow-sweep-plots-") as tmp, \
             tempfile.TemporaryDirectory(prefix="mlflow-sweep-ledger-") as copy_dir:
-        drawn = plots.draw_plots(result, trials, Path(tmp))
+        drawn = plots.draw_plots(result, trials, Path(tmp), ranked)
         copy = ledger.export(Path(copy_dir) / "ledger.jsonl")  # events/ holds one file per event
         opened.tracker.record_outcome(sweep, best=result.best, metric_name=metric.name if metric else None,
                                       table=text + "\n", plot_dir=Path(tmp), ledger_path=ledger.path,
@@ -93,16 +101,18 @@ def finalize_sweep(sweep_id: str | None, *, tracker: Tracker | None = None) -> S
         best_params=config.nest(best.params) if best else None,
         best_value=float(best.metric) if best and best.metric is not None else None,
         importance=tuple(result.rows), counts=dict(result.counts), plots=tuple(p.name for p in drawn.paths),
-        text=f"{text}\n\n{_recorded(sweep.run_id, drawn, result.counts.get('running', 0))}")
+        text=f"{text}\n\n{_recorded(sweep.run_id, drawn, result.counts.get('running', 0))}",
+        prior_runs=len(priors), best_is_prior=bool(best and best.prior))
 
 
-def _finalize_front(opened: Any, trials: Sequence[Trial]) -> SweepReport:
-    """Finalize a sweep with several objectives: the Pareto front, a table per objective, the plots."""
+def _finalize_front(opened: Any, config: Any, trials: Sequence[Trial], priors: Sequence[Trial]) -> SweepReport:
+    """Finalize a sweep with several objectives: the Pareto front (prior runs among it, marked), a table
+    per objective, the plots."""
     from mlflow_sweep import analysis, lifecycle, plots, report
 
-    sweep, ledger, config = opened.sweep, opened.ledger, opened.config
+    sweep, ledger = opened.sweep, opened.ledger
     objectives = config.objectives
-    scored = analysis.scored(trials, objectives)
+    scored = analysis.scored([*priors, *trials], objectives)
     front = analysis.pareto_front(scored, objectives)
     each = analysis.analyse_each(trials, objectives, scales=analysis.param_scales(config.parameters),
                                  seed=opened.seed, levels=analysis.param_levels(config.parameters))
@@ -112,7 +122,7 @@ def _finalize_front(opened: Any, trials: Sequence[Trial]) -> SweepReport:
     run_ids = tuple(t.run_id for t in front if t.run_id)
     with tempfile.TemporaryDirectory(prefix="mlflow-sweep-plots-") as tmp, \
             tempfile.TemporaryDirectory(prefix="mlflow-sweep-ledger-") as copy_dir:
-        drawn = plots.draw_front_plots(each, trials, objectives, Path(tmp))
+        drawn = plots.draw_front_plots(each, trials, objectives, Path(tmp), priors)
         copy = ledger.export(Path(copy_dir) / "ledger.jsonl")
         opened.tracker.record_outcome(sweep, best=None, metric_name=None, table=text + "\n", plot_dir=Path(tmp),
                                       ledger_path=ledger.path, ledger_copy=copy,

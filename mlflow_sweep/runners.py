@@ -98,6 +98,11 @@ class TrialRunner(Protocol):
         """Release what the runner holds (temporary files)."""
 
 
+def config_of(runner: CommandRunner | FunctionRunner, trial: Trial) -> SweepConfig:
+    """The config ``trial`` runs with: the version it was claimed under (``mlflow sweep update --config``)."""
+    return runner.config if runner.versions is None else runner.versions(trial.version)
+
+
 class NoCommand(SweepError):
     """The sweep file has neither ``program`` nor ``command``: only the function agent can run it."""
 
@@ -107,20 +112,23 @@ class NoCommand(SweepError):
 class CommandRunner:
     """Runs the sweep's command in its own process group, with MLFLOW_RUN_ID set, teeing its output."""
 
-    def __init__(self, sweep: Sweep, config: SweepConfig, stream: IO[bytes] | None = None) -> None:
+    def __init__(self, sweep: Sweep, config: SweepConfig, stream: IO[bytes] | None = None, *,
+                 versions: Callable[[int], SweepConfig] | None = None) -> None:
         """Prepare to run trials of ``sweep``.
 
         Args:
             sweep: the sweep (tracking URI, experiment and parent run for the command's environment).
             config: the sweep's configuration (``command``, ``program``, parameters).
             stream: where the command's output is also copied, live (the agent's stdout); None for nowhere.
+            versions: the config version a trial was claimed under, by number (``OpenSweep.config_at``),
+                so a trial runs the command of its version; None: every trial runs ``config``'s.
         """
         if config.command is None:
             raise NoCommand(
                 f"sweep {sweep.run_id}: its file sets neither program nor command, so 'mlflow sweep run' "
                 "has nothing to start; add program (or command) to the sweep file, or run the trials from "
                 "Python with the function agent: mlflow_sweep.agent(sweep_id, function=train)")
-        self.sweep, self.config, self.stream = sweep, config, stream
+        self.sweep, self.config, self.stream, self.versions = sweep, config, stream, versions
         self.workdir: Path | None = None  # made at the first trial, so only close() has anything to remove
         self.proc: subprocess.Popen[bytes] | None = None  # written by run() only; read by interrupt() and kill()
 
@@ -132,8 +140,9 @@ class CommandRunner:
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="mlflow-sweep-"))
         json_file = self.workdir / f"params-{trial.index}.json"
-        json_file.write_text(command.params_json(self.config, trial.params))
-        argv = command.build_argv(self.config, trial.params, interpreter=sys.executable, json_file=str(json_file))
+        config = config_of(self, trial)
+        json_file.write_text(command.params_json(config, trial.params))
+        argv = command.build_argv(config, trial.params, interpreter=sys.executable, json_file=str(json_file))
         env = self._env(trial, run_id, json_file)
         try:
             with open(output, "wb") as sink:
@@ -278,7 +287,7 @@ class FunctionRunner:
     """What the agent adds when a trial asked to stop ran to its end."""
 
     def __init__(self, sweep: Sweep, config: SweepConfig, function: Callable[..., Any],
-                 tracker: Tracker | None = None) -> None:
+                 tracker: Tracker | None = None, *, versions: Callable[[int], SweepConfig] | None = None) -> None:
         """Prepare to run trials of ``sweep`` by calling ``function``.
 
         Args:
@@ -286,18 +295,20 @@ class FunctionRunner:
             config: the sweep's configuration (how to nest the params).
             function: takes no argument or one (the trial's params); see ``takes_params``.
             tracker: the tracking store whose runs the function logs into; default: MLflow.
+            versions: the config version a trial was claimed under, by number (as ``CommandRunner``).
         """
         if tracker is None:
             from mlflow_sweep.tracking import MLFLOW
 
             tracker = MLFLOW
         self.sweep, self.config, self.function, self.tracker = sweep, config, function, tracker
+        self.versions = versions
         self.pass_params = takes_params(function)
         self._thread: int | None = None  # the thread running the function, while it runs
 
     def run(self, trial: Trial, run_id: str, output: Path, stop: StopRequest) -> int:
         """Call the function with the child run resumable, its output teed into ``output``; return an exit code."""
-        params = self.config.nest(trial.params)  # W&B's run-config shape, as ${args_json} gives a command
+        params = config_of(self, trial).nest(trial.params)  # W&B's run-config shape, as ${args_json} gives a command
         context = TrialContext(self.sweep.run_id, trial.index, run_id, params, stop)
         with open(output, "w", encoding="utf-8", errors="replace", buffering=1) as sink, \
                 _teeing(sink), self.tracker.trial_run_active(self.sweep, run_id), _in_trial(context):

@@ -60,6 +60,32 @@ def plain(data: Any) -> Any:
     return str(data) if isinstance(data, NumberText) else data
 
 
+def read_points(given: str) -> tuple[Any, str]:
+    """Points to enqueue as a command line gives them: JSON or YAML text, or the path of a YAML or JSON file.
+
+    Text starting with ``{`` or ``[`` is a point or a list of points (``{"lr": 0.01}``, ``[{lr: 0.01},
+    {lr: 0.1}]``); anything else names a file. Numbers written ``1e-4`` are numbers, as YAML 1.2
+    reads them. Returns the data and how to name its source in messages.
+
+    Args:
+        given: the text or the file's path.
+    """
+    text = given.strip()
+    if text.startswith(("{", "[")):
+        source = "the points given"
+        return numbers(_parse_yaml(text, source).data), source  # YAML reads JSON too
+    return numbers(read(given).data), given
+
+
+def numbers(data: Any) -> Any:
+    """``data`` with every NumberText read as the number YAML 1.2 (and W&B) reads."""
+    if isinstance(data, dict):
+        return {numbers(k): numbers(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [numbers(v) for v in data]
+    return float(data) if isinstance(data, NumberText) else data
+
+
 def _read_text(path: Path, source: str) -> str:
     try:
         return path.read_text(encoding="utf-8")

@@ -11,9 +11,9 @@ This module also owns how a sweep looks in any store: the tags of its runs.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ContextManager, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, ContextManager, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:
     from mlflow_sweep.config import SweepConfig
@@ -39,6 +39,13 @@ RETRY_OF_TAG = "sweep.retry_of"
 """The index of the trial whose point this trial runs again."""
 DEVICES_TAG = "sweep.devices"
 """The trial's GPUs under ``run --gpus`` (its agent's ``MLFLOW_SWEEP_DEVICES``)."""
+CONFIG_VERSION_TAG = "sweep.config_version"
+"""On the parent run: the version of the config in effect (1 until ``mlflow sweep update --config``)."""
+
+
+def config_version_dir(version: int) -> str:
+    """Where version ``version`` (2 and later) of a sweep's config is kept among the parent run's artifacts."""
+    return f"config_versions/v{version}"
 NOTE_TAG = "mlflow.note.content"
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -52,6 +59,18 @@ class Sweep:
     name: str
     tracking_uri: str
     ledger_dir: Path
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as a prior run of a new sweep is read: its status, params (MLflow's text), tags, metric history."""
+
+    run_id: str
+    status: str
+    params: Mapping[str, str]
+    tags: Mapping[str, str]
+    histories: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    """The values logged under each metric asked for (the sweep's objectives), in logging order."""
 
 
 @dataclass(frozen=True)
@@ -131,3 +150,18 @@ class Tracker(Protocol):
 
     def trial_run_active(self, sweep: Sweep, run_id: str) -> ContextManager[None]:
         """While a function trial runs in this process, make the store's logging calls go to its child run."""
+
+    def read_runs(self, run_ids: Sequence[str], metrics: Sequence[str]) -> list[RunRecord]:
+        """The runs with these IDs, in order, each with its history of every metric named.
+
+        A run ID the store does not know is a TrackingError naming it; nothing is written.
+        """
+
+    def search_runs(self, experiment_name: str, filter_string: str | None, metrics: Sequence[str]) -> list[RunRecord]:
+        """Every active run of an experiment that matches MLflow's search filter, oldest first, with histories.
+
+        An unknown experiment is a TrackingError; a filter MLflow cannot parse is a UsageError.
+        """
+
+    def log_config_version(self, sweep: Sweep, version: int, config_path: str) -> None:
+        """Keep a new version of the sweep's config on its parent run (``config_version_dir``) and tag the version."""

@@ -25,15 +25,15 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, SupportsIndex, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, SupportsIndex, TypeVar
 
 from mlflow_sweep import catalog
 from mlflow_sweep.devices import DEVICES_ENV
-from mlflow_sweep.errors import TrackingError
-from mlflow_sweep.tracker import (COUNTED_PREFIX, DEVICES_TAG, KILLED_BY_TAG, NOTE_TAG,  # noqa: F401
-                                  OUTPUT_ARTIFACT, PARAMS_TAG, REAPED_TAG, RETRY_OF_TAG, STATE_TAG, STOP_ASKED_TAG,
-                                  STOPPED_EARLY_TAG, SWEEP_TAG, Settled, Sweep, counted_metric, param_text,
-                                  trial_tags)
+from mlflow_sweep.errors import SweepError, TrackingError, UsageError
+from mlflow_sweep.tracker import (CONFIG_VERSION_TAG, COUNTED_PREFIX, DEVICES_TAG, KILLED_BY_TAG,  # noqa: F401
+                                  NOTE_TAG, OUTPUT_ARTIFACT, PARAMS_TAG, REAPED_TAG, RETRY_OF_TAG, STATE_TAG,
+                                  STOP_ASKED_TAG, STOPPED_EARLY_TAG, SWEEP_TAG, RunRecord, Settled, Sweep,
+                                  config_version_dir, counted_metric, param_text, trial_tags)
 from mlflow_sweep.trials import SweepPhase, Trial, TrialState
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def _store_errors(func: Callable[..., T]) -> Callable[..., T]:
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return func(*args, **kwargs)
-        except TrackingError:
+        except SweepError:
             raise
         except Exception as exc:  # MlflowException, sqlalchemy or requests errors
             raise TrackingError(f"the tracking store ({tracking_uri()}) refused "
@@ -474,6 +474,68 @@ def record_outcome(sweep: Sweep, *, best: Trial | None, metric_name: str | None,
                 client.log_metric(sweep.run_id, key, float(best.metric), step=0)
 
 
+@_store_errors
+def read_runs(run_ids: Sequence[str], metrics: Sequence[str]) -> list[RunRecord]:
+    """The runs with these IDs, each with its history of every metric named; TrackingError for an unknown ID.
+
+    Only reads: a prior run is never changed.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    runs = []
+    for run_id in run_ids:
+        try:
+            runs.append(client.get_run(run_id))
+        except MlflowException as exc:
+            if "database is locked" in str(exc):
+                raise
+            raise TrackingError(f"prior run {run_id!r}: no such run in the tracking store ({tracking_uri()}); "
+                                "check the run ID") from None
+    return [_record(run, metrics) for run in runs]
+
+
+@_store_errors
+def search_runs(experiment_name: str, filter_string: str | None, metrics: Sequence[str]) -> list[RunRecord]:
+    """Every active run of ``experiment_name`` matching ``filter_string`` (MLflow's search syntax), oldest first."""
+    from mlflow.entities import ViewType
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        raise TrackingError(f"--prior-experiment: no experiment named {experiment_name!r} in the tracking store "
+                            f"({tracking_uri()})")
+    runs, token = [], None
+    while True:
+        try:
+            page = client.search_runs([experiment.experiment_id], filter_string=filter_string or "",
+                                      run_view_type=ViewType.ACTIVE_ONLY, max_results=1000,
+                                      order_by=["attributes.start_time ASC"], page_token=token)
+        except MlflowException as exc:
+            if "database is locked" in str(exc):
+                raise
+            raise UsageError(f"--prior-filter {filter_string!r}: {exc.message}") from None
+        runs += list(page)
+        token = page.token
+        if not token:
+            break
+    return [_record(run, metrics) for run in runs]
+
+
+def _record(run: Any, metrics: Sequence[str]) -> RunRecord:
+    histories = {name: tuple(metric_history(run.info.run_id, name)) for name in metrics}  # as a trial's are read
+    return RunRecord(run.info.run_id, run.info.status, dict(run.data.params), dict(run.data.tags), histories)
+
+
+@_store_errors
+def log_config_version(sweep: Sweep, version: int, config_path: str) -> None:
+    """Keep version ``version`` of the sweep's config under ``config_versions/v<version>/`` and tag the version."""
+    client = _client()
+    client.log_artifact(sweep.run_id, config_path, config_version_dir(version))
+    client.set_tag(sweep.run_id, CONFIG_VERSION_TAG, str(version))
+
+
 _TRIAL_ENV = ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
 
 
@@ -616,6 +678,18 @@ class MlflowTracker:
     def trial_run_active(self, sweep: Sweep, run_id: str) -> contextlib.AbstractContextManager[None]:
         """See ``trial_run_active``."""
         return trial_run_active(sweep, run_id)
+
+    def read_runs(self, run_ids: Sequence[str], metrics: Sequence[str]) -> list[RunRecord]:
+        """See ``read_runs``."""
+        return read_runs(run_ids, metrics)
+
+    def search_runs(self, experiment_name: str, filter_string: str | None, metrics: Sequence[str]) -> list[RunRecord]:
+        """See ``search_runs``."""
+        return search_runs(experiment_name, filter_string, metrics)
+
+    def log_config_version(self, sweep: Sweep, version: int, config_path: str) -> None:
+        """See ``log_config_version``."""
+        log_config_version(sweep, version, config_path)
 
     def __repr__(self) -> str:
         return "MlflowTracker()"

@@ -66,6 +66,14 @@ class Trial:
     ``requeued`` says why the trial's point was handed out again (``interrupted``: its agent got
     SIGINT/SIGTERM; ``retry``: ``mlflow sweep retry``); such a trial does not count toward
     run_cap. ``retry_of`` is the index of the trial whose point this one runs again.
+    ``version`` is the config version the trial was claimed under (1: the config the sweep was
+    created with; ``mlflow sweep update --config`` adds one), ``enqueued`` the number of the
+    enqueued point it runs (``mlflow sweep enqueue``), if any.
+
+    A *prior run* (``prior``) is an MLflow run the sweep was started from (``--prior-run``): history
+    for the search, never run, never counted toward run_cap. Prior runs have negative indices
+    (-n .. -1, in the order the sweep recorded them), so they sort before the sweep's own trials
+    and never share an index with one.
     """
 
     index: int
@@ -83,6 +91,9 @@ class Trial:
     requeued: str | None = None
     retry_of: int | None = None
     metrics: Mapping[str, float] | None = None
+    version: int = 1
+    enqueued: int | None = None
+    prior: bool = False
 
     def values(self, names: Sequence[str]) -> tuple[float | None, ...]:
         """The trial's counted value of each objective named, None where it has none.
@@ -97,17 +108,27 @@ class Trial:
         return tuple(self.metrics.get(name) for name in names)
 
 
+def trial_label(trial: Trial) -> str:
+    """How people see a trial: ``#3``, or ``prior run 1a2b3c4d`` for a prior run."""
+    if trial.prior:
+        return f"prior run {trial.run_id}"
+    return f"#{trial.index}"
+
+
 @dataclass(frozen=True)
 class Proposal:
     """What a sampler hands out: the next trial's parameters and, for grid, its point index.
 
     ``retry_of`` is set by ``policy`` (never by a sampler) when the proposal re-issues the point
-    of a requeued trial.
+    of a requeued trial, ``enqueued`` when it runs an enqueued point, ``version`` to the config
+    version it was decided under.
     """
 
     params: Mapping[str, Any] = field(default_factory=dict)
     point: int | None = None
     retry_of: int | None = None
+    enqueued: int | None = None
+    version: int = 1
 
 
 class SweepPhase(str, Enum):
@@ -143,15 +164,34 @@ class SweepPhase(str, Enum):
 
 
 @dataclass(frozen=True)
+class Enqueued:
+    """A point ``mlflow sweep enqueue`` asked for: run before any new point, in order, once.
+
+    ``number`` counts enqueued points across the sweep (0, 1, 2, ...); ``params`` holds the values
+    given, checked against the config in effect then (missing parameters are sampled when the
+    point is claimed).
+    """
+
+    number: int
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Controls:
-    """The sweep's lifecycle settings from the ledger: the requested phase and a run_cap override.
+    """What the ledger says steers the sweep, beside its trials: what the user asked after ``init``.
 
     ``state`` is the phase the last lifecycle command asked for (never ``done``). ``run_cap`` is
-    the value set by ``mlflow sweep update --run-cap``; None keeps the config's.
+    the value set by ``mlflow sweep update --run-cap``; None keeps the config's. ``version`` is
+    the config version in effect (1: the one the sweep was created with). ``enqueued`` is every
+    point ever enqueued, in order (claimed or not); ``priors`` the prior runs the sweep was
+    created with (``Trial.prior``).
     """
 
     state: SweepPhase = SweepPhase.RUNNING
     run_cap: int | None = None
+    version: int = 1
+    enqueued: tuple[Enqueued, ...] = ()
+    priors: tuple[Trial, ...] = ()
 
 
 class _Done:

@@ -40,21 +40,25 @@ PLOTS = ("importance", "correlation", "metric_over_time", "timeline", "parallel_
 """Every plot finalize can draw, in the order it draws them; the file is ``<name>.png``."""
 
 
-def draw_plots(analysis: Analysis, trials: Sequence[Trial], directory: Path) -> Plots:
+def draw_plots(analysis: Analysis, trials: Sequence[Trial], directory: Path,
+               ranked: Sequence[Trial] | None = None) -> Plots:
     """Write every plot that has something to show into ``directory``; say why each other one is left out.
 
     Args:
         analysis: the result of ``analysis.analyse`` for these trials.
         trials: every trial of the sweep.
         directory: an existing directory; files are named after the plot (``importance.png`` …).
+        ranked: what the parameter plots show, as ``analysis.analyse`` ranked it (the trials and prior
+            runs placed in the current space); default: ``trials``. The plots over time show the
+            sweep's own trials: prior runs have no time in it.
     """
-    plans = [(name, why, lambda name=name: draw_figure(name, analysis, trials))
-             for name, why in plan_plots(analysis, trials)]
+    plans = [(name, why, lambda name=name: draw_figure(name, analysis, trials, ranked))
+             for name, why in plan_plots(analysis, trials, ranked)]
     return _draw(plans, Path(directory))
 
 
 def draw_front_plots(analyses: Mapping[str, Analysis], trials: Sequence[Trial], objectives: Sequence[Any],
-                     directory: Path) -> Plots:
+                     directory: Path, priors: Sequence[Trial] = ()) -> Plots:
     """The plots of a sweep with several objectives: ``pareto_front.png``, ``importance_<objective>.png``
     for each objective, ``timeline.png``; each one with nothing to show is left out with the reason.
 
@@ -63,8 +67,9 @@ def draw_front_plots(analyses: Mapping[str, Analysis], trials: Sequence[Trial], 
         trials: every trial of the sweep.
         objectives: the config's ``objectives``.
         directory: an existing directory.
+        priors: the prior runs the sweep started from: on the front plot with the trials.
     """
-    both = scored(trials, objectives)
+    both = scored([*priors, *trials], objectives)
     plans: list[tuple[str, str | None, Callable[[], Figure]]] = [
         ("pareto_front", None if both else "no finished trial has a value for every objective yet",
          lambda: front.pareto_front(both, pareto_front(both, objectives), objectives))]
@@ -107,18 +112,25 @@ def _file_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
-def plan_plots(analysis: Analysis, trials: Sequence[Trial]) -> list[tuple[str, str | None]]:
+def plan_plots(analysis: Analysis, trials: Sequence[Trial],
+               ranked: Sequence[Trial] | None = None) -> list[tuple[str, str | None]]:
     """Each plot's name and why it is left out, or None when it has something to show.
 
     Args:
         analysis: the result of ``analysis.analyse`` for these trials.
         trials: every trial of the sweep.
+        ranked: as ``draw_plots``.
     """
-    scored = _scored(analysis, trials)
-    return [(name, _why_left_out(name, analysis, trials, scored)) for name in PLOTS]
+    shown = {name: trials if name in _OVER_TIME else (trials if ranked is None else ranked) for name in PLOTS}
+    return [(name, _why_left_out(name, analysis, shown[name], _scored(analysis, shown[name]))) for name in PLOTS]
 
 
-def draw_figure(name: str, analysis: Analysis, trials: Sequence[Trial]) -> Figure:
+_OVER_TIME = ("metric_over_time", "timeline")
+"""The plots of the sweep's own trials over its time (prior runs have none)."""
+
+
+def draw_figure(name: str, analysis: Analysis, trials: Sequence[Trial],
+                ranked: Sequence[Trial] | None = None) -> Figure:
     """One plot as a matplotlib Figure (``plan_plots`` says whether it has anything to show).
 
     Args:
@@ -126,14 +138,15 @@ def draw_figure(name: str, analysis: Analysis, trials: Sequence[Trial]) -> Figur
         analysis: the result of ``analysis.analyse`` for these trials.
         trials: every trial of the sweep.
     """
-    scored = _scored(analysis, trials)
+    ranked = trials if ranked is None else ranked
+    scored, placed = _scored(analysis, trials), _scored(analysis, ranked)
     draw: dict[str, Callable[[], Figure]] = {
         "importance": lambda: summary.importance(analysis),
         "correlation": lambda: summary.correlation(analysis),
         "metric_over_time": lambda: history.metric_over_time(analysis, scored),
         "timeline": lambda: history.timeline(trials),
-        "parallel_coordinates": lambda: parameters.parallel_coordinates(analysis, trials, scored),
-        "metric_vs_parameters": lambda: parameters.metric_vs_parameters(analysis, scored),
+        "parallel_coordinates": lambda: parameters.parallel_coordinates(analysis, ranked, placed),
+        "metric_vs_parameters": lambda: parameters.metric_vs_parameters(analysis, placed),
     }
     return draw[name]()
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from mlflow_sweep.analysis import CATEGORICAL, LOG, Analysis, category_label, effective_scale
 from mlflow_sweep.plots.common import (STATE_COLOURS, count_trials, figure, jitter, ordered_names, short,
                                        thin_ticks, whole_numbers)
-from mlflow_sweep.trials import Trial, is_number
+from mlflow_sweep.trials import Trial, is_number, trial_label
 
 if TYPE_CHECKING:
     import numpy
@@ -61,7 +61,7 @@ def parallel_coordinates(analysis: Analysis, trials: Sequence[Trial], scored: Se
     ax.add_collection(lines)
     if analysis.best is not None and analysis.best in shown:
         ax.plot(xs, ys[shown.index(analysis.best)], color="#c44e52", linewidth=2.5,
-                label=f"best trial: #{analysis.best.index}")
+                label=f"best: {trial_label(analysis.best)}")
         fig.legend(fontsize=8, loc="outside lower center")
     _draw_axes(ax, axes, labels)
     ax.set_title(f"Parallel coordinates, {count_trials(len(shown), 'finished ' if analysis.metric else '')}")

@@ -415,8 +415,19 @@ def preload() -> None:
     from mlflow_sweep.samplers import acquisition  # noqa: F401
 
 
+def _given(history: Sequence[Trial]) -> int:
+    """Points the sweep did not draw (prior runs, enqueued points): each one stands for a design row.
+
+    A sweep started from 10 prior runs fits its GP from the first trial instead of spending six
+    trials on a design around what it already knows.
+    """
+    return sum(1 for t in history if t.prior or t.enqueued is not None)
+
+
 def propose(config: Any, history: Sequence[Trial], seed: int, index: int) -> Proposal:
     """The next trial's values: design row ``index`` first, then the GP's log-EI maximizer.
+
+    Prior runs and enqueued points in the history take the place of design rows (``_given``).
 
     Args:
         config: the sweep config (``parameters``, ``metric`` with goal/impute).
@@ -430,7 +441,7 @@ def propose(config: Any, history: Sequence[Trial], seed: int, index: int) -> Pro
     rng = _rng(seed, 1, index)
     names = [d.name for d in dims]
     taken = {_params_key(t.params, names) for t in history}
-    point = _design(dims, seed, index) if index < N_DESIGN else None
+    point = _design(dims, seed, index) if index < N_DESIGN - _given(history) else None
     if point is None or _params_key(_decode(dims, point, rng), names) in taken:
         point = _suggest(dims, history, config.metric, rng, taken)
     values = _decode(dims, point, rng)

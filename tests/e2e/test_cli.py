@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.e2e]
 
 BIN = Path(sys.executable).parent
 COMMANDS = ["init", "run", "finalize", "status", "validate", "list", "stop", "pause", "resume", "cancel",
-            "retry", "update"]
+            "retry", "update", "enqueue"]
 GOOD = Path(__file__).resolve().parent.parent / "configs" / "good" / "grid.yaml"
 
 
@@ -48,7 +48,8 @@ def test_help_lists_every_command_and_the_sweep_id_flag(capsys: pytest.CaptureFi
 
 def test_help_through_python_dash_m(store):
     proc = _run([sys.executable, "-m", "mlflow_sweep", "init", "--help"], store)
-    assert (proc.returncode, proc.stdout.startswith("usage: mlflow sweep init FILE\n")) == (0, True)
+    usage = "usage: mlflow sweep init FILE [--prior-run RUN_ID ...]"
+    assert (proc.returncode, proc.stdout.startswith(usage)) == (0, True)
 
 
 def test_console_script_mlflow_sweep(store):

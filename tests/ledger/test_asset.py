@@ -1,4 +1,5 @@
-"""The frozen ledgers still replay: v1 (tests/assets/ledger-v1.jsonl) and v2 (tests/assets/ledger-v2/)."""
+"""The frozen ledgers still replay: v1 (tests/assets/ledger-v1.jsonl), v2 (tests/assets/ledger-v2/) and v3
+(tests/assets/ledger-v3/: prior runs, enqueued points, config versions)."""
 from __future__ import annotations
 
 import shutil
@@ -7,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from mlflow_sweep.ledger import Ledger
-from mlflow_sweep.trials import Proposal, Trial, TrialState
+from mlflow_sweep.config import stored_config
+from mlflow_sweep.policy import next_step
+from mlflow_sweep.trials import Controls, Enqueued, Proposal, SweepPhase, Trial, TrialState
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -70,3 +73,26 @@ def test_frozen_v2_ledger_accepts_new_events(asset_v2_dir: Path) -> None:
     state = Ledger(asset_v2_dir).state()
     assert (ended, state.trials[4].state, (asset_v2_dir / "events" / "00000015.json").exists()) == \
         (True, TrialState.FINISHED, True)
+
+
+ASSET_V3 = Path(__file__).resolve().parents[1] / "assets" / "ledger-v3"
+
+
+def test_frozen_v3_ledger_replays_prior_runs_enqueued_points_and_config_versions(tmp_path: Path) -> None:
+    shutil.copytree(ASSET_V3, tmp_path / "v3")
+    state = Ledger(tmp_path / "v3").state()
+    prior = Trial(index=-1, params={"lr": 0.1, "layers": 1}, state=TrialState.FINISHED, metric=0.45, run_id="p0",
+                  prior=True)
+    trials = (
+        Trial(index=0, params={"lr": 0.01, "layers": 2}, state=TrialState.FINISHED, metric=0.25, point=3, run_id="r0",
+              agent_id=NODE1, started=1700000002.0, ended=1700000003.0, enqueued=0),
+        Trial(index=1, params={"lr": 0.1, "layers": 1, "warmup": 100}, state=TrialState.KILLED, point=1, run_id="r1",
+              agent_id=NODE1, started=1700000005.0, ended=1700000006.0, requeued="interrupted", version=2),
+    )
+    assert (state.version, state.trials, state.controls, [v.number for v in state.configs]) == (
+        3, trials, Controls(SweepPhase.PAUSED, 5, 2, (Enqueued(0, {"lr": 0.01}),), (prior,)), [1, 2])
+    config = stored_config(state.config, "sweep v3")
+    assert config.defaults == {"warmup": 0}
+    resumed = Controls(SweepPhase.RUNNING, 5, 2, state.controls.enqueued, state.controls.priors)
+    step = next_step(config, state.trials, 1234, resumed)  # the interrupted point first, under version 2
+    assert (step.params, step.retry_of, step.version) == ({"lr": 0.1, "layers": 1, "warmup": 100}, 1, 2)

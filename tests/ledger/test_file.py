@@ -43,7 +43,7 @@ def test_create_writes_only_the_header(ledger_dir: Path) -> None:
     [header] = log_events(ledger_dir)
     assert (header["event"], header["v"], header["header"], ledger.state().header, ledger.state().trials,
             sorted(files(ledger_dir)), list((ledger_dir / "events").iterdir())) == \
-        ("sweep", 2, HEADER, HEADER, (), ["ledger.jsonl"], [])
+        ("sweep", 3, HEADER, HEADER, (), ["ledger.jsonl"], [])
 
 
 def test_create_refuses_an_existing_ledger(ledger_dir: Path) -> None:

@@ -5,6 +5,7 @@ import pytest
 
 from mlflow_sweep.errors import LedgerError
 from mlflow_sweep.ledger import FORMAT_VERSION, Conflict, SweepState, replay
+from mlflow_sweep.replay import ConfigVersion
 from mlflow_sweep.trials import Trial, TrialState
 
 HEAD = {"event": "sweep", "v": 2, "time": 0.0, "header": {"config": {}, "seed": 1, "sweep_id": "s"}}
@@ -23,7 +24,7 @@ def dead(i: int, t: float = 3.0) -> dict:
 
 
 def test_a_header_alone_is_an_empty_sweep() -> None:
-    assert replay([HEAD]) == SweepState(HEAD["header"], (), FORMAT_VERSION)
+    assert replay([HEAD]) == SweepState(HEAD["header"], (), 2, configs=(ConfigVersion(1, {}),))
 
 
 def test_events_build_trials_in_index_order() -> None:
@@ -80,7 +81,7 @@ def test_state_helpers() -> None:
     ([], "no sweep header"),
     ([claim(0)], "event 1: the first event must be the sweep header, but got 'claim'"),
     ([HEAD, HEAD], "event 2: a second sweep header"),
-    ([{**HEAD, "v": FORMAT_VERSION + 1}], "format v3 is newer than this mlflow-sweep reads .*upgrade"),
+    ([{**HEAD, "v": FORMAT_VERSION + 1}], f"format v{FORMAT_VERSION + 1} is newer than this mlflow-sweep reads .*upgrade"),
     ([HEAD, end(0)], "event 2: trial 0 was never claimed"),
     ([HEAD, claim(0), end(0, "RUNNING")], "must carry a terminal state"),
     ([HEAD, claim(0), end(0, "DONE")], "bad 'end' event \\(ValueError: 'DONE' is not a valid TrialState\\)"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from mlflow_sweep import api, cli, commandline, control, helptext
-from mlflow_sweep.errors import UsageError
+from mlflow_sweep.errors import SweepError, UsageError
 
 
 @pytest.fixture()
@@ -16,9 +16,11 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     """What the commands were called with: the API functions they would run are recorded instead."""
     seen: list[tuple] = []
     monkeypatch.setattr(api, "run_trials", lambda sweep_id, **kw: seen.append(("run", sweep_id, kw)))
-    monkeypatch.setattr(api, "create_sweep", lambda path: seen.append(("init", path)))
+    monkeypatch.setattr(api, "create_sweep", lambda path, **kw: seen.append(("init", path, kw)))
     monkeypatch.setattr(api, "status", lambda sweep_id: seen.append(("status", sweep_id)) or "")
-    monkeypatch.setattr(control, "update", lambda sweep_id, run_cap: seen.append(("update", sweep_id, run_cap)) or "")
+    monkeypatch.setattr(control, "update", lambda sweep_id, run_cap, config=None: seen.append(
+        ("update", sweep_id, run_cap, config)) or "")
+    monkeypatch.setattr(control, "enqueue", lambda sweep_id, points: seen.append(("enqueue", sweep_id, points)) or "")
     return seen
 
 
@@ -53,14 +55,18 @@ def usage_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     (["run", "a", "3", "4", "5"], "too many arguments for run; see 'mlflow sweep run --help'"),
     (["status", "a", "--sweep-id", "b"], "too many arguments for status; see 'mlflow sweep status --help'"),
     (["list", "x"], "too many arguments for list; see 'mlflow sweep list --help'"),
-    (["init"], "missing argument; usage: mlflow sweep init FILE"),
-    (["validate", "--"], "missing argument; usage: mlflow sweep validate FILE"),
+    (["init"], "missing argument; usage: mlflow sweep init FILE [--prior-run RUN_ID ...] [--prior-experiment NAME] "
+               "[--prior-filter FILTER]"),
+    (["init", "f.yaml", "--prior-experiment", "a", "--prior-experiment", "b"],
+     "--prior-experiment is given more than once"),
+    (["validate", "--"], "missing argument; usage: mlflow sweep validate FILE [--sweep-id ID]"),
+    (["enqueue"], "missing argument; usage: mlflow sweep enqueue POINTS [--sweep-id ID]"),
     (["run", "--count", "0"], "--count must be a whole number of at least 1, but got 0"),
     (["run", "--count", "-5"], "--count must be a whole number of at least 1, but got -5"),
     (["run", "--count=2.5"], "--count must be a whole number of at least 1, but got 2.5"),
     (["run", "--max-failures", "many"], "--max-failures must be a whole number of at least 1, but got 'many'"),
     (["update", "--run-cap", "0"], "--run-cap must be a whole number of at least 1, but got 0"),
-    (["update"], "update needs --run-cap N, e.g. 'mlflow sweep update --run-cap 50'"),
+    (["update"], "update needs --run-cap N or --config FILE, e.g. 'mlflow sweep update --run-cap 50'"),
 ], ids=lambda x: " ".join(x) if isinstance(x, list) else "")
 def test_each_usage_error_is_one_line_exit_2_and_nothing_runs(args: list[str], message: str, calls: list,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
@@ -90,7 +96,29 @@ def test_after_a_double_dash_a_value_may_start_with_a_dash(calls: list) -> None:
 def test_a_count_is_an_int_and_an_omitted_option_keeps_its_default(calls: list) -> None:
     assert cli.main(["update", "--run-cap", "50"]) == 0 and cli.main(["run"]) == 0
     assert (calls[0], calls[1][1:2], calls[1][2]["count"], calls[1][2]["max_failures"]) == (
-        ("update", None, 50), (None,), None, 5)
+        ("update", None, 50, None), (None,), None, 5)
+
+
+def test_a_repeatable_option_gathers_every_value_given_and_comma_lists(monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    seen = []
+
+    def create_sweep(path, **kw):
+        seen.append((path, kw))
+        raise SweepError("recorded")
+
+    monkeypatch.setattr(api, "create_sweep", create_sweep)
+    assert cli.main(["init", "f.yaml", "--prior-run", "a", "--prior-run=b,c", "--prior-experiment", "e",
+                     "--prior-filter", "metrics.loss < 1"]) == 1
+    assert seen == [("f.yaml", {"prior_runs": ["a", "b", "c"], "prior_experiment": "e",
+                                "prior_filter": "metrics.loss < 1"})]
+
+
+def test_enqueue_takes_its_points_as_typed_and_update_a_config_file(calls: list) -> None:
+    point = '{"lr": 0.01, "opt": "adam"}'
+    assert cli.main(["enqueue", "--sweep-id", "00123", point]) == 0
+    assert cli.main(["update", "--config", "v2.yaml", "--run-cap", "7"]) == 0
+    assert calls == [("enqueue", "00123", point), ("update", None, 7, "v2.yaml")]
 
 
 def test_a_new_command_needs_only_its_signature_and_docstring(monkeypatch: pytest.MonkeyPatch,
