@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,14 +36,18 @@ CONFIG = {
 }
 
 
-def ledger_of(store, sweep_id: str) -> Ledger:
-    return Ledger(store.client().get_run(sweep_id).data.tags["sweep.ledger_dir"])
+def ledger_of(store, sweep_id: str, ago: float = 0.0) -> Ledger:
+    """The sweep's ledger, writing times ``ago`` seconds in the past."""
+    return Ledger(store.client().get_run(sweep_id).data.tags["sweep.ledger_dir"], clock=lambda: time.time() - ago)
 
 
 def add_trials(store, sweep_id: str, specs: Sequence[tuple[dict[str, Any], TrialState | None, float | None]],
-               agent: str = "test-agent") -> list[str]:
-    """Claim one trial per (params, state, metric) with a real child run; state None leaves it running."""
-    client, ledger = store.client(), ledger_of(store, sweep_id)
+               agent: str = "test-agent", ago: float = 0.0) -> list[str]:
+    """Claim one trial per (params, state, metric) with a real child run; state None leaves it running.
+
+    ``ago`` dates the claims in the past, so a test of reaping does not depend on how fast it runs.
+    """
+    client, ledger = store.client(), ledger_of(store, sweep_id, ago)
     experiment_id = client.get_run(sweep_id).info.experiment_id
     run_ids = []
     for params, state, metric in specs:
@@ -186,8 +191,8 @@ def test_only_categoricals_and_a_parameter_that_never_varies(store):
 
 def test_finalize_reaps_trials_of_silent_agents(store):
     sweep_id = init_sweep(store, CONFIG)
-    run_ids = add_trials(store, sweep_id, [(p, None, None) for p, _, _ in lr_only_trials(1)])
-    env = {**store.env, "MLFLOW_SWEEP_HEARTBEAT_TIMEOUT": "0.01"}
+    run_ids = add_trials(store, sweep_id, [(p, None, None) for p, _, _ in lr_only_trials(1)], ago=60)
+    env = {**store.env, "MLFLOW_SWEEP_HEARTBEAT_TIMEOUT": "30"}
     out = finalize(store, sweep_id, env=env)
     assert "1 trial: 0 finished, 1 failed, 0 killed, 0 running" in out
     assert store.client().get_run(run_ids[0]).info.status == "FAILED"
