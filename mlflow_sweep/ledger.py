@@ -122,10 +122,12 @@ class _ClaimLock:
             self._lock = self._lock or _file_lock(self.path)
             seen, deadline = progress(), time.monotonic() + self.timeout
             for tries in itertools.count():
-                # Waiters look for the lock more and more rarely: a crowd polling every few
-                # milliseconds would take the CPU its holder needs (measured: 64 agents on 2 cores
-                # claimed 16 trials a second polling every 5 ms, 44 at 100 ms).
-                poll = min(0.1, 0.002 * 2 ** tries)
+                # Waiters look for the lock more and more rarely, up to once a second: a crowd
+                # polling every few milliseconds takes the CPU its holder needs (64 agents on 2
+                # cores claimed 16 trials a second polling every 5 ms, 44 at 100 ms), and over a
+                # network filesystem every look opens the lock file, one round trip per look.
+                # A long wait means a long queue, whose many waiters still find the lock soon.
+                poll = min(1.0, 0.002 * 2 ** tries, self.timeout / 4)
                 slice_ = min(max(4 * poll, 0.01), 1.0, self.timeout / 4, max(0.0, deadline - time.monotonic()))
                 try:
                     self._lock.acquire(timeout=slice_, poll_interval=poll)
