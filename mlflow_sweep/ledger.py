@@ -120,14 +120,10 @@ class _ClaimLock:
 
         try:
             self._lock = self._lock or _file_lock(self.path)
-            seen, deadline = progress(), time.monotonic() + self.timeout
+            first = seen = progress()
+            deadline = time.monotonic() + self.timeout
             for tries in itertools.count():
-                # Waiters look for the lock more and more rarely, up to once a second: a crowd
-                # polling every few milliseconds takes the CPU its holder needs (64 agents on 2
-                # cores claimed 16 trials a second polling every 5 ms, 44 at 100 ms), and over a
-                # network filesystem every look opens the lock file, one round trip per look.
-                # A long wait means a long queue, whose many waiters still find the lock soon.
-                poll = min(1.0, 0.002 * 2 ** tries, self.timeout / 4)
+                poll = min(lock_poll(tries, seen - first), self.timeout / 4)
                 slice_ = min(max(4 * poll, 0.01), 1.0, self.timeout / 4, max(0.0, deadline - time.monotonic()))
                 try:
                     self._lock.acquire(timeout=slice_, poll_interval=poll)
@@ -145,6 +141,20 @@ class _ClaimLock:
                  self.path, why, self.RETRY_AFTER)
         self._skip_until = time.monotonic() + self.RETRY_AFTER
         return None
+
+
+def lock_poll(tries: int, published: int) -> float:
+    """Seconds between a waiter's looks for the claim lock, after ``tries`` slices of waiting while
+    others published ``published`` events.
+
+    Looks grow rarer: a crowd polling every few milliseconds takes the CPU its holder needs (64
+    agents on 2 cores claimed 16 trials a second polling every 5 ms, 44 at 100 ms), and over a
+    network filesystem every look opens the lock file, one round trip. The cap grows with the
+    queue, as the events published during the wait measure it: 0.1 s behind a few waiters or one
+    slow holder (a GP fit), up to 1 s in a queue of a hundred, whose many waiters still find the
+    lock soon after it is free.
+    """
+    return min(0.002 * 2 ** min(tries, 10), max(0.1, min(1.0, 0.01 * published)))
 
 
 def _file_lock(path: Path) -> Any:

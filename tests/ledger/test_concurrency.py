@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_sweep.ledger import Ledger, replay
+from mlflow_sweep.ledger import Ledger, lock_poll, replay
 from mlflow_sweep.trials import TrialState
 
 from tests.ledger.ledger_workers import Pool, claimed, codes, log_events, outputs, races, wait_for
@@ -75,6 +75,14 @@ def test_the_claim_lock_orders_agents_on_one_host(pool: Pool) -> None:
 
 
 @pytest.mark.timeout(90)
+def test_waiters_look_for_the_lock_rarely_only_in_a_long_queue() -> None:
+    """Behind a slow holder (a GP fit, nothing published) a waiter keeps looking every 0.1 s;
+    in a queue where hundreds of events pass during its wait, once a second."""
+    assert [lock_poll(t, 0) for t in (0, 3, 6, 9, 50)] == [0.002, 0.016, 0.1, 0.1, 0.1]
+    assert [lock_poll(50, n) for n in (5, 20, 50, 100, 500)] == [0.1, 0.2, 0.5, 1.0, 1.0]
+    assert lock_poll(2, 500) == 0.008  # a waiter looks often at first, whatever the queue
+
+
 def test_cap_is_never_overshot(pool: Pool) -> None:
     n, cap = 5, 13
     pool.spawn(n, -1, "cap", cap)
